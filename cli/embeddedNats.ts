@@ -1,0 +1,85 @@
+// The embedded default: when no NATS URL is configured, srlm starts its own nats-server with
+// JetStream on a free port and a temporary store, as a child process that dies with srlm.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface EmbeddedNats {
+  url: string;
+  stop(): Promise<void>;
+}
+
+const installHelp =
+  "install it (Debian/Ubuntu: `sudo apt-get install nats-server`; or a release binary from the NATS project), " +
+  "or point srlm at a running server with --nats nats://HOST:4222 (or SRLM_NATS_URL)";
+
+export function natsServerBinary(): string | null {
+  const found = spawnSync("nats-server", ["--version"], { encoding: "utf8" });
+  return found.error ? null : "nats-server";
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+    socket.connect(port, "127.0.0.1");
+  });
+}
+
+export interface EmbeddedOptions {
+  maxPayload?: number;
+  // Where the JetStream store lives; a fresh temporary folder (removed on stop) when absent.
+  storeDir?: string;
+}
+
+export async function startEmbeddedNats(options: EmbeddedOptions = {}): Promise<EmbeddedNats> {
+  if (!natsServerBinary()) throw new Error(`nats-server was not found on PATH: ${installHelp}`);
+  const port = await freePort();
+  const ownStore = !options.storeDir;
+  const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), "srlm-nats-"));
+  const args = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir];
+  if (options.maxPayload) args.push("--max_payload", String(options.maxPayload));
+  const child: ChildProcess = spawn("nats-server", args, { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-4000);
+  });
+  let exited = false;
+  child.once("exit", () => {
+    exited = true;
+  });
+  const stop = async () => {
+    if (!exited) {
+      const done = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 3000))]);
+      if (!exited) child.kill("SIGKILL");
+    }
+    if (ownStore) rmSync(storeDir, { recursive: true, force: true });
+  };
+  for (let i = 0; i < 100; i++) {
+    if (exited) throw new Error(`nats-server exited at start: ${stderr.trim() || "no output"}`);
+    if (await accepts(port)) return { url: `nats://127.0.0.1:${port}`, stop };
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await stop();
+  throw new Error(`nats-server did not accept connections on 127.0.0.1:${port} within 5 s: ${stderr.trim()}`);
+}

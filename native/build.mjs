@@ -1,0 +1,1 @@
+console.log("srlm: native addon build not configured yet");
