@@ -1,0 +1,70 @@
+// `srlm actor NAME`: one actor process. It picks the tfjs backend, connects, and hands the actor
+// runtime (bus/actor.ts) the role's start function; the runtime does the rest (service
+// registration, stats, graceful stop, crash exit).
+import { type ActorContext, runActor } from "../bus/actor.ts";
+import type { BusOptions } from "../bus/connect.ts";
+import { type Envelope, makeEnvelope } from "../bus/envelope.ts";
+import type { Config } from "../config/schema.ts";
+import { selectBackend } from "../model/backend.ts";
+
+export const ACTORS = ["generator", "judge", "reference", "trainer"] as const;
+const VERSION = "0.1.0";
+
+export function busOptions(cfg: Config): BusOptions {
+  if (!cfg.nats.url) {
+    throw new Error(
+      "no NATS server configured for this actor: pass --nats nats://HOST:4222 (or set SRLM_NATS_URL); " +
+        "`srlm up` and `srlm run` start an embedded one and pass it to the actors they start",
+    );
+  }
+  return {
+    servers: cfg.nats.url.split(",").map((s) => s.trim()),
+    user: cfg.nats.user,
+    pass: cfg.nats.pass,
+    token: cfg.nats.token,
+    nkeySeed: cfg.nats.nkeySeed,
+    credsFile: cfg.nats.credsFile,
+    tls: cfg.nats.tls,
+  };
+}
+
+/** The envelope an actor puts a result in. */
+export function publishAs(ctx: ActorContext, type: string, body: unknown, policyVersion?: number): Envelope {
+  return makeEnvelope(type, body as never, { run: ctx.run, producer: ctx.producer, policyVersion });
+}
+
+export async function startActor(
+  name: string,
+  cfg: Config,
+  opts: { impl?: string; instance?: string },
+): Promise<void> {
+  if (!(ACTORS as readonly string[]).includes(name)) {
+    throw new Error(`unknown actor ${JSON.stringify(name)}: use one of ${ACTORS.join(", ")}`);
+  }
+  const impl = opts.impl ?? (name === "judge" ? cfg.actors.judgeImpl : "default");
+  const bus = busOptions(cfg);
+  // Only processes that compute load TensorFlow.js; a verifier judge never does.
+  const needsModel = !(name === "judge" && impl === "verifier");
+  const backend = needsModel ? (await selectBackend(cfg.model.backend)).name : "none";
+  await runActor({
+    actor: name,
+    impl,
+    instance: opts.instance,
+    run: cfg.run,
+    bus,
+    version: VERSION,
+    start: async (ctx) => {
+      ctx.log.info({ backend }, "tfjs backend");
+      switch (name) {
+        case "generator":
+          return (await import("./generator/main.ts")).startGenerator(ctx, cfg);
+        case "judge":
+          return (await import("./judge/main.ts")).startJudge(ctx, cfg, impl);
+        case "reference":
+          return (await import("./reference/main.ts")).startReference(ctx, cfg);
+        default:
+          return (await import("./trainer/main.ts")).startTrainer(ctx, cfg, backend);
+      }
+    },
+  });
+}

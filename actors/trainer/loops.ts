@@ -1,0 +1,146 @@
+// The trainer's three training loops over the model engine: language-model pretraining (M0),
+// supervised fine-tuning on instruction and judge data (M1), and DPO on preference pairs (M_t+1).
+import type { Config } from "../../config/schema.ts";
+import { Trainer } from "../../model/train.ts";
+import { makeRng, type Rng } from "../../tasks/random.ts";
+import { completionIds, type Policy, promptIds } from "../policy.ts";
+
+type Optim = Config["train"]["pretrain"];
+
+export interface StepReport {
+  step: number;
+  total: number;
+  loss: number;
+}
+
+function trainerFor(policy: Policy, optim: Optim, seed: number, dpoBeta?: number): Trainer {
+  return new Trainer(policy.model, {
+    schedule: {
+      kind: "cosine",
+      peak: optim.learningRate,
+      warmupSteps: Math.min(optim.warmupSteps, Math.max(0, optim.steps - 1)),
+      totalSteps: Math.max(optim.steps, optim.warmupSteps + 1),
+      minLr: optim.learningRate * 0.1,
+    },
+    weightDecay: optim.weightDecay,
+    maxGradNorm: optim.gradClip,
+    seed,
+    dpoBeta,
+  });
+}
+
+function batchOf<T>(rng: Rng, items: T[], size: number): T[] {
+  const out: T[] = [];
+  for (let i = 0; i < Math.min(size, items.length); i++) out.push(rng.pick(items));
+  return out;
+}
+
+/** Next-token prediction on every token of each line (after BOS): srlm's own M0. */
+export function pretrain(
+  policy: Policy,
+  lines: string[],
+  optim: Optim,
+  seed: number,
+  onStep: (r: StepReport) => void,
+) {
+  const { tokenizer } = policy;
+  const examples = lines.map((line) => ({ prompt: [tokenizer.bosId], response: tokenizer.encode(line) }));
+  const trainer = trainerFor(policy, optim, seed);
+  const rng = makeRng(seed);
+  let loss = Number.NaN;
+  for (let step = 0; step < optim.steps; step++) {
+    loss = trainer.sftStep(batchOf(rng, examples, optim.batchSize)).loss;
+    onStep({ step: step + 1, total: optim.steps, loss });
+  }
+  trainer.optimizer.dispose();
+  return { loss };
+}
+
+/** SFT: cross-entropy on the completion tokens only (the prompt is context, not target). */
+export function supervisedFineTune(
+  policy: Policy,
+  examples: { prompt: string; response: string }[],
+  optim: Optim,
+  seed: number,
+  onStep: (r: StepReport) => void,
+) {
+  const { tokenizer } = policy;
+  const rows = examples.map((ex) => ({
+    prompt: promptIds(tokenizer, ex.prompt),
+    response: completionIds(tokenizer, ex.response),
+  }));
+  const trainer = trainerFor(policy, optim, seed);
+  const rng = makeRng(seed);
+  let loss = Number.NaN;
+  for (let step = 0; step < optim.steps; step++) {
+    loss = trainer.sftStep(batchOf(rng, rows, optim.batchSize)).loss;
+    onStep({ step: step + 1, total: optim.steps, loss });
+  }
+  trainer.optimizer.dispose();
+  return { loss };
+}
+
+export interface TrainingPair {
+  prompt: string;
+  chosen: string;
+  rejected: string;
+  refChosen: number;
+  refRejected: number;
+}
+
+export interface DpoSummary {
+  loss: number;
+  rewardMargin: number;
+  preferenceAccuracy: number;
+  steps: number;
+}
+
+/** DPO with summed sequence log-probs against the frozen reference's (computed by the reference actor). */
+export function directPreference(
+  policy: Policy,
+  pairs: TrainingPair[],
+  optim: Optim,
+  beta: number,
+  seed: number,
+  onStep: (r: StepReport) => void,
+): DpoSummary {
+  const { tokenizer } = policy;
+  const rows = pairs.map((p) => ({
+    example: {
+      prompt: promptIds(tokenizer, p.prompt),
+      chosen: completionIds(tokenizer, p.chosen),
+      rejected: completionIds(tokenizer, p.rejected),
+    },
+    refChosen: p.refChosen,
+    refRejected: p.refRejected,
+  }));
+  const trainer = trainerFor(policy, optim, seed, beta);
+  const rng = makeRng(seed);
+  // Report the mean over the last quarter of steps: one minibatch is too noisy a figure.
+  const tail: DpoSummary[] = [];
+  for (let step = 0; step < optim.steps; step++) {
+    const batch = batchOf(rng, rows, optim.batchSize);
+    const stats = trainer.dpoStep(
+      batch.map((r) => r.example),
+      { chosen: batch.map((r) => r.refChosen), rejected: batch.map((r) => r.refRejected) },
+    );
+    onStep({ step: step + 1, total: optim.steps, loss: stats.loss });
+    if (step >= optim.steps - Math.max(1, Math.floor(optim.steps / 4))) {
+      tail.push({
+        loss: stats.loss,
+        rewardMargin: stats.rewardMargin,
+        preferenceAccuracy: stats.preferenceAccuracy,
+        steps: 1,
+      });
+    }
+  }
+  trainer.optimizer.dispose();
+  const mean = (f: (s: DpoSummary) => number) =>
+    tail.reduce((a, s) => a + f(s), 0) / Math.max(1, tail.length);
+  return {
+    loss: mean((s) => s.loss),
+    rewardMargin: mean((s) => s.rewardMargin),
+    preferenceAccuracy: mean((s) => s.preferenceAccuracy),
+    steps: optim.steps,
+  };
+}

@@ -1,0 +1,62 @@
+// Turning judged candidates into DPO preference pairs, as in Self-Rewarding LMs: for each prompt the
+// candidate with the highest mean judge score is "chosen", the lowest "rejected"; ties between them
+// and prompts with fewer than two scorable candidates give no pair.
+
+export interface JudgedCandidate {
+  response: string;
+  // One entry per judge sample; null where the judgement could not be parsed.
+  scores: (number | null)[];
+  policyVersion: number;
+}
+
+export interface PreferencePair {
+  prompt: string;
+  chosen: string;
+  rejected: string;
+  chosenScore: number;
+  rejectedScore: number;
+  policyVersion: number;
+}
+
+export type PairOutcome =
+  | { kind: "pair"; pair: PreferencePair }
+  | { kind: "tie"; score: number }
+  | { kind: "too-few-scores"; scorable: number };
+
+export function meanScore(scores: (number | null)[]): number | null {
+  const valid = scores.filter((s): s is number => s !== null);
+  if (valid.length === 0) return null;
+  return valid.reduce((a, b) => a + b, 0) / valid.length;
+}
+
+export function pairFromJudged(prompt: string, candidates: JudgedCandidate[]): PairOutcome {
+  const scored = candidates
+    .map((candidate) => ({ candidate, mean: meanScore(candidate.scores) }))
+    .filter((c): c is { candidate: JudgedCandidate; mean: number } => c.mean !== null);
+  if (scored.length < 2) return { kind: "too-few-scores", scorable: scored.length };
+  let best = scored[0];
+  let worst = scored[0];
+  for (const c of scored) {
+    if (c.mean > best.mean) best = c;
+    if (c.mean < worst.mean) worst = c;
+  }
+  if (best.mean === worst.mean) return { kind: "tie", score: best.mean };
+  return {
+    kind: "pair",
+    pair: {
+      prompt,
+      chosen: best.candidate.response,
+      rejected: worst.candidate.response,
+      chosenScore: best.mean,
+      rejectedScore: worst.mean,
+      // A pair is as old as the oldest policy that wrote either side.
+      policyVersion: Math.min(best.candidate.policyVersion, worst.candidate.policyVersion),
+    },
+  };
+}
+
+// Streaming mode trains on pairs as they arrive; a pair written by a policy more than
+// maxStaleness versions behind the trainer's is dropped (and counted), never trained on.
+export function isFreshEnough(pairVersion: number, trainerVersion: number, maxStaleness: number): boolean {
+  return trainerVersion - pairVersion <= maxStaleness;
+}

@@ -1,0 +1,485 @@
+// The iteration schedule of Self-Rewarding Language Models, owned by the trainer:
+//   M0 (srlm's own pretrained base, or --base) → SFT on IFT + EFT → M1,
+//   then per iteration t: M_t writes prompts → samples N answers each → judges each answer K times
+//   → pairs best against worst → reference log-probs under frozen M_t → DPO → M_{t+1}.
+// Every step but the training itself is a job on a queue, done by whichever actor process takes it.
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import type {
+  CandidatesResultBody,
+  PromptsResultBody,
+  RefLogProbsResultBody,
+  ScoresResultBody,
+  WeightRef,
+} from "../../bus/messages.ts";
+import { putBlob } from "../../bus/objects.ts";
+import type { Config } from "../../config/schema.ts";
+import { loadCheckpoint, saveCheckpoint } from "../../model/checkpoint.ts";
+import { presetConfig } from "../../model/config.ts";
+import { Llama } from "../../model/llama.ts";
+import { CharTokenizer } from "../../model/tokenizer.ts";
+import {
+  accuracy,
+  buildSeedData,
+  DOMAIN_CHARSET,
+  dedupe,
+  deriveSeed,
+  type JudgeEvalItem,
+  makeRng,
+  pairwiseAccuracy,
+  parseWrittenPrompt,
+  type SeedData,
+  spearman,
+  trueScore,
+  winRate,
+} from "../../tasks/index.ts";
+import { type Policy, policyToBlob } from "../policy.ts";
+import type { JobBoard, JobOutcome } from "./jobs.ts";
+import {
+  type DpoSummary,
+  directPreference,
+  pretrain,
+  supervisedFineTune,
+  type TrainingPair,
+} from "./loops.ts";
+import { type JudgedCandidate, type PreferencePair, pairFromJudged } from "./pairs.ts";
+import { type IterationReport, type ModelEval, type RunReport, summaryTable } from "./report.ts";
+
+export interface ScheduleIO {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  run: string;
+  log: Logger;
+  board: JobBoard;
+  backend: string;
+  /** Announces a new weight version on srlm.<run>.weights. */
+  announceWeights(ref: WeightRef & { bytes: number }): Promise<void>;
+  progress(stage: string, iteration: number, done: number, total: number, detail?: string): void;
+  metrics(iteration: number, values: Record<string, number>): void;
+}
+
+const chunk = <T>(items: T[], size: number): T[][] => {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+};
+
+function okResults<R>(outcomes: JobOutcome<R>[], stage: string, log: Logger): R[] {
+  const failed = outcomes.filter((o) => !o.ok);
+  for (const f of failed) if (!f.ok) log.error({ stage, jobId: f.jobId, reason: f.reason }, "job failed");
+  return outcomes.flatMap((o) => (o.ok ? [o.result] : []));
+}
+
+export class SelfRewardingSchedule {
+  private data: SeedData;
+  private policy!: Policy;
+  private weights!: WeightRef;
+  private seenPrompts = new Set<string>();
+  private previousHeldOutScores: number[] | null = null;
+  private stageSeconds: Record<string, number> = {};
+
+  constructor(
+    private cfg: Config,
+    private io: ScheduleIO,
+  ) {
+    this.data = buildSeedData(cfg.data);
+    for (const p of [...this.data.seedPrompts, ...this.data.heldOut.map((h) => h.prompt)])
+      this.seenPrompts.add(p);
+    for (const j of this.data.judgeEval) this.seenPrompts.add(j.prompt);
+  }
+
+  private async timed<T>(stage: string, fn: () => Promise<T> | T): Promise<T> {
+    const start = performance.now();
+    try {
+      return await fn();
+    } finally {
+      this.stageSeconds[stage] = (this.stageSeconds[stage] ?? 0) + (performance.now() - start) / 1000;
+    }
+  }
+
+  private sampling(temperature: number, topP: number, seedLabel: string) {
+    const s = this.cfg.selfReward;
+    return {
+      temperature,
+      topP,
+      topK: s.topK,
+      maxNewTokens: s.maxNewTokens,
+      seed: deriveSeed(this.cfg.model.seed, seedLabel),
+    };
+  }
+
+  private checkpointDir(label: string): string {
+    return join(this.cfg.out, "checkpoints", label);
+  }
+
+  private async publish(version: number, label: string): Promise<void> {
+    this.policy.version = version;
+    saveCheckpoint(this.checkpointDir(label), this.policy.model, this.policy.tokenizer);
+    const blob = policyToBlob(this.policy);
+    const ref = await putBlob(this.io.nc, `srlm-${this.cfg.run}-weights`, `v${version}`, blob);
+    this.weights = { version, bucket: ref.bucket, name: ref.name, digest: ref.digest };
+    await this.io.announceWeights({ ...this.weights, bytes: ref.bytes });
+    this.io.log.info({ version, label, bytes: ref.bytes }, "published weights");
+  }
+
+  /** M0: the configured base checkpoint, or a small model pretrained on the task domain's text. */
+  private baseModel(): Policy {
+    const { cfg } = this;
+    if (cfg.model.base) {
+      const { model, tokenizer } = loadCheckpoint(cfg.model.base);
+      return { version: 0, model, tokenizer };
+    }
+    const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
+    const config = presetConfig(cfg.model.preset, tokenizer);
+    const model = Llama.init(config, { seed: cfg.model.seed });
+    const policy = { version: 0, model, tokenizer };
+    pretrain(policy, this.data.pretrain, cfg.train.pretrain, deriveSeed(cfg.model.seed, "pretrain"), (r) =>
+      this.io.progress("pretrain M0", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+    );
+    saveCheckpoint(this.checkpointDir("M0"), model, tokenizer);
+    return policy;
+  }
+
+  async run(): Promise<RunReport> {
+    const { cfg, io } = this;
+    const started = performance.now();
+    this.policy = await this.timed("pretrain", () => this.baseModel());
+    await this.timed("sft", () =>
+      supervisedFineTune(
+        this.policy,
+        [...this.data.ift, ...this.data.eft],
+        cfg.train.sft,
+        deriveSeed(cfg.model.seed, "sft"),
+        (r) => io.progress("SFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+      ),
+    );
+    await this.publish(1, "M1");
+    const iterations: IterationReport[] = [];
+    let evalM1 = await this.evaluate(1);
+    iterations.push({
+      model: "M1",
+      ...evalM1,
+      pairs: 0,
+      prompts: 0,
+      candidates: 0,
+      dpo: null,
+      staleness: null,
+      wallSeconds: (performance.now() - started) / 1000,
+      stageSeconds: { ...this.stageSeconds },
+    });
+    for (let t = 1; t <= cfg.selfReward.iterations; t++) {
+      const iterStart = performance.now();
+      this.stageSeconds = {};
+      const stats = await this.iterate(t);
+      await this.publish(t + 1, `M${t + 1}`);
+      evalM1 = await this.evaluate(t + 1);
+      const report: IterationReport = {
+        model: `M${t + 1}`,
+        ...evalM1,
+        ...stats,
+        wallSeconds: (performance.now() - iterStart) / 1000,
+        stageSeconds: { ...this.stageSeconds },
+      };
+      iterations.push(report);
+      io.metrics(t, {
+        heldOutAccuracy: report.heldOutAccuracy,
+        pairs: report.pairs,
+        dpoLoss: report.dpo?.loss ?? Number.NaN,
+        judgePairwiseAccuracy: report.judge.pairwiseAccuracy,
+      });
+    }
+    const result: RunReport = {
+      method: "self-rewarding",
+      preset: cfg.preset,
+      backend: io.backend,
+      run: cfg.run,
+      mode: cfg.selfReward.mode,
+      wallSeconds: (performance.now() - started) / 1000,
+      iterations,
+    };
+    mkdirSync(cfg.out, { recursive: true });
+    writeFileSync(join(cfg.out, "report.json"), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(join(cfg.out, "summary.txt"), summaryTable(result));
+    return result;
+  }
+
+  /** One self-rewarding iteration with M_t = this.policy; trains it into M_{t+1} in place. */
+  private async iterate(t: number) {
+    const { cfg, io } = this;
+    const s = cfg.selfReward;
+    const prompts = await this.timed("write prompts", () => this.writePrompts(t));
+    const candidates = await this.timed("sample", () => this.sampleCandidates(t, prompts));
+    const judged = await this.timed("judge", () => this.judgeCandidates(t, candidates));
+    const outcomes = judged.map(([prompt, cands]) => pairFromJudged(prompt, cands));
+    const pairs = outcomes.flatMap((o) => (o.kind === "pair" ? [o.pair] : []));
+    const ties = outcomes.filter((o) => o.kind === "tie").length;
+    const tooFew = outcomes.filter((o) => o.kind === "too-few-scores").length;
+    io.log.info({ iteration: t, pairs: pairs.length, ties, tooFew }, "preference pairs");
+    const training = await this.timed("reference", () => this.referenceLogProbs(t, pairs));
+    let dpo: DpoSummary | null = null;
+    if (training.length > 0) {
+      dpo = await this.timed("dpo", () =>
+        directPreference(
+          this.policy,
+          training,
+          cfg.train.dpo,
+          s.beta,
+          deriveSeed(cfg.model.seed, `dpo-${t}`),
+          (r) => io.progress(`DPO → M${t + 1}`, t, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+        ),
+      );
+    } else {
+      io.log.warn({ iteration: t }, "no preference pairs: the model is not updated this iteration");
+    }
+    const trueGap = pairs.length
+      ? pairs.reduce(
+          (a, p) => a + trueScore(p.prompt, p.chosen).score - trueScore(p.prompt, p.rejected).score,
+          0,
+        ) / pairs.length
+      : 0;
+    return {
+      prompts: prompts.length,
+      candidates: candidates.reduce((a, [, c]) => a + c.length, 0),
+      pairs: pairs.length,
+      droppedTies: ties,
+      droppedTooFewScores: tooFew,
+      pairsTrueScoreGap: trueGap,
+      dpo,
+      staleness: { max: 0, mean: 0 },
+    };
+  }
+
+  private async writePrompts(t: number): Promise<string[]> {
+    const { cfg, io } = this;
+    const s = cfg.selfReward;
+    const rng = makeRng(deriveSeed(cfg.model.seed, `fewshot-${t}`));
+    // Ask for more than needed: some come back malformed or duplicated and are filtered out.
+    const wanted = s.promptsPerIteration;
+    const asks = Math.ceil(wanted * 1.5);
+    const fewShot = Array.from({ length: asks }, () =>
+      rng.shuffle(this.data.seedPrompts).slice(0, s.fewShot),
+    );
+    const jobs = chunk(fewShot, 16).map((sets, i) => ({
+      iteration: t,
+      fewShot: sets,
+      weights: this.weights,
+      sampling: this.sampling(1.0, s.topP, `prompts-${t}-${i}`),
+    }));
+    const results = okResults(
+      await io.board.submitAll<PromptsResultBody>("prompts", "job.prompts", jobs, (d, n) =>
+        io.progress("write prompts", t, d, n),
+      ),
+      "write prompts",
+      io.log,
+    );
+    const texts = results.flatMap((r) => r.texts);
+    const parsed = texts.map(parseWrittenPrompt).filter((p): p is string => p !== null);
+    const fresh = dedupe(parsed, this.seenPrompts).slice(0, wanted);
+    for (const p of fresh) this.seenPrompts.add(p);
+    io.log.info(
+      { iteration: t, written: texts.length, wellFormed: parsed.length, kept: fresh.length },
+      "self-instruct",
+    );
+    return fresh;
+  }
+
+  private async sampleCandidates(t: number, prompts: string[]): Promise<[string, JudgedCandidate[]][]> {
+    const { cfg, io } = this;
+    const s = cfg.selfReward;
+    const jobs = chunk(prompts, 4).map((ps, i) => ({
+      iteration: t,
+      purpose: "train" as const,
+      prompts: ps,
+      n: s.candidates,
+      weights: this.weights,
+      sampling: this.sampling(s.temperature, s.topP, `samples-${t}-${i}`),
+    }));
+    const results = okResults(
+      await io.board.submitAll<CandidatesResultBody>("samples", "job.samples", jobs, (d, n) =>
+        io.progress("sample", t, d, n),
+      ),
+      "sample",
+      io.log,
+    );
+    return results.flatMap((r) =>
+      r.results.map(
+        (p) =>
+          [
+            p.prompt,
+            p.responses.map((x) => ({ response: x.text, scores: [], policyVersion: r.policyVersion })),
+          ] as [string, JudgedCandidate[]],
+      ),
+    );
+  }
+
+  private async judgeCandidates(
+    t: number,
+    sampled: [string, JudgedCandidate[]][],
+  ): Promise<[string, JudgedCandidate[]][]> {
+    const { io } = this;
+    const rng = makeRng(deriveSeed(this.cfg.model.seed, `judge-order-${t}`));
+    const jobs = sampled.map(([prompt, cands], i) => {
+      // The judge sees candidates in a shuffled order, so position cannot leak quality.
+      const order = rng.shuffle(cands.map((_, k) => k));
+      return {
+        order,
+        body: this.judgeJob(
+          t,
+          "train",
+          prompt,
+          order.map((k) => cands[k].response),
+          `judge-${t}-${i}`,
+        ),
+      };
+    });
+    const outcomes = await io.board.submitAll<ScoresResultBody>(
+      "judge",
+      "job.judge",
+      jobs.map((j) => j.body),
+      (d, n) => io.progress("judge", t, d, n),
+    );
+    return sampled.map(([prompt, cands], i) => {
+      const outcome = outcomes[i];
+      const judgedCands = cands.map((c) => ({ ...c }));
+      if (outcome.ok) {
+        jobs[i].order.forEach((k, pos) => {
+          judgedCands[k].scores = outcome.result.scores[pos];
+        });
+      } else io.log.error({ prompt, reason: outcome.reason }, "judge job failed");
+      return [prompt, judgedCands];
+    });
+  }
+
+  private judgeJob(t: number, purpose: "train" | "eval", prompt: string, candidates: string[], seed: string) {
+    const s = this.cfg.selfReward;
+    return {
+      iteration: t,
+      purpose,
+      prompt,
+      candidates,
+      samples: s.judgeSamples,
+      weights: this.weights,
+      sampling: this.sampling(s.judgeTemperature, s.topP, seed),
+    };
+  }
+
+  private async referenceLogProbs(t: number, pairs: PreferencePair[]): Promise<TrainingPair[]> {
+    const { io } = this;
+    const batches = chunk(pairs, 16);
+    const outcomes = await io.board.submitAll<RefLogProbsResultBody>(
+      "reference",
+      "job.reference",
+      batches.map((b) => ({
+        iteration: t,
+        weights: this.weights,
+        pairs: b.map((p) => ({ prompt: p.prompt, chosen: p.chosen, rejected: p.rejected })),
+      })),
+      (d, n) => io.progress("reference", t, d, n),
+    );
+    return batches.flatMap((b, i) => {
+      const o = outcomes[i];
+      if (!o.ok) return [];
+      return b.map((p, k) => ({ ...p, refChosen: o.result.chosen[k], refRejected: o.result.rejected[k] }));
+    });
+  }
+
+  /** Held-out accuracy (greedy), win rate against the previous model, and the self-judge's agreement. */
+  private async evaluate(version: number): Promise<ModelEval> {
+    const { io, data } = this;
+    const label = `eval M${version}`;
+    const s = this.cfg.selfReward;
+    const start = performance.now();
+    const heldOut = data.heldOut;
+    const jobs = chunk(heldOut, 25).map((items, i) => ({
+      iteration: version,
+      purpose: "eval" as const,
+      prompts: items.map((h) => h.prompt),
+      n: 1,
+      weights: this.weights,
+      sampling: { temperature: 0, topP: 1, topK: 0, maxNewTokens: s.maxNewTokens, seed: i },
+    }));
+    const results = await io.board.submitAll<CandidatesResultBody>("samples", "job.samples", jobs, (d, n) =>
+      io.progress(label, version, d, n, "held-out answers"),
+    );
+    const answers = new Map<string, string>();
+    for (const r of okResults(results, label, io.log))
+      for (const p of r.results) answers.set(p.prompt, p.responses[0]?.text ?? "");
+    const rows = heldOut.map((h) => ({ prompt: h.prompt, response: answers.get(h.prompt) ?? "" }));
+    const acc = accuracy(rows);
+    const scores = rows.map((r) => trueScore(r.prompt, r.response).score);
+    const win = this.previousHeldOutScores ? winRate(scores, this.previousHeldOutScores) : null;
+    this.previousHeldOutScores = scores;
+    const judge = await this.evaluateJudge(version, data.judgeEval);
+    this.stageSeconds.evaluate = (performance.now() - start) / 1000;
+    return {
+      heldOutAccuracy: acc.accuracy,
+      heldOutAccuracyCi95: acc.ci95,
+      heldOutMeanScore: acc.meanScore,
+      heldOutN: acc.n,
+      winRateVsPrevious: win
+        ? { win: win.win, loss: win.loss, tie: win.tie, ci95: win.ci95, n: win.n }
+        : null,
+      judge,
+      samples: rows.slice(0, 6),
+    };
+  }
+
+  private async evaluateJudge(version: number, items: JudgeEvalItem[]): Promise<ModelEval["judge"]> {
+    const { io } = this;
+    const outcomes = await io.board.submitAll<ScoresResultBody>(
+      "judge",
+      "job.judge",
+      items.map((item, i) =>
+        this.judgeJob(
+          version,
+          "eval",
+          item.prompt,
+          item.candidates.map((c) => c.response),
+          `judge-eval-${version}-${i}`,
+        ),
+      ),
+      (d, n) => io.progress(`eval M${version}`, version, d, n, "judge agreement"),
+    );
+    const judged: number[][] = [];
+    const truth: number[][] = [];
+    let failures = 0;
+    let judgements = 0;
+    let judgeName = "";
+    items.forEach((item, i) => {
+      const o = outcomes[i];
+      if (!o.ok) return;
+      judgeName = o.result.judge.impl;
+      failures += o.result.parseFailures;
+      judgements += o.result.judgements;
+      judged.push(
+        o.result.scores.map((samples) => {
+          const valid = samples.filter((x): x is number => x !== null);
+          return valid.length ? valid.reduce((a, b) => a + b, 0) / valid.length : Number.NaN;
+        }),
+      );
+      truth.push(item.candidates.map((c) => c.trueScore));
+    });
+    const flatJudged = judged.flat();
+    const flatTruth = truth.flat();
+    const parsed = flatJudged.map((v, i) => [v, flatTruth[i]]).filter(([v]) => Number.isFinite(v));
+    return {
+      impl: judgeName,
+      pairwiseAccuracy: pairwiseAccuracy(judged, truth).accuracy,
+      spearman:
+        parsed.length > 1
+          ? spearman(
+              parsed.map((p) => p[0]),
+              parsed.map((p) => p[1]),
+            )
+          : Number.NaN,
+      parseFailureRate: judgements ? failures / judgements : 0,
+    };
+  }
+}
+
+export function checkpointExists(dir: string): boolean {
+  return existsSync(join(dir, "config.json"));
+}

@@ -1,0 +1,109 @@
+// The `srlm` command. Each subcommand loads only the modules it needs, so `srlm tap` on a laptop
+// never loads TensorFlow.js.
+import { Command } from "commander";
+import { type CommonFlags, configFromFlags, withCommonFlags } from "./options.ts";
+
+const program = new Command()
+  .name("srlm")
+  .description("Self-rewarding language models as actors over NATS")
+  .showHelpAfterError();
+
+withCommonFlags(program.command("run"))
+  .description("the whole self-rewarding loop: M0 → SFT → M1 → DPO iterations, one process per actor")
+  .option("--base <dir>", "start from this checkpoint folder instead of srlm's own M0")
+  .action(async (flags: CommonFlags & { base?: string }) => {
+    const { runLoop } = await import("./run.ts");
+    if (flags.base) flags.set = [...(flags.set ?? []), `model.base=${flags.base}`];
+    process.exitCode = await runLoop(configFromFlags(flags));
+  });
+
+withCommonFlags(program.command("up"))
+  .description(
+    "start NATS (embedded unless --nats) and one process per actor; they wait for work until Ctrl-C",
+  )
+  .action(async (flags: CommonFlags) => {
+    const { up } = await import("./run.ts");
+    process.exitCode = await up(configFromFlags(flags));
+  });
+
+withCommonFlags(program.command("actor"))
+  .description("run one actor process (on any host) against the configured NATS")
+  .argument("<name>", "generator | judge | reference | trainer")
+  .option("--impl <name>", "implementation, e.g. a judge: self, verifier, ab")
+  .option("--instance <id>", "instance name (default: host-pid)")
+  .action(async (name: string, flags: CommonFlags & { impl?: string; instance?: string }) => {
+    const { startActor } = await import("../actors/start.ts");
+    await startActor(name, configFromFlags(flags), { impl: flags.impl, instance: flags.instance });
+  });
+
+withCommonFlags(program.command("status"))
+  .description("live actors (service discovery), their stats, and queue depths")
+  .action(async (flags: CommonFlags) => {
+    const { status } = await import("./status.ts");
+    process.exitCode = await status(configFromFlags(flags));
+  });
+
+withCommonFlags(program.command("tap"))
+  .description("print live messages as JSON lines")
+  .argument("[pattern]", "subject pattern; default every subject of the run (srlm.<run>.>)")
+  .option("--raw", "print the raw bytes as base64 instead of decoding")
+  .option("--since <when>", "replay from the run's streams: a duration (5m) or a stream sequence")
+  .action(async (pattern: string | undefined, flags: CommonFlags & { raw?: boolean; since?: string }) => {
+    const { tapCommand } = await import("./status.ts");
+    process.exitCode = await tapCommand(configFromFlags(flags), pattern, flags);
+  });
+
+withCommonFlags(program.command("config"))
+  .description("print the effective config (defaults < preset < file < SRLM_* env < flags)")
+  .action((flags: CommonFlags) => {
+    process.stdout.write(`${JSON.stringify(configFromFlags(flags), null, 2)}\n`);
+  });
+
+withCommonFlags(program.command("init-model"))
+  .description("write a fresh random model (config.json, model.safetensors, tokenizer.json)")
+  .option("--model-preset <name>", "model shape preset", "tiny")
+  .option("--seed <n>", "initialisation seed", "0")
+  .action(async (flags: CommonFlags & { modelPreset: string; seed: string }) => {
+    const { initModelCommand } = await import("./model.ts");
+    if (!flags.out) throw new Error("init-model needs --out DIR, the checkpoint folder to write");
+    await initModelCommand(
+      configFromFlags({ ...flags, out: undefined }),
+      flags.out,
+      flags.modelPreset,
+      Number(flags.seed),
+    );
+  });
+
+withCommonFlags(program.command("generate"))
+  .description("sample a completion from a checkpoint")
+  .requiredOption("--model <dir>", "checkpoint folder")
+  .requiredOption("--prompt <text>", "prompt text")
+  .option("--max-new-tokens <n>", "tokens to generate", "64")
+  .option("--temperature <t>", "0 is greedy", "0")
+  .option("--top-p <p>", "nucleus sampling", "1")
+  .option("--top-k <k>", "top-k sampling (0 = off)", "0")
+  .option("--seed <n>", "sampling seed", "0")
+  .option("--stop <text...>", "stop strings")
+  .action(async (flags: CommonFlags & Record<string, string>) => {
+    const { generateCommand } = await import("./model.ts");
+    await generateCommand(configFromFlags(flags), flags);
+  });
+
+withCommonFlags(program.command("logprobs"))
+  .description("per-token log-probs of a response given a prompt, as JSON")
+  .requiredOption("--model <dir>", "checkpoint folder")
+  .requiredOption("--prompt <text>", "prompt text")
+  .requiredOption("--response <text>", "response text")
+  .action(async (flags: CommonFlags & { model: string; prompt: string; response: string }) => {
+    const { logprobsCommand } = await import("./model.ts");
+    await logprobsCommand(configFromFlags(flags), flags);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  // Expected failures (bad config, unreachable NATS, a missing file) get one clear line, no stack.
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`srlm: ${message}\n`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,32 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { isFreshEnough, meanScore, pairFromJudged } from "../../actors/trainer/pairs.ts";
+
+const c = (response: string, scores: (number | null)[], policyVersion = 1) => ({ response, scores, policyVersion });
+
+test("pairs the highest mean score against the lowest", () => {
+  const out = pairFromJudged("Reverse: ab", [c("ba", [5, 4, 5]), c("ab", [2, 3, null]), c("b", [1, 1, 1])]);
+  assert.equal(out.kind, "pair");
+  if (out.kind !== "pair") return;
+  assert.equal(out.pair.chosen, "ba");
+  assert.equal(out.pair.rejected, "b");
+  assert.ok(Math.abs(out.pair.chosenScore - 14 / 3) < 1e-12);
+});
+
+test("drops ties and prompts with fewer than two scorable candidates", () => {
+  assert.deepEqual(pairFromJudged("p", [c("a", [3, 3]), c("b", [3, null])]), { kind: "tie", score: 3 });
+  assert.deepEqual(pairFromJudged("p", [c("a", [3]), c("b", [null, null])]), { kind: "too-few-scores", scorable: 1 });
+});
+
+test("a pair is as old as its oldest side", () => {
+  const out = pairFromJudged("p", [c("a", [5], 3), c("b", [1], 2)]);
+  assert.equal(out.kind === "pair" && out.pair.policyVersion, 2);
+});
+
+test("mean ignores unparsable judgements; staleness bound", () => {
+  assert.equal(meanScore([null, 4, 2]), 3);
+  assert.equal(meanScore([null]), null);
+  assert.ok(isFreshEnough(5, 5, 0));
+  assert.ok(!isFreshEnough(4, 5, 0));
+  assert.ok(isFreshEnough(4, 5, 1));
+});
