@@ -91,7 +91,7 @@ export const selfRewardSchema = z
     // DPO iterations after M1: 2 gives M1 → M2 → M3 as in the paper.
     iterations: nonNegativeInt.default(2),
     promptsPerIteration: positiveInt.default(120),
-    fewShot: positiveInt.default(4),
+    fewShot: positiveInt.default(3),
     candidates: z.number().int().min(2).default(4),
     temperature: z.number().nonnegative().default(0.7),
     topP: probability.default(0.9),
@@ -99,6 +99,8 @@ export const selfRewardSchema = z
     judgeSamples: positiveInt.default(3),
     judgeTemperature: z.number().nonnegative().default(0.7),
     maxNewTokens: positiveInt.default(32),
+    // Judgements are longer than answers: the justification, then `Score: N`.
+    judgeMaxNewTokens: positiveInt.default(48),
     beta: z.number().positive().default(0.1),
     // strict = the paper's iterations; streaming = train on pairs as they arrive.
     mode: z.enum(["strict", "streaming"]).default("strict"),

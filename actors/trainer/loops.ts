@@ -29,6 +29,10 @@ function trainerFor(policy: Policy, optim: Optim, seed: number, dpoBeta?: number
   });
 }
 
+// Training is synchronous tfjs work; yielding between steps keeps the actor's NATS connection,
+// service pings and signal handlers alive during long loops.
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 function batchOf<T>(rng: Rng, items: T[], size: number): T[] {
   const out: T[] = [];
   for (let i = 0; i < Math.min(size, items.length); i++) out.push(rng.pick(items));
@@ -36,7 +40,7 @@ function batchOf<T>(rng: Rng, items: T[], size: number): T[] {
 }
 
 /** Next-token prediction on every token of each line (after BOS): srlm's own M0. */
-export function pretrain(
+export async function pretrain(
   policy: Policy,
   lines: string[],
   optim: Optim,
@@ -51,13 +55,14 @@ export function pretrain(
   for (let step = 0; step < optim.steps; step++) {
     loss = trainer.sftStep(batchOf(rng, examples, optim.batchSize)).loss;
     onStep({ step: step + 1, total: optim.steps, loss });
+    await yieldToEventLoop();
   }
   trainer.optimizer.dispose();
   return { loss };
 }
 
 /** SFT: cross-entropy on the completion tokens only (the prompt is context, not target). */
-export function supervisedFineTune(
+export async function supervisedFineTune(
   policy: Policy,
   examples: { prompt: string; response: string }[],
   optim: Optim,
@@ -75,6 +80,7 @@ export function supervisedFineTune(
   for (let step = 0; step < optim.steps; step++) {
     loss = trainer.sftStep(batchOf(rng, rows, optim.batchSize)).loss;
     onStep({ step: step + 1, total: optim.steps, loss });
+    await yieldToEventLoop();
   }
   trainer.optimizer.dispose();
   return { loss };
@@ -96,14 +102,14 @@ export interface DpoSummary {
 }
 
 /** DPO with summed sequence log-probs against the frozen reference's (computed by the reference actor). */
-export function directPreference(
+export async function directPreference(
   policy: Policy,
   pairs: TrainingPair[],
   optim: Optim,
   beta: number,
   seed: number,
   onStep: (r: StepReport) => void,
-): DpoSummary {
+): Promise<DpoSummary> {
   const { tokenizer } = policy;
   const rows = pairs.map((p) => ({
     example: {
@@ -125,6 +131,7 @@ export function directPreference(
       { chosen: batch.map((r) => r.refChosen), rejected: batch.map((r) => r.refRejected) },
     );
     onStep({ step: step + 1, total: optim.steps, loss: stats.loss });
+    await yieldToEventLoop();
     if (step >= optim.steps - Math.max(1, Math.floor(optim.steps / 4))) {
       tail.push({
         loss: stats.loss,

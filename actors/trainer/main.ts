@@ -33,6 +33,10 @@ export async function startTrainer(
       const now = Date.now();
       if (done < total && now - (lastProgress.get(stage) ?? 0) < 250) return;
       lastProgress.set(stage, now);
+      // The log keeps a coarse trace of progress (every ~10%) for runs nobody watches live.
+      const tenth = Math.max(1, Math.floor(total / 10));
+      if (done === total || done % tenth === 0)
+        ctx.log.info({ stage, iteration, done, total, detail }, "progress");
       void ctx.publish(s.events, "stage.progress", { stage, iteration, done, total, detail }).catch(() => {});
     },
     metrics(iteration, values) {

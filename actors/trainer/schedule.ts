@@ -85,7 +85,7 @@ export class SelfRewardingSchedule {
     private cfg: Config,
     private io: ScheduleIO,
   ) {
-    this.data = buildSeedData(cfg.data);
+    this.data = buildSeedData({ ...cfg.data, fewShot: cfg.selfReward.fewShot });
     for (const p of [...this.data.seedPrompts, ...this.data.heldOut.map((h) => h.prompt)])
       this.seenPrompts.add(p);
     for (const j of this.data.judgeEval) this.seenPrompts.add(j.prompt);
@@ -126,7 +126,7 @@ export class SelfRewardingSchedule {
   }
 
   /** M0: the configured base checkpoint, or a small model pretrained on the task domain's text. */
-  private baseModel(): Policy {
+  private async baseModel(): Promise<Policy> {
     const { cfg } = this;
     if (cfg.model.base) {
       const { model, tokenizer } = loadCheckpoint(cfg.model.base);
@@ -136,8 +136,12 @@ export class SelfRewardingSchedule {
     const config = presetConfig(cfg.model.preset, tokenizer);
     const model = Llama.init(config, { seed: cfg.model.seed });
     const policy = { version: 0, model, tokenizer };
-    pretrain(policy, this.data.pretrain, cfg.train.pretrain, deriveSeed(cfg.model.seed, "pretrain"), (r) =>
-      this.io.progress("pretrain M0", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+    await pretrain(
+      policy,
+      this.data.pretrain,
+      cfg.train.pretrain,
+      deriveSeed(cfg.model.seed, "pretrain"),
+      (r) => this.io.progress("pretrain M0", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
     );
     saveCheckpoint(this.checkpointDir("M0"), model, tokenizer);
     return policy;
@@ -146,11 +150,13 @@ export class SelfRewardingSchedule {
   async run(): Promise<RunReport> {
     const { cfg, io } = this;
     const started = performance.now();
+    // Return to the caller first: the actor finishes starting before the long work begins.
+    await new Promise((resolve) => setImmediate(resolve));
     this.policy = await this.timed("pretrain", () => this.baseModel());
     await this.timed("sft", () =>
       supervisedFineTune(
         this.policy,
-        [...this.data.ift, ...this.data.eft],
+        [...this.data.ift, ...this.data.eft, ...this.data.selfInstruct],
         cfg.train.sft,
         deriveSeed(cfg.model.seed, "sft"),
         (r) => io.progress("SFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
@@ -362,7 +368,7 @@ export class SelfRewardingSchedule {
       candidates,
       samples: s.judgeSamples,
       weights: this.weights,
-      sampling: this.sampling(s.judgeTemperature, s.topP, seed),
+      sampling: { ...this.sampling(s.judgeTemperature, s.topP, seed), maxNewTokens: s.judgeMaxNewTokens },
     };
   }
 

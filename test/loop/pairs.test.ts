@@ -2,7 +2,11 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isFreshEnough, meanScore, pairFromJudged } from "../../actors/trainer/pairs.ts";
 
-const c = (response: string, scores: (number | null)[], policyVersion = 1) => ({ response, scores, policyVersion });
+const c = (response: string, scores: (number | null)[], policyVersion = 1) => ({
+  response,
+  scores,
+  policyVersion,
+});
 
 test("pairs the highest mean score against the lowest", () => {
   const out = pairFromJudged("Reverse: ab", [c("ba", [5, 4, 5]), c("ab", [2, 3, null]), c("b", [1, 1, 1])]);
@@ -15,7 +19,10 @@ test("pairs the highest mean score against the lowest", () => {
 
 test("drops ties and prompts with fewer than two scorable candidates", () => {
   assert.deepEqual(pairFromJudged("p", [c("a", [3, 3]), c("b", [3, null])]), { kind: "tie", score: 3 });
-  assert.deepEqual(pairFromJudged("p", [c("a", [3]), c("b", [null, null])]), { kind: "too-few-scores", scorable: 1 });
+  assert.deepEqual(pairFromJudged("p", [c("a", [3]), c("b", [null, null])]), {
+    kind: "too-few-scores",
+    scorable: 1,
+  });
 });
 
 test("a pair is as old as its oldest side", () => {

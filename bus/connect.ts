@@ -1,0 +1,110 @@
+// The NATS connection every actor and CLI command uses: auth from options, reconnects forever with
+// jittered backoff once connected, and a clear message when nothing is listening at start.
+import { readFileSync } from "node:fs";
+import {
+  type Authenticator,
+  connect,
+  credsAuthenticator,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  nkeyAuthenticator,
+} from "@nats-io/transport-node";
+
+export interface BusOptions {
+  servers: string[];
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** NKey seed (the `SU...` string). */
+  nkeySeed?: string;
+  /** Path to a .creds file (JWT + seed). */
+  credsFile?: string;
+  /** PEM file paths. */
+  tls?: { ca?: string; cert?: string; key?: string };
+  /** Client name shown in server monitoring. */
+  name?: string;
+}
+
+export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
+
+const RECONNECT_BASE_MS = 250;
+const RECONNECT_MAX_MS = 10_000;
+
+/** Exponential backoff with full jitter, reset after a successful reconnect. */
+function makeReconnectDelay(): { next: () => number; reset: () => void } {
+  let attempt = 0;
+  return {
+    next: () => {
+      const cap = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** Math.min(attempt++, 16));
+      return Math.round(cap / 2 + (Math.random() * cap) / 2);
+    },
+    reset: () => {
+      attempt = 0;
+    },
+  };
+}
+
+function readFileOption(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new Error(`bus: cannot read ${what} file ${path}: ${(err as Error).message}`);
+  }
+}
+
+export function connectionOptions(opts: BusOptions, reconnectDelay: () => number): NodeConnectionOptions {
+  if (opts.servers.length === 0)
+    throw new Error("bus: no NATS server given; pass --nats URL or set SRLM_NATS_URL");
+  const authenticators: Authenticator[] = [];
+  if (opts.nkeySeed) authenticators.push(nkeyAuthenticator(new TextEncoder().encode(opts.nkeySeed)));
+  if (opts.credsFile) {
+    authenticators.push(
+      credsAuthenticator(new TextEncoder().encode(readFileOption(opts.credsFile, "credentials"))),
+    );
+  }
+  const co: NodeConnectionOptions = {
+    servers: opts.servers,
+    name: opts.name,
+    maxReconnectAttempts: -1,
+    reconnectDelayHandler: reconnectDelay,
+    // Fail fast at start (the caller reports it); only a connection that once worked retries forever.
+    waitOnFirstConnect: false,
+    timeout: 5_000,
+  };
+  if (opts.user !== undefined) {
+    co.user = opts.user;
+    co.pass = opts.pass;
+  }
+  if (opts.token !== undefined) co.token = opts.token;
+  if (authenticators.length > 0) co.authenticator = authenticators;
+  if (opts.tls) {
+    co.tls = {};
+    if (opts.tls.ca) co.tls.caFile = opts.tls.ca;
+    if (opts.tls.cert) co.tls.certFile = opts.tls.cert;
+    if (opts.tls.key) co.tls.keyFile = opts.tls.key;
+  }
+  return co;
+}
+
+export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
+  const delay = makeReconnectDelay();
+  const co = connectionOptions(opts, delay.next);
+  let nc: NatsConnection;
+  try {
+    nc = await connect(co);
+  } catch (err) {
+    const urls = opts.servers.join(", ");
+    throw new Error(
+      `cannot reach NATS at ${urls}: ${(err as Error).message}. ` +
+        "Start a JetStream server (`nats-server -js`), or point srlm at one with --nats URL or SRLM_NATS_URL.",
+    );
+  }
+  void resetOnReconnect(nc, delay.reset);
+  return nc;
+}
+
+async function resetOnReconnect(nc: NatsConnection, reset: () => void): Promise<void> {
+  for await (const s of nc.status()) {
+    if (s.type === "reconnect") reset();
+  }
+}

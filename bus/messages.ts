@@ -1,0 +1,220 @@
+// Every message type on the bus, defined once. Adding a type:
+//   export const MyJob = defineMessage("job.my", z.object({ ... }));
+//   export type MyJobBody = BodyOf<typeof MyJob>;
+// then name its subject in subjects.ts. Typed arrays are z.instanceof(Float32Array) etc.; the
+// codec carries them bit-exact.
+import { z } from "zod";
+import { type BodyOf, defineMessage } from "./envelope.ts";
+
+const count = z.number().int().nonnegative();
+
+/** A new weight version, stored in the object store; generators and judges reload from it. */
+export const WeightsPublished = defineMessage(
+  "weights.published",
+  z.object({
+    version: count,
+    bucket: z.string().min(1),
+    name: z.string().min(1),
+    digest: z.string().min(1),
+    bytes: count,
+  }),
+);
+export type WeightsPublishedBody = BodyOf<typeof WeightsPublished>;
+
+/** Named numeric measurements at one point of the run. */
+export const Metrics = defineMessage(
+  "metrics",
+  z.object({
+    iteration: count.optional(),
+    step: count.optional(),
+    values: z.record(z.string(), z.number()),
+  }),
+);
+export type MetricsBody = BodyOf<typeof Metrics>;
+
+export const ACTOR_EVENTS = ["started", "progress", "stopping", "stopped", "error"] as const;
+
+/** Actor lifecycle and progress. */
+export const ActorEvent = defineMessage(
+  "actor.event",
+  z.object({
+    event: z.enum(ACTOR_EVENTS),
+    actor: z.string().min(1),
+    instance: z.string().min(1),
+    impl: z.string().optional(),
+    detail: z.string().optional(),
+    done: count.optional(),
+    total: count.optional(),
+  }),
+);
+export type ActorEventBody = BodyOf<typeof ActorEvent>;
+
+/** A message that could not be used, kept with its raw bytes so nothing disappears silently. */
+export const DeadLetter = defineMessage(
+  "dead.letter",
+  z.object({
+    reason: z.string().min(1),
+    subject: z.string().min(1),
+    raw: z.instanceof(Uint8Array),
+    actor: z.string().min(1),
+  }),
+);
+export type DeadLetterBody = BodyOf<typeof DeadLetter>;
+
+export const CONTROL_COMMANDS = ["start", "pause", "resume", "stop"] as const;
+
+/** Iteration control from the trainer or the CLI. */
+export const Control = defineMessage(
+  "control",
+  z.object({
+    command: z.enum(CONTROL_COMMANDS),
+    iteration: count.optional(),
+    reason: z.string().optional(),
+  }),
+);
+export type ControlBody = BodyOf<typeof Control>;
+
+// ---- The self-rewarding loop: jobs the trainer enqueues and the results actors return. ----
+
+/** Which weights a job must run with: a version in the object store. */
+const weightRef = z.object({
+  version: count,
+  bucket: z.string().min(1),
+  name: z.string().min(1),
+  digest: z.string().min(1),
+});
+export type WeightRef = z.output<typeof weightRef>;
+
+const sampling = z.object({
+  temperature: z.number().nonnegative(),
+  topP: z.number().min(0).max(1),
+  topK: count,
+  maxNewTokens: z.number().int().positive(),
+  seed: count,
+});
+export type SamplingBody = z.output<typeof sampling>;
+
+// Why a job exists: training data for iteration N, or evaluation of model N.
+const purpose = z.enum(["train", "eval"]);
+
+/** Write new prompts (self-instruct): one few-shot prompt per prompt to write. */
+export const PromptsJob = defineMessage(
+  "job.prompts",
+  z.object({ iteration: count, fewShot: z.array(z.array(z.string())), weights: weightRef, sampling }),
+);
+export type PromptsJobBody = BodyOf<typeof PromptsJob>;
+
+export const PromptsResult = defineMessage(
+  "result.prompts",
+  z.object({ jobId: z.string().min(1), iteration: count, texts: z.array(z.string()) }),
+);
+export type PromptsResultBody = BodyOf<typeof PromptsResult>;
+
+/** Answer each prompt `n` times. `weights` absent = the newest weights the generator holds (streaming). */
+export const SamplesJob = defineMessage(
+  "job.samples",
+  z.object({
+    iteration: count,
+    purpose,
+    prompts: z.array(z.string().min(1)).min(1),
+    n: z.number().int().positive(),
+    weights: weightRef.optional(),
+    sampling,
+  }),
+);
+export type SamplesJobBody = BodyOf<typeof SamplesJob>;
+
+const sampled = z.object({
+  text: z.string(),
+  // Behaviour log-prob of each sampled token, at temperature 1 (what PPO's ratio needs).
+  logProbs: z.instanceof(Float32Array),
+  finishReason: z.string(),
+});
+
+export const CandidatesResult = defineMessage(
+  "result.candidates",
+  z.object({
+    jobId: z.string().min(1),
+    iteration: count,
+    purpose,
+    policyVersion: count,
+    results: z.array(z.object({ prompt: z.string(), responses: z.array(sampled) })),
+  }),
+);
+export type CandidatesResultBody = BodyOf<typeof CandidatesResult>;
+
+/** Score each candidate `samples` times with the judge prompt. */
+export const JudgeJob = defineMessage(
+  "job.judge",
+  z.object({
+    iteration: count,
+    purpose,
+    prompt: z.string().min(1),
+    candidates: z.array(z.string()).min(1),
+    samples: z.number().int().positive(),
+    weights: weightRef,
+    sampling,
+  }),
+);
+export type JudgeJobBody = BodyOf<typeof JudgeJob>;
+
+export const ScoresResult = defineMessage(
+  "result.scores",
+  z.object({
+    jobId: z.string().min(1),
+    iteration: count,
+    purpose,
+    prompt: z.string(),
+    judge: z.object({ impl: z.string(), instance: z.string(), weightsVersion: count.optional() }),
+    // scores[c][s]: judge sample s of candidate c; null where the judgement did not parse.
+    scores: z.array(z.array(z.number().nullable())),
+    parseFailures: count,
+    judgements: count,
+    // A/B mode: the second judge's mean score per candidate, and how often the two agree.
+    secondary: z.object({ impl: z.string(), means: z.array(z.number().nullable()) }).optional(),
+  }),
+);
+export type ScoresResultBody = BodyOf<typeof ScoresResult>;
+
+/** Summed log-probs of chosen and rejected responses under the frozen reference. */
+export const ReferenceJob = defineMessage(
+  "job.reference",
+  z.object({
+    iteration: count,
+    weights: weightRef,
+    pairs: z.array(z.object({ prompt: z.string(), chosen: z.string(), rejected: z.string() })).min(1),
+  }),
+);
+export type ReferenceJobBody = BodyOf<typeof ReferenceJob>;
+
+export const RefLogProbsResult = defineMessage(
+  "result.reflogprobs",
+  z.object({
+    jobId: z.string().min(1),
+    iteration: count,
+    referenceVersion: count,
+    chosen: z.instanceof(Float64Array),
+    rejected: z.instanceof(Float64Array),
+  }),
+);
+export type RefLogProbsResultBody = BodyOf<typeof RefLogProbsResult>;
+
+/** Progress of a stage of the run, for `srlm run`'s bars and for `srlm tap`. */
+export const StageProgress = defineMessage(
+  "stage.progress",
+  z.object({
+    stage: z.string().min(1),
+    iteration: count,
+    done: count,
+    total: count,
+    detail: z.string().optional(),
+  }),
+);
+export type StageProgressBody = BodyOf<typeof StageProgress>;
+
+/** The run has finished: where its report is, and the summary to print. */
+export const RunDone = defineMessage(
+  "run.done",
+  z.object({ ok: z.boolean(), report: z.string(), summary: z.string(), error: z.string().optional() }),
+);
+export type RunDoneBody = BodyOf<typeof RunDone>;

@@ -1,0 +1,409 @@
+// Durable work on JetStream. Per run:
+// - SRLM_<run>_WORK: work-queue retention over `srlm.<run>.work.>`; one durable pull consumer per
+//   queue (one filter subject each, as nats-server 2.9 requires), explicit ack. A job leaves the
+//   stream only when a handler acks it (or it is dead-lettered and term()'d), so a crashed actor
+//   loses nothing: after ack_wait the server hands the job to another consumer.
+// - SRLM_<run>_RESULTS: limits retention over `srlm.<run>.result.>` with a duplicate window.
+//   Results are published with a msgID derived from the job id, so a redelivered job that runs
+//   twice stores its result once.
+// - SRLM_<run>_EVENTS: limits retention over weights/metrics/events/dead/control, for replay (tap).
+import {
+  AckPolicy,
+  type Consumer,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type PubAck,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream";
+import { millis, nanos } from "@nats-io/transport-node";
+import { deadLetter } from "./dead.ts";
+import { decodeEnvelope, type Envelope, encodeEnvelope, type Producer } from "./envelope.ts";
+import type { Logger } from "./log.ts";
+import { type BusStats, createStats } from "./stats.ts";
+import { QUEUES, type QueueName, type ResultKind, subjects } from "./subjects.ts";
+
+export const DEFAULT_ACK_WAIT_MS = 30_000;
+export const DEFAULT_MAX_DELIVER = 5;
+/** Covers a job's whole redelivery life (max_deliver × ack_wait plus nak backoff) with room to spare. */
+export const DEFAULT_DUPLICATE_WINDOW_MS = 30 * 60_000;
+
+export interface StreamOptions {
+  /** Results de-duplication window (default 30 min). */
+  duplicateWindowMs?: number;
+  /** Age limit of events/metrics/dead letters (default 7 days). */
+  eventsMaxAgeMs?: number;
+}
+
+export interface WorkConsumerOptions {
+  /** How long a delivered job may go without ack or heartbeat before redelivery (default 30 s). */
+  ackWaitMs?: number;
+  /** Deliveries before a failing job is dead-lettered (default 5). */
+  maxDeliver?: number;
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; code?: number; api_error?: { code?: number } };
+  return (
+    e?.name === "StreamNotFoundError" ||
+    e?.name === "ConsumerNotFoundError" ||
+    e?.code === 404 ||
+    e?.api_error?.code === 404
+  );
+}
+
+async function ensureStream(
+  jsm: JetStreamManager,
+  config: Parameters<JetStreamManager["streams"]["add"]>[0],
+): Promise<void> {
+  try {
+    await jsm.streams.info(config.name);
+    await jsm.streams.update(config.name, config);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.streams.add(config);
+  }
+}
+
+/** Creates (or updates) the run's streams and the durable consumer of every work queue. Idempotent. */
+export async function ensureStreams(
+  jsm: JetStreamManager,
+  run: string,
+  opts: StreamOptions & WorkConsumerOptions = {},
+): Promise<void> {
+  const s = subjects(run);
+  await ensureStream(jsm, {
+    name: s.workStream,
+    subjects: [s.workAll],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+  });
+  await ensureStream(jsm, {
+    name: s.resultStream,
+    subjects: [s.resultAll],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    duplicate_window: nanos(opts.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS),
+  });
+  await ensureStream(jsm, {
+    name: s.eventStream,
+    subjects: [s.weights, s.metrics, s.events, s.dead, s.control],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_age: nanos(opts.eventsMaxAgeMs ?? 7 * 24 * 3600_000),
+  });
+  for (const q of QUEUES) await ensureWorkConsumer(jsm, run, q, opts);
+}
+
+/**
+ * Creates the queue's durable consumer if missing. An existing consumer keeps its settings unless
+ * `ackWaitMs` / `maxDeliver` are given and differ, so actors started with defaults do not undo a
+ * run's configuration.
+ */
+export async function ensureWorkConsumer(
+  jsm: JetStreamManager,
+  run: string,
+  queue: QueueName,
+  opts: WorkConsumerOptions = {},
+): Promise<void> {
+  const s = subjects(run);
+  const name = s.workConsumer(queue);
+  try {
+    const { config } = await jsm.consumers.info(s.workStream, name);
+    const update: { ack_wait?: number; max_deliver?: number } = {};
+    if (opts.ackWaitMs !== undefined && config.ack_wait !== nanos(opts.ackWaitMs))
+      update.ack_wait = nanos(opts.ackWaitMs);
+    if (opts.maxDeliver !== undefined && config.max_deliver !== opts.maxDeliver)
+      update.max_deliver = opts.maxDeliver;
+    if (Object.keys(update).length > 0) await jsm.consumers.update(s.workStream, name, update);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.consumers.add(s.workStream, {
+      durable_name: name,
+      filter_subject: s.work(queue),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(opts.ackWaitMs ?? DEFAULT_ACK_WAIT_MS),
+      max_deliver: opts.maxDeliver ?? DEFAULT_MAX_DELIVER,
+      // Delivered-but-unacked jobs across all consumers of the queue; bounds work held by crashed actors.
+      max_ack_pending: 10_000,
+    });
+  }
+}
+
+export interface PublishOptions {
+  /** JetStream de-duplication id: a second publish with the same id within the window is dropped. */
+  msgID?: string;
+}
+
+export async function enqueue(
+  js: JetStreamClient,
+  run: string,
+  queue: QueueName,
+  env: Envelope,
+  opts: PublishOptions = {},
+): Promise<PubAck> {
+  return js.publish(
+    subjects(run).work(queue),
+    encodeEnvelope(env),
+    opts.msgID ? { msgID: opts.msgID } : undefined,
+  );
+}
+
+/** Publishes a result; pass a msgID derived from the job id so redelivered jobs store one result. */
+export async function publishResult(
+  js: JetStreamClient,
+  run: string,
+  kind: ResultKind,
+  env: Envelope,
+  msgID: string,
+): Promise<PubAck> {
+  return js.publish(subjects(run).result(kind), encodeEnvelope(env), { msgID });
+}
+
+/** The msgID of the result a job yields; `part` tells apart several results of one job. */
+export function resultMsgID(jobId: string, part?: string | number): string {
+  return part === undefined ? `${jobId}:result` : `${jobId}:result:${part}`;
+}
+
+export interface JobControl {
+  /** Tells the server the job is still being worked on (resets ack_wait). Also sent automatically. */
+  working(): void;
+  /** 1 on the first delivery. */
+  deliveryCount: number;
+  subject: string;
+  /** Aborted when the consumer stops and the grace period ran out: abandon the job. */
+  signal: AbortSignal;
+}
+
+export type JobHandler = (msg: Envelope, ctl: JobControl) => Promise<void>;
+
+export interface ConsumeOptions extends WorkConsumerOptions {
+  /** Jobs handled at the same time by this process (default 1). */
+  concurrency?: number;
+  /** Delay before a failed job is redelivered, by delivery count (default 1 s doubling, max 30 s). */
+  nakDelayMs?: (deliveryCount: number) => number;
+  /** How long stop() lets in-flight jobs finish before nak'ing them (default 10 s). */
+  graceMs?: number;
+  /** Longest wait of one pull request (default 2 s); bounds how long stop() waits for idle pulls. */
+  pullExpiresMs?: number;
+  /** Who dead-letters and logs (defaults: the queue's consumer name). */
+  producer?: Producer;
+  log?: Logger;
+  stats?: BusStats;
+  /** Create/update the durable consumer before consuming (default true). */
+  ensure?: boolean;
+}
+
+export interface ConsumeHandle {
+  /** Stops pulling, lets in-flight handlers finish (nak'ing them after graceMs), resolves when done. */
+  stop(): Promise<void>;
+  /** Resolves when the consume loop ended (after stop(), or on a fatal error, which it rejects with). */
+  done: Promise<void>;
+  stats: BusStats;
+  /** Jobs waiting in the queue and jobs delivered but not yet acked (all consumers). */
+  lag(): Promise<{ pending: number; ackPending: number }>;
+}
+
+const defaultNakDelay = (n: number) => Math.min(30_000, 1000 * 2 ** Math.max(0, n - 1));
+
+export async function consume(
+  js: JetStreamClient,
+  run: string,
+  queue: QueueName,
+  handler: JobHandler,
+  opts: ConsumeOptions = {},
+): Promise<ConsumeHandle> {
+  const s = subjects(run);
+  const nakDelay = opts.nakDelayMs ?? defaultNakDelay;
+  const graceMs = opts.graceMs ?? 10_000;
+  const expires = Math.max(1000, opts.pullExpiresMs ?? 2000);
+  const stats = opts.stats ?? createStats();
+  const producer = opts.producer ?? { actor: s.workConsumer(queue), instance: "0" };
+  const log = opts.log;
+  const dl = { js, run, producer, log, stats };
+
+  if (opts.ensure !== false) await ensureWorkConsumer(await js.jetstreamManager(), run, queue, opts);
+  const consumer: Consumer = await js.consumers.get(s.workStream, s.workConsumer(queue));
+  // The server's settings rule (another process may have configured the run).
+  const { config } = await consumer.info(true);
+  const ackWaitMs = millis(config.ack_wait ?? nanos(DEFAULT_ACK_WAIT_MS));
+  const maxDeliver =
+    config.max_deliver && config.max_deliver > 0 ? config.max_deliver : Number.POSITIVE_INFINITY;
+
+  let stopping = false;
+  const abort = new AbortController();
+  const held = new Set<JsMsg>();
+
+  async function handle(m: JsMsg): Promise<void> {
+    const decoded = decodeEnvelope(m.subject, m.data);
+    if (!decoded.ok) {
+      deadLetter(dl, m.subject, m.data, decoded.reason);
+      // No reason argument: nats-server 2.9 does not understand `+TERM <reason>` and ignores it.
+      m.term();
+      return;
+    }
+    const deliveryCount = m.info.deliveryCount;
+    held.add(m);
+    stats.inFlight++;
+    stats.lastActivityMs = Date.now();
+    const beat = setInterval(() => m.working(), Math.max(250, Math.floor(ackWaitMs / 3)));
+    try {
+      await handler(decoded.msg, {
+        working: () => m.working(),
+        deliveryCount,
+        subject: m.subject,
+        signal: abort.signal,
+      });
+      if (held.has(m)) {
+        m.ack();
+        stats.processed++;
+      }
+    } catch (err) {
+      stats.failed++;
+      const message = err instanceof Error ? err.message : String(err);
+      if (!held.has(m)) {
+        // stop() already nak'd this job after the grace period.
+      } else if (deliveryCount >= maxDeliver) {
+        deadLetter(
+          dl,
+          m.subject,
+          m.data,
+          `job ${decoded.msg.id} failed on all ${deliveryCount} deliveries; last error: ${message}`,
+        );
+        m.term();
+      } else {
+        const delay = nakDelay(deliveryCount);
+        log?.warn(
+          { queue, job: decoded.msg.id, deliveryCount, delay, err: message },
+          "job failed; will be redelivered",
+        );
+        m.nak(delay);
+      }
+    } finally {
+      clearInterval(beat);
+      held.delete(m);
+      stats.inFlight--;
+      stats.lastActivityMs = Date.now();
+    }
+  }
+
+  async function slot(): Promise<void> {
+    while (!stopping) {
+      let m: JsMsg | null;
+      try {
+        m = await consumer.next({ expires });
+      } catch (err) {
+        if (stopping) return;
+        log?.warn({ queue, err: (err as Error).message }, "pull failed; retrying");
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      if (!m) continue;
+      if (stopping) {
+        m.nak();
+        return;
+      }
+      await handle(m);
+    }
+  }
+
+  const slots = Array.from({ length: Math.max(1, opts.concurrency ?? 1) }, () => slot());
+  const done = Promise.all(slots).then(() => undefined);
+
+  async function stop(): Promise<void> {
+    if (stopping) return done;
+    stopping = true;
+    const finished = await Promise.race([
+      done.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), graceMs).unref()),
+    ]);
+    if (!finished) {
+      for (const m of held) {
+        log?.warn(
+          { queue, subject: m.subject, seq: m.seq },
+          "job still running at stop; nak'd for redelivery",
+        );
+        m.nak();
+      }
+      held.clear();
+      abort.abort(new Error(`consumer of ${queue} stopped`));
+      // A handler that ignores the abort signal must not hold the process forever.
+      await Promise.race([done, new Promise((r) => setTimeout(r, graceMs).unref())]);
+      return;
+    }
+    await done;
+  }
+
+  async function lag() {
+    const info = await consumer.info();
+    return { pending: info.num_pending, ackPending: info.num_ack_pending };
+  }
+
+  return { stop, done, stats, lag };
+}
+
+export interface ResultRecord {
+  /** Stream sequence; resume after it with `fromSeq: seq + 1`. */
+  seq: number;
+  subject: string;
+  msg: Envelope;
+}
+
+export interface ReadResultsOptions {
+  /** First stream sequence to read (default 1: everything kept). */
+  fromSeq?: number;
+  producer?: Producer;
+  log?: Logger;
+  stats?: BusStats;
+}
+
+export interface ResultReader extends AsyncIterable<ResultRecord> {
+  stop(): Promise<void>;
+}
+
+/**
+ * Reads results of one kind in stream order with an ordered consumer. The trainer keeps the last
+ * `seq` it used in its checkpoint and resumes with `fromSeq`, so a restart neither skips nor repeats.
+ * Invalid messages are dead-lettered and skipped.
+ */
+export async function readResults(
+  js: JetStreamClient,
+  run: string,
+  kind: ResultKind,
+  opts: ReadResultsOptions = {},
+): Promise<ResultReader> {
+  const s = subjects(run);
+  const dl = {
+    js,
+    run,
+    producer: opts.producer ?? { actor: "results-reader", instance: "0" },
+    log: opts.log,
+    stats: opts.stats,
+  };
+  const consumer = await js.consumers.get(s.resultStream, {
+    filter_subjects: s.result(kind),
+    ...(opts.fromSeq && opts.fromSeq > 1
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.fromSeq }
+      : { deliver_policy: DeliverPolicy.All }),
+  });
+  const messages = await consumer.consume();
+  async function* iterate(): AsyncGenerator<ResultRecord> {
+    for await (const m of messages) {
+      const decoded = decodeEnvelope(m.subject, m.data);
+      if (!decoded.ok) {
+        deadLetter(dl, m.subject, m.data, decoded.reason);
+        continue;
+      }
+      yield { seq: m.seq, subject: m.subject, msg: decoded.msg };
+    }
+  }
+  return {
+    [Symbol.asyncIterator]: iterate,
+    async stop() {
+      await messages.close();
+    },
+  };
+}

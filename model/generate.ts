@@ -1,0 +1,198 @@
+// Batched sampling with a KV cache. Prompts are left-padded so every row's next token sits in the
+// last column; positions count real tokens only, so a row generates the same as it would alone.
+// Reproducible: one seeded Rng draws for every row in order at every step.
+import * as tf from "@tensorflow/tfjs";
+import { KVCache, type Llama } from "./llama.ts";
+import { Rng } from "./random.ts";
+import type { Tokenizer } from "./tokenizer.ts";
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** 0 = greedy (argmax, ties to the lowest id). Default 1. */
+  temperature?: number;
+  /** Nucleus sampling: keep the smallest top set with probability ≥ topP. Default 1 (off). */
+  topP?: number;
+  /** Keep the k most likely tokens. Default 0 (off). */
+  topK?: number;
+  /** Generation of a row ends when its text contains one of these; the text is cut before it. */
+  stop?: string[];
+  /** Token ids that end a row. Default: the model's eos_token_id(s). */
+  eosIds?: number[];
+  seed?: number;
+  /** Default true; false recomputes the whole sequence every step (for testing the cache). */
+  useCache?: boolean;
+}
+
+export type FinishReason = "eos" | "stop" | "length";
+
+export interface Generation {
+  /** New tokens, including the EOS or the token that completed a stop string. */
+  ids: number[];
+  /** Decoded new tokens, without EOS and cut before any stop string. */
+  text: string;
+  /** log p(token) under the model's full softmax at temperature 1, whatever temperature/top-p/top-k
+   * sampled it: the policy log-prob that scoring (score.ts) computes, so PPO ratios start at 1. */
+  logProbs: number[];
+  finishReason: FinishReason;
+}
+
+interface Sampled {
+  id: number;
+  logProb: number;
+}
+
+/** Samples one token from a row of logits (float64 arithmetic on the float32 values). */
+export function sampleToken(
+  logits: ArrayLike<number>,
+  opts: Pick<GenerateOptions, "temperature" | "topP" | "topK">,
+  rng: Rng,
+): Sampled {
+  const V = logits.length;
+  let max = Number.NEGATIVE_INFINITY;
+  let argmax = 0;
+  for (let i = 0; i < V; i++) {
+    if (logits[i] > max) {
+      max = logits[i];
+      argmax = i;
+    }
+  }
+  let z = 0;
+  for (let i = 0; i < V; i++) z += Math.exp(logits[i] - max);
+  const logZ = max + Math.log(z);
+  const temperature = opts.temperature ?? 1;
+  if (temperature <= 0) return { id: argmax, logProb: logits[argmax] - logZ };
+
+  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b);
+  const topK = opts.topK && opts.topK > 0 ? Math.min(opts.topK, V) : V;
+  const weights = order.slice(0, topK).map((i) => Math.exp((logits[i] - max) / temperature));
+  const total = weights.reduce((a, b) => a + b, 0);
+  const topP = opts.topP ?? 1;
+  let keep = weights.length;
+  if (topP < 1) {
+    let cum = 0;
+    for (let r = 0; r < weights.length; r++) {
+      cum += weights[r] / total;
+      if (cum >= topP) {
+        keep = r + 1;
+        break;
+      }
+    }
+  }
+  const kept = weights.slice(0, keep);
+  const mass = kept.reduce((a, b) => a + b, 0);
+  let u = rng.next() * mass;
+  let pick = keep - 1;
+  for (let r = 0; r < keep; r++) {
+    u -= kept[r];
+    if (u < 0) {
+      pick = r;
+      break;
+    }
+  }
+  const id = order[pick];
+  return { id, logProb: logits[id] - logZ };
+}
+
+export function generate(
+  model: Llama,
+  tokenizer: Tokenizer,
+  prompts: number[][],
+  opts: GenerateOptions,
+): Generation[] {
+  const B = prompts.length;
+  if (B === 0) return [];
+  const c = model.config;
+  const V = c.vocab_size;
+  const P = Math.max(...prompts.map((p) => p.length));
+  if (prompts.some((p) => p.length === 0)) throw new Error("generate: empty prompt (start prompts with BOS)");
+  if (P >= c.max_position_embeddings) {
+    throw new Error(
+      `generate: prompt of ${P} tokens leaves no room (max_position_embeddings ${c.max_position_embeddings})`,
+    );
+  }
+  const maxNew = Math.max(0, Math.min(opts.maxNewTokens, c.max_position_embeddings - P));
+  const eos = new Set(opts.eosIds ?? model.eosIds);
+  const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+  const pad = c.pad_token_id ?? tokenizer.padId;
+  const rng = new Rng(opts.seed ?? 0);
+  const useCache = opts.useCache ?? true;
+
+  const seqs = prompts.map((p) => [...new Array<number>(P - p.length).fill(pad), ...p]);
+  const masks = prompts.map((p) => [
+    ...new Array<number>(P - p.length).fill(0),
+    ...new Array<number>(p.length).fill(1),
+  ]);
+  const out: Generation[] = prompts.map(() => ({ ids: [], text: "", logProbs: [], finishReason: "length" }));
+  const done = new Array<boolean>(B).fill(false);
+
+  const cache = useCache ? new KVCache(c, B, P + maxNew) : undefined;
+  const lastLogits = (ids: number[][], mask: number[][]): Float32Array =>
+    tf.tidy(() => {
+      const input = tf.tensor2d(ids, [B, ids[0].length], "int32");
+      return model
+        .forward(input, { attentionMask: mask, cache, lastOnly: true })
+        .logits.dataSync() as Float32Array;
+    });
+
+  try {
+    let logits = maxNew > 0 ? lastLogits(seqs, masks) : new Float32Array(0);
+    for (let step = 0; step < maxNew; step++) {
+      // Rows that finished earlier feed padding the others cannot see.
+      const stepMask = done.map((d) => (d ? 0 : 1));
+      const fed: number[] = [];
+      for (let b = 0; b < B; b++) {
+        if (done[b]) {
+          fed.push(pad);
+          continue;
+        }
+        const { id, logProb } = sampleToken(logits.subarray(b * V, (b + 1) * V), opts, rng);
+        const g = out[b];
+        g.ids.push(id);
+        g.logProbs.push(logProb);
+        fed.push(id);
+        if (eos.has(id)) {
+          g.finishReason = "eos";
+          done[b] = true;
+          continue;
+        }
+        if (stops.length > 0) {
+          const text = tokenizer.decode(g.ids);
+          const at = firstStop(text, stops);
+          if (at >= 0) {
+            g.finishReason = "stop";
+            g.text = text.slice(0, at);
+            done[b] = true;
+          }
+        }
+      }
+      if (done.every(Boolean) || step === maxNew - 1) break;
+      if (cache) {
+        logits = lastLogits(
+          fed.map((id) => [id]),
+          stepMask.map((m) => [m]),
+        );
+      } else {
+        fed.forEach((id, b) => {
+          seqs[b].push(id);
+          masks[b].push(stepMask[b]);
+        });
+        logits = lastLogits(seqs, masks);
+      }
+    }
+  } finally {
+    cache?.dispose();
+  }
+  for (const g of out) {
+    if (g.finishReason !== "stop") g.text = tokenizer.decode(g.ids.filter((id) => !eos.has(id)));
+  }
+  return out;
+}
+
+function firstStop(text: string, stops: string[]): number {
+  let best = -1;
+  for (const s of stops) {
+    const at = text.indexOf(s);
+    if (at >= 0 && (best < 0 || at < best)) best = at;
+  }
+  return best;
+}

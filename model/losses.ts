@@ -1,0 +1,143 @@
+// Training objectives. Each returns tensors so the trainer can differentiate them; the sum-style
+// variants take a normaliser so micro-batches add up to exactly the full-batch loss.
+import * as tf from "@tensorflow/tfjs";
+import type { Llama } from "./llama.ts";
+import { type PromptResponse, responseLogProbsTensor } from "./score.ts";
+
+/** Number of response tokens, the SFT loss's denominator. */
+export function responseTokenCount(batch: PromptResponse[]): number {
+  return batch.reduce((n, ex) => n + ex.response.length, 0);
+}
+
+/** Cross-entropy on response tokens only (prompt tokens masked out), summed and divided by
+ * `normaliser` (default: this batch's response token count, i.e. the per-token mean). */
+export function sftLoss(
+  model: Llama,
+  batch: PromptResponse[],
+  opts: { normaliser?: number; training?: boolean; dropoutSeed?: number } = {},
+): tf.Scalar {
+  const normaliser = opts.normaliser ?? responseTokenCount(batch);
+  if (normaliser <= 0) throw new Error("sftLoss: batch has no response tokens");
+  const { sum } = responseLogProbsTensor(model, batch, {
+    training: opts.training ?? true,
+    dropoutSeed: opts.dropoutSeed,
+  });
+  return sum.sum().neg().div(normaliser);
+}
+
+export interface DpoTerms {
+  /** mean of -log σ(β((πc − rc) − (πr − rr))) */
+  loss: tf.Scalar;
+  /** mean of β(πc − rc) − β(πr − rr) */
+  rewardMargin: tf.Scalar;
+  /** fraction of pairs whose implicit reward prefers the chosen response */
+  preferenceAccuracy: tf.Scalar;
+}
+
+/** log σ(x) = min(x, 0) − log(1 + e^−|x|), stable for large |x|. (tf.logSigmoid's custom
+ * gradient reads a disposed tensor on the wasm backend.) */
+function logSigmoid(x: tf.Tensor): tf.Tensor {
+  return tf.minimum(x, 0).sub(tf.log1p(tf.exp(x.abs().neg())));
+}
+
+type Vec = tf.Tensor1D | number[];
+const vec = (x: Vec): tf.Tensor1D => (Array.isArray(x) ? tf.tensor1d(x) : x);
+
+/** DPO (Rafailov et al. 2023) on summed sequence log-probs. `normaliser` defaults to the batch size. */
+export function dpoLoss(
+  policyChosen: Vec,
+  policyRejected: Vec,
+  refChosen: Vec,
+  refRejected: Vec,
+  beta: number,
+  normaliser?: number,
+): DpoTerms {
+  const chosenReward = vec(policyChosen).sub(vec(refChosen)).mul(beta);
+  const rejectedReward = vec(policyRejected).sub(vec(refRejected)).mul(beta);
+  const margin = chosenReward.sub(rejectedReward);
+  const n = normaliser ?? margin.shape[0];
+  return {
+    loss: logSigmoid(margin).sum().neg().div(n),
+    rewardMargin: margin.sum().div(n),
+    preferenceAccuracy: margin.greater(0).cast("float32").sum().div(n),
+  };
+}
+
+export interface PpoTensors {
+  /** [B, R] under the current policy (differentiable) */
+  logProbs: tf.Tensor2D;
+  /** [B, R] behaviour log-probs, from the sampler */
+  oldLogProbs: tf.Tensor2D;
+  advantages: tf.Tensor2D;
+  returns: tf.Tensor2D;
+  /** [B, R] current value head (differentiable) */
+  values: tf.Tensor2D;
+  /** [B, R] value head when the rollout's advantages were computed */
+  oldValues: tf.Tensor2D;
+  mask: tf.Tensor2D;
+}
+
+export interface PpoTerms {
+  loss: tf.Scalar;
+  policyLoss: tf.Scalar;
+  valueLoss: tf.Scalar;
+  clipFraction: tf.Scalar;
+  approxKl: tf.Scalar;
+}
+
+/** PPO's clipped surrogate plus a clipped value loss, token-averaged over `normaliser` tokens. */
+export function ppoLoss(
+  x: PpoTensors,
+  opts: { clip: number; valueClip: number; valueCoef: number; normaliser: number },
+): PpoTerms {
+  const mask = x.mask;
+  const n = opts.normaliser > 0 ? opts.normaliser : 1;
+  const logRatio = x.logProbs.sub(x.oldLogProbs).mul(mask);
+  const ratio = logRatio.exp();
+  const unclipped = ratio.mul(x.advantages);
+  const clipped = ratio.clipByValue(1 - opts.clip, 1 + opts.clip).mul(x.advantages);
+  const policyLoss = tf.minimum(unclipped, clipped).neg().mul(mask).sum().div(n) as tf.Scalar;
+
+  const valueClipped = x.oldValues.add(
+    x.values.sub(x.oldValues).clipByValue(-opts.valueClip, opts.valueClip),
+  );
+  const vLoss = tf.maximum(x.values.sub(x.returns).square(), valueClipped.sub(x.returns).square());
+  const valueLoss = vLoss.mul(mask).sum().mul(0.5).div(n) as tf.Scalar;
+
+  const clipFraction = ratio
+    .sub(1)
+    .abs()
+    .greater(opts.clip)
+    .cast("float32")
+    .mul(mask)
+    .sum()
+    .div(n) as tf.Scalar;
+  // k3 estimator of KL(old ‖ new): (r − 1) − log r, non-negative and low-variance.
+  const approxKl = ratio.sub(1).sub(logRatio).mul(mask).sum().div(n) as tf.Scalar;
+  return {
+    loss: policyLoss.add(valueLoss.mul(opts.valueCoef)),
+    policyLoss,
+    valueLoss,
+    clipFraction,
+    approxKl,
+  };
+}
+
+/** Generalised advantage estimation over one response's per-token rewards and values. */
+export function gae(
+  rewards: number[],
+  values: number[],
+  gamma: number,
+  lambda: number,
+): { advantages: number[]; returns: number[] } {
+  const n = rewards.length;
+  const advantages = new Array<number>(n).fill(0);
+  let next = 0;
+  for (let t = n - 1; t >= 0; t--) {
+    const nextValue = t + 1 < n ? values[t + 1] : 0;
+    const delta = rewards[t] + gamma * nextValue - values[t];
+    next = delta + gamma * lambda * next;
+    advantages[t] = next;
+  }
+  return { advantages, returns: advantages.map((a, t) => a + values[t]) };
+}

@@ -1,0 +1,116 @@
+// Log-probabilities of responses given prompts. Sequences are packed prompt ++ response and
+// right-padded, so every real token sees exactly the positions and keys it would alone (the causal
+// mask hides the padding after it). Per-token results are then realigned so column i of every row
+// is response token i.
+import * as tf from "@tensorflow/tfjs";
+import { type Llama, oneHotFloat } from "./llama.ts";
+
+export interface PromptResponse {
+  prompt: number[];
+  response: number[];
+}
+
+export interface ResponseScores {
+  /** [B, R] log p(response token i | prompt, earlier tokens); 0 at padding. */
+  logProbs: tf.Tensor2D;
+  /** [B, R] 1 for real response tokens. */
+  mask: tf.Tensor2D;
+  /** [B] summed response log-prob. */
+  sum: tf.Tensor1D;
+  /** [B, R] entropy of the next-token distribution each response token was drawn from; 0 at padding. */
+  entropy: tf.Tensor2D;
+  /** [B, R] value head at the state before each response token, when asked for. */
+  values?: tf.Tensor2D;
+}
+
+export interface ScoreOptions {
+  /** Gradients will flow (see ForwardOptions.training). */
+  training?: boolean;
+  withValues?: boolean;
+  dropoutSeed?: number;
+}
+
+/** Differentiable per-token response log-probs; call inside tf.tidy / variableGrads. */
+export function responseLogProbsTensor(
+  model: Llama,
+  batch: PromptResponse[],
+  opts: ScoreOptions = {},
+): ResponseScores {
+  if (batch.length === 0) throw new Error("responseLogProbs: empty batch");
+  batch.forEach((ex, i) => {
+    if (ex.prompt.length === 0)
+      throw new Error(`responseLogProbs: example ${i} has an empty prompt (need ≥1 token, e.g. BOS)`);
+  });
+  const B = batch.length;
+  const V = model.config.vocab_size;
+  const P = Math.max(...batch.map((ex) => ex.prompt.length));
+  const R = Math.max(1, ...batch.map((ex) => ex.response.length));
+  const L = P + R - 1; // the last response token is a target only, never an input
+  const pad = model.config.pad_token_id ?? 0;
+
+  const inputs = new Int32Array(B * L).fill(pad);
+  const targets = new Int32Array(B * L).fill(pad);
+  const maskData = new Float32Array(B * R);
+  batch.forEach((ex, b) => {
+    const seq = [...ex.prompt, ...ex.response];
+    for (let t = 0; t < Math.min(L, seq.length); t++) inputs[b * L + t] = seq[t];
+    for (let t = 0; t + 1 < seq.length; t++) targets[b * L + t] = seq[t + 1];
+    for (let i = 0; i < ex.response.length; i++) maskData[b * R + i] = 1;
+  });
+
+  const { logits, hidden } = model.forward(tf.tensor2d(inputs, [B, L], "int32"), {
+    training: opts.training,
+    dropoutSeed: opts.dropoutSeed,
+  });
+  const logp = tf.logSoftmax(logits, -1); // [B, L, V]
+  const picked = logp.mul(oneHotFloat(tf.tensor2d(targets, [B, L], "int32"), V)).sum(-1) as tf.Tensor2D;
+  const entropyAll = logp.exp().mul(logp).sum(-1).neg() as tf.Tensor2D;
+
+  // Row b's response token i is predicted at position prompt_b - 1 + i: a per-row slice lines them up.
+  const align = (x: tf.Tensor2D): tf.Tensor2D =>
+    tf.concat(
+      batch.map((ex, b) => x.slice([b, ex.prompt.length - 1], [1, R])),
+      0,
+    );
+  const mask = tf.tensor2d(maskData, [B, R]);
+  const logProbs = align(picked).mul(mask) as tf.Tensor2D;
+  const out: ResponseScores = {
+    logProbs,
+    mask,
+    sum: logProbs.sum(1),
+    entropy: align(entropyAll).mul(mask) as tf.Tensor2D,
+  };
+  if (opts.withValues) {
+    if (!model.hasValueHead) throw new Error("responseLogProbs: withValues needs a model with a value head");
+    out.values = align(model.values(hidden)).mul(mask) as tf.Tensor2D;
+  }
+  return out;
+}
+
+export interface ResponseLogProbs {
+  perToken: number[][];
+  sum: number[];
+  entropy: number[][];
+}
+
+function rowsOf(data: Float32Array | Int32Array | Uint8Array, R: number, lengths: number[]): number[][] {
+  return lengths.map((n, b) => Array.from(data.subarray(b * R, b * R + n)));
+}
+
+/** Plain-number per-token log-probs, scored in chunks of `batchSize` rows. */
+export function responseLogProbs(model: Llama, batch: PromptResponse[], batchSize = 16): ResponseLogProbs {
+  const result: ResponseLogProbs = { perToken: [], sum: [], entropy: [] };
+  for (let start = 0; start < batch.length; start += batchSize) {
+    const chunk = batch.slice(start, start + batchSize);
+    const lengths = chunk.map((ex) => ex.response.length);
+    const [lp, ent, sum] = tf.tidy(() => {
+      const s = responseLogProbsTensor(model, chunk);
+      return [s.logProbs.dataSync(), s.entropy.dataSync(), s.sum.dataSync()];
+    });
+    const R = lp.length / chunk.length;
+    result.perToken.push(...rowsOf(lp, R, lengths));
+    result.entropy.push(...rowsOf(ent, R, lengths));
+    result.sum.push(...Array.from(sum));
+  }
+  return result;
+}

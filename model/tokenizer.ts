@@ -1,0 +1,238 @@
+// Tokenizers. CharTokenizer maps each character to one id and saves itself as a valid Hugging Face
+// tokenizer.json (BPE over single characters with no merges, a per-character Split, a Fuse
+// decoder), so `tokenizers`/transformers load it unchanged; any other tokenizer.json is served by
+// the pure-JS @huggingface/tokenizers.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Template } from "@huggingface/jinja";
+import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
+
+export interface Tokenizer {
+  /** Ids of the text alone: no BOS/EOS is added (callers decide where special tokens go). */
+  encode(text: string): number[];
+  /** Text of the ids, special tokens skipped. */
+  decode(ids: number[]): string;
+  readonly vocabSize: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  readonly padId: number;
+  readonly chatTemplate: string | null;
+  /** tokenizer.json */
+  toJSON(): object;
+  /** tokenizer_config.json */
+  configJSON(): object;
+}
+
+export const SPECIAL_TOKENS = { pad: "<pad>", bos: "<s>", eos: "</s>", unk: "<unk>" } as const;
+
+/** Printable ASCII and newline. */
+export const DEFAULT_ALPHABET =
+  "\n" + Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)).join("");
+
+function tokenizerConfig(t: Tokenizer, tokenOf: (id: number) => string): object {
+  return {
+    tokenizer_class: "PreTrainedTokenizerFast",
+    bos_token: tokenOf(t.bosId),
+    eos_token: tokenOf(t.eosId),
+    pad_token: tokenOf(t.padId),
+    model_max_length: 1_000_000,
+    add_bos_token: false,
+    add_eos_token: false,
+    clean_up_tokenization_spaces: false,
+    ...(t.chatTemplate ? { chat_template: t.chatTemplate } : {}),
+  };
+}
+
+export class CharTokenizer implements Tokenizer {
+  readonly tokens: string[];
+  private readonly ids = new Map<string, number>();
+  readonly padId = 0;
+  readonly bosId = 1;
+  readonly eosId = 2;
+  readonly unkId = 3;
+
+  constructor(
+    alphabet: string | Iterable<string> = DEFAULT_ALPHABET,
+    readonly chatTemplate: string | null = null,
+  ) {
+    const specials = [SPECIAL_TOKENS.pad, SPECIAL_TOKENS.bos, SPECIAL_TOKENS.eos, SPECIAL_TOKENS.unk];
+    const chars = [...new Set(typeof alphabet === "string" ? Array.from(alphabet) : alphabet)];
+    for (const ch of chars) {
+      if ([...ch].length !== 1)
+        throw new Error(`CharTokenizer: alphabet entry "${ch}" is not a single character`);
+    }
+    this.tokens = [...specials, ...chars.filter((ch) => !(specials as string[]).includes(ch))];
+    this.tokens.forEach((tok, id) => {
+      this.ids.set(tok, id);
+    });
+  }
+
+  get vocabSize(): number {
+    return this.tokens.length;
+  }
+
+  encode(text: string): number[] {
+    return Array.from(text, (ch) => this.ids.get(ch) ?? this.unkId);
+  }
+
+  decode(ids: number[]): string {
+    let out = "";
+    for (const id of ids) if (id > this.unkId && id < this.tokens.length) out += this.tokens[id];
+    return out;
+  }
+
+  toJSON(): object {
+    const vocab: Record<string, number> = {};
+    this.tokens.forEach((tok, id) => {
+      vocab[tok] = id;
+    });
+    return {
+      version: "1.0",
+      truncation: null,
+      padding: null,
+      added_tokens: this.tokens.slice(0, 4).map((content, id) => ({
+        id,
+        content,
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
+      })),
+      normalizer: null,
+      pre_tokenizer: { type: "Split", pattern: { Regex: "[\\s\\S]" }, behavior: "Isolated", invert: false },
+      post_processor: null,
+      decoder: { type: "Fuse" },
+      model: {
+        type: "BPE",
+        dropout: null,
+        unk_token: SPECIAL_TOKENS.unk,
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+        fuse_unk: false,
+        byte_fallback: false,
+        ignore_merges: false,
+        vocab,
+        merges: [],
+      },
+    };
+  }
+
+  configJSON(): object {
+    return tokenizerConfig(this, (id) => this.tokens[id]);
+  }
+
+  /** Recognises a tokenizer.json written by toJSON (one character per non-special token, no merges). */
+  static fromJSON(json: unknown, chatTemplate: string | null = null): CharTokenizer | null {
+    const j = json as { model?: { type?: string; merges?: unknown[]; vocab?: Record<string, number> } };
+    if (j?.model?.type !== "BPE" || (j.model.merges?.length ?? 0) !== 0 || !j.model.vocab) return null;
+    const byId: string[] = [];
+    for (const [tok, id] of Object.entries(j.model.vocab)) byId[id] = tok;
+    const specials = [SPECIAL_TOKENS.pad, SPECIAL_TOKENS.bos, SPECIAL_TOKENS.eos, SPECIAL_TOKENS.unk];
+    if (specials.some((s, i) => byId[i] !== s)) return null;
+    const chars = byId.slice(4);
+    if (chars.some((ch) => ch === undefined || [...ch].length !== 1)) return null;
+    return new CharTokenizer(chars, chatTemplate);
+  }
+}
+
+type SpecialToken = string | { content: string } | null | undefined;
+
+function tokenText(t: SpecialToken): string | null {
+  if (t == null) return null;
+  return typeof t === "string" ? t : t.content;
+}
+
+/** Any Hugging Face tokenizer.json, through @huggingface/tokenizers. */
+export class HfTokenizer implements Tokenizer {
+  private readonly impl: HfTokenizerImpl;
+  readonly vocabSize: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  readonly padId: number;
+  readonly chatTemplate: string | null;
+
+  constructor(
+    private readonly json: object,
+    private readonly config: Record<string, unknown> = {},
+    fallbackIds: { bos?: number; eos?: number; pad?: number } = {},
+  ) {
+    this.impl = new HfTokenizerImpl(json, config);
+    let maxId = -1;
+    for (const id of this.impl.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    this.vocabSize = maxId + 1;
+    const idOf = (field: string, fallback: number | undefined): number | undefined => {
+      const text = tokenText(config[field] as SpecialToken);
+      const id = text === null ? undefined : this.impl.token_to_id(text);
+      return id ?? fallback;
+    };
+    const eos = idOf("eos_token", fallbackIds.eos);
+    if (eos === undefined)
+      throw new Error("HfTokenizer: no eos_token in tokenizer_config.json and none given");
+    this.eosId = eos;
+    this.bosId = idOf("bos_token", fallbackIds.bos) ?? eos;
+    this.padId = idOf("pad_token", fallbackIds.pad) ?? eos;
+    this.chatTemplate = typeof config.chat_template === "string" ? config.chat_template : null;
+  }
+
+  encode(text: string): number[] {
+    return this.impl.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  decode(ids: number[]): string {
+    return this.impl.decode(ids, { skip_special_tokens: true });
+  }
+
+  toJSON(): object {
+    return this.json;
+  }
+
+  configJSON(): object {
+    return Object.keys(this.config).length > 0
+      ? this.config
+      : tokenizerConfig(this, (id) => this.impl.id_to_token(id) ?? "");
+  }
+}
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Loads tokenizer.json (+ tokenizer_config.json when present) from a checkpoint folder. */
+export function loadTokenizer(
+  dir: string,
+  fallbackIds: { bos?: number; eos?: number; pad?: number } = {},
+): Tokenizer {
+  const jsonPath = join(dir, "tokenizer.json");
+  if (!existsSync(jsonPath)) throw new Error(`loadTokenizer: ${jsonPath} does not exist`);
+  const json = readJson(jsonPath) as object;
+  const configPath = join(dir, "tokenizer_config.json");
+  const config = existsSync(configPath) ? (readJson(configPath) as Record<string, unknown>) : {};
+  const chatTemplate = typeof config.chat_template === "string" ? config.chat_template : null;
+  return CharTokenizer.fromJSON(json, chatTemplate) ?? new HfTokenizer(json, config, fallbackIds);
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
+}
+
+/** Renders messages with the tokenizer's chat_template (Jinja, as transformers does). */
+export function applyChatTemplate(
+  tokenizer: Tokenizer,
+  messages: ChatMessage[],
+  opts: { addGenerationPrompt?: boolean; tokenOf?: (id: number) => string } = {},
+): string {
+  if (!tokenizer.chatTemplate) throw new Error("applyChatTemplate: tokenizer has no chat_template");
+  const cfg = tokenizer.configJSON() as Record<string, SpecialToken>;
+  return new Template(tokenizer.chatTemplate).render({
+    messages,
+    add_generation_prompt: opts.addGenerationPrompt ?? true,
+    bos_token: tokenText(cfg.bos_token) ?? "",
+    eos_token: tokenText(cfg.eos_token) ?? "",
+  });
+}

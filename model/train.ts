@@ -1,0 +1,375 @@
+// The Trainer owns a model's optimizer and turns batches into updates: SFT, DPO and PPO. Each
+// step splits its batch into micro-batches, sums their gradients (each micro-loss is normalised
+// by the whole batch, so accumulation gives the full-batch gradient), clips, and applies AdamW.
+import * as tf from "@tensorflow/tfjs";
+import type { TrainerStateFiles } from "./checkpoint.ts";
+import type { Llama } from "./llama.ts";
+import { VALUE_HEAD } from "./llama.ts";
+import { dpoLoss, gae, ppoLoss, responseTokenCount, sftLoss } from "./losses.ts";
+import { AdamW, clipByGlobalNorm, learningRate, type Schedule } from "./optim.ts";
+import { Rng, type RngState } from "./random.ts";
+import { type PromptResponse, responseLogProbsTensor } from "./score.ts";
+
+export interface TrainerOptions {
+  schedule: Schedule;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Global grad-norm clip; 0 disables. Default 1. */
+  maxGradNorm?: number;
+  /** Rows per forward/backward pass; the step still covers the whole batch. 0 = whole batch. */
+  microBatchSize?: number;
+  /** Seeds dropout masks. */
+  seed?: number;
+  dpoBeta?: number;
+  ppo?: Partial<PpoOptions>;
+}
+
+export interface PpoOptions {
+  clip: number;
+  valueClip: number;
+  valueCoef: number;
+  /** Per-token KL penalty coefficient against the reference, folded into the reward (as in ReFT). */
+  klCoef: number;
+  gamma: number;
+  lambda: number;
+  whitenAdvantages: boolean;
+}
+
+const PPO_DEFAULTS: PpoOptions = {
+  clip: 0.2,
+  valueClip: 0.2,
+  valueCoef: 0.5,
+  klCoef: 0.05,
+  gamma: 1,
+  lambda: 0.95,
+  whitenAdvantages: true,
+};
+
+export interface StepStats {
+  step: number;
+  lr: number;
+  loss: number;
+  gradNorm: number;
+}
+
+export interface DpoExample {
+  prompt: number[];
+  chosen: number[];
+  rejected: number[];
+}
+
+export interface DpoStats extends StepStats {
+  rewardMargin: number;
+  preferenceAccuracy: number;
+}
+
+export interface Rollout {
+  prompt: number[];
+  response: number[];
+  /** Behaviour log-prob of each response token (from generate). */
+  logProbs: number[];
+  /** Reference-model log-prob of each response token. */
+  refLogProbs: number[];
+  /** Sequence-level reward, credited at the last token. */
+  reward: number;
+}
+
+export interface PpoStats extends StepStats {
+  policyLoss: number;
+  valueLoss: number;
+  clipFraction: number;
+  approxKl: number;
+  /** Mean per-sequence KL(behaviour ‖ reference) estimate, Σ(logπ − logπref). */
+  refKl: number;
+  meanReward: number;
+}
+
+type Scalars = Record<string, tf.Scalar>;
+
+export class Trainer {
+  readonly optimizer: AdamW;
+  step = 0;
+  private readonly rng: Rng;
+  private readonly ppo: PpoOptions;
+
+  constructor(
+    readonly model: Llama,
+    readonly opts: TrainerOptions,
+  ) {
+    this.optimizer = new AdamW(model.params, {
+      beta1: opts.beta1,
+      beta2: opts.beta2,
+      eps: opts.eps,
+      weightDecay: opts.weightDecay,
+    });
+    this.rng = new Rng(opts.seed ?? 0);
+    this.ppo = { ...PPO_DEFAULTS, ...opts.ppo };
+  }
+
+  get lr(): number {
+    return learningRate(this.step, this.opts.schedule);
+  }
+
+  private chunks<T>(batch: T[]): T[][] {
+    if (batch.length === 0) throw new Error("Trainer: empty batch");
+    const size =
+      this.opts.microBatchSize && this.opts.microBatchSize > 0 ? this.opts.microBatchSize : batch.length;
+    const out: T[][] = [];
+    for (let i = 0; i < batch.length; i += size) out.push(batch.slice(i, i + size));
+    return out;
+  }
+
+  /**
+   * Accumulates gradients of `lossOf(micro)` over micro-batches, clips, applies AdamW. `lossOf`
+   * returns {loss, ...stats} where every scalar is already normalised by the whole batch, so
+   * sums over micro-batches are the batch values.
+   */
+  private update<T>(
+    batch: T[],
+    lossOf: (micro: T[], index: number) => Scalars,
+    includeValueHead: boolean,
+  ): Record<string, number> & StepStats {
+    const params = [...this.model.params].filter(([name]) => includeValueHead || name !== VALUE_HEAD);
+    const hfName = new Map(params.map(([name, v]) => [v.name, name]));
+    const vars = params.map(([, v]) => v);
+    const acc = new Map<string, tf.Tensor>();
+    const totals: Record<string, number> = {};
+    this.chunks(batch).forEach((micro, index) => {
+      const stats: Scalars = {};
+      const { value, grads } = tf.variableGrads(() => {
+        const s = lossOf(micro, index);
+        for (const [k, v] of Object.entries(s)) if (k !== "loss") stats[k] = tf.keep(v);
+        return s.loss;
+      }, vars);
+      totals.loss = (totals.loss ?? 0) + value.dataSync()[0];
+      value.dispose();
+      for (const [k, v] of Object.entries(stats)) {
+        totals[k] = (totals[k] ?? 0) + v.dataSync()[0];
+        v.dispose();
+      }
+      for (const [varName, g] of Object.entries(grads)) {
+        const name = hfName.get(varName);
+        if (!name) throw new Error(`Trainer: gradient for unknown variable "${varName}"`);
+        const prev = acc.get(name);
+        if (prev) {
+          acc.set(name, prev.add(g));
+          prev.dispose();
+          g.dispose();
+        } else acc.set(name, g);
+      }
+    });
+    const { grads, norm } = clipByGlobalNorm(acc, this.opts.maxGradNorm ?? 1);
+    const lr = this.lr;
+    this.optimizer.apply(grads, lr);
+    for (const g of grads.values()) g.dispose();
+    this.step += 1;
+    return { ...totals, step: this.step, lr, gradNorm: norm, loss: totals.loss };
+  }
+
+  /** Cross-entropy on response tokens (mean over the batch's response tokens). */
+  sftStep(batch: PromptResponse[]): StepStats & { tokens: number } {
+    const tokens = responseTokenCount(batch);
+    const stats = this.update(
+      batch,
+      (micro) => ({
+        loss: sftLoss(this.model, micro, {
+          normaliser: tokens,
+          training: true,
+          dropoutSeed: this.rng.nextUint32(),
+        }),
+      }),
+      false,
+    );
+    return { step: stats.step, lr: stats.lr, loss: stats.loss, gradNorm: stats.gradNorm, tokens };
+  }
+
+  /** DPO against a frozen reference whose summed log-probs of chosen and rejected are given. */
+  dpoStep(batch: DpoExample[], ref: { chosen: number[]; rejected: number[] }): DpoStats {
+    if (ref.chosen.length !== batch.length || ref.rejected.length !== batch.length) {
+      throw new Error(
+        `dpoStep: ${batch.length} pairs but ${ref.chosen.length}/${ref.rejected.length} reference log-probs`,
+      );
+    }
+    const beta = this.opts.dpoBeta ?? 0.1;
+    const indexed = batch.map((ex, i) => ({ ex, i }));
+    const stats = this.update(
+      indexed,
+      (micro) => {
+        const n = micro.length;
+        // Chosen and rejected go through one forward pass: rows [0, n) and [n, 2n).
+        const rows = [
+          ...micro.map(({ ex }) => ({ prompt: ex.prompt, response: ex.chosen })),
+          ...micro.map(({ ex }) => ({ prompt: ex.prompt, response: ex.rejected })),
+        ];
+        const { sum } = responseLogProbsTensor(this.model, rows, {
+          training: true,
+          dropoutSeed: this.rng.nextUint32(),
+        });
+        const terms = dpoLoss(
+          sum.slice(0, n),
+          sum.slice(n, n),
+          micro.map(({ i }) => ref.chosen[i]),
+          micro.map(({ i }) => ref.rejected[i]),
+          beta,
+          batch.length,
+        );
+        return {
+          loss: terms.loss,
+          rewardMargin: terms.rewardMargin,
+          preferenceAccuracy: terms.preferenceAccuracy,
+        };
+      },
+      false,
+    );
+    return {
+      step: stats.step,
+      lr: stats.lr,
+      loss: stats.loss,
+      gradNorm: stats.gradNorm,
+      rewardMargin: stats.rewardMargin,
+      preferenceAccuracy: stats.preferenceAccuracy,
+    };
+  }
+
+  /**
+   * One PPO update over rollouts (ReFT): per-token reward −klCoef·(logπ_behaviour − logπ_ref), plus
+   * the sequence reward at the last token; GAE on the value head's current estimates; clipped
+   * surrogate + clipped value loss. Adds a value head to the model if it has none.
+   */
+  ppoStep(rollouts: Rollout[]): PpoStats {
+    const o = this.ppo;
+    this.model.addValueHead();
+    rollouts.forEach((r, i) => {
+      const n = r.response.length;
+      if (n === 0) throw new Error(`ppoStep: rollout ${i} has an empty response`);
+      if (r.logProbs.length !== n || r.refLogProbs.length !== n) {
+        throw new Error(
+          `ppoStep: rollout ${i} has ${n} tokens but ${r.logProbs.length}/${r.refLogProbs.length} log-probs`,
+        );
+      }
+    });
+    const pairs = rollouts.map((r) => ({ prompt: r.prompt, response: r.response }));
+    const oldValues: number[][] = [];
+    for (const micro of this.chunks(pairs)) {
+      const [vals, R] = tf.tidy(() => {
+        const v = responseLogProbsTensor(this.model, micro, { withValues: true }).values!;
+        return [v.dataSync(), v.shape[1]] as const;
+      });
+      micro.forEach((ex, b) => {
+        oldValues.push(Array.from(vals.subarray(b * R, b * R + ex.response.length)));
+      });
+    }
+
+    let refKl = 0;
+    const advantages: number[][] = [];
+    const returns: number[][] = [];
+    rollouts.forEach((r, i) => {
+      const kl = r.logProbs.map((lp, t) => lp - r.refLogProbs[t]);
+      refKl += kl.reduce((a, b) => a + b, 0) / rollouts.length;
+      const rewards = kl.map((k) => -o.klCoef * k);
+      rewards[rewards.length - 1] += r.reward;
+      const g = gae(rewards, oldValues[i], o.gamma, o.lambda);
+      advantages.push(g.advantages);
+      returns.push(g.returns);
+    });
+    if (o.whitenAdvantages) whiten(advantages);
+
+    const tokens = responseTokenCount(pairs);
+    const indexed = rollouts.map((r, i) => ({ r, i }));
+    const padded = (rows: number[][], R: number) =>
+      tf.tensor2d(rows.map((row) => Array.from({ length: R }, (_, t) => row[t] ?? 0)));
+    const stats = this.update(
+      indexed,
+      (micro) => {
+        const s = responseLogProbsTensor(
+          this.model,
+          micro.map(({ r }) => ({ prompt: r.prompt, response: r.response })),
+          { training: true, withValues: true, dropoutSeed: this.rng.nextUint32() },
+        );
+        const R = s.mask.shape[1];
+        const terms = ppoLoss(
+          {
+            logProbs: s.logProbs,
+            oldLogProbs: padded(
+              micro.map(({ r }) => r.logProbs),
+              R,
+            ),
+            advantages: padded(
+              micro.map(({ i }) => advantages[i]),
+              R,
+            ),
+            returns: padded(
+              micro.map(({ i }) => returns[i]),
+              R,
+            ),
+            values: s.values!,
+            oldValues: padded(
+              micro.map(({ i }) => oldValues[i]),
+              R,
+            ),
+            mask: s.mask,
+          },
+          { clip: o.clip, valueClip: o.valueClip, valueCoef: o.valueCoef, normaliser: tokens },
+        );
+        return {
+          loss: terms.loss,
+          policyLoss: terms.policyLoss,
+          valueLoss: terms.valueLoss,
+          clipFraction: terms.clipFraction,
+          approxKl: terms.approxKl,
+        };
+      },
+      true,
+    );
+    return {
+      step: stats.step,
+      lr: stats.lr,
+      loss: stats.loss,
+      gradNorm: stats.gradNorm,
+      policyLoss: stats.policyLoss,
+      valueLoss: stats.valueLoss,
+      clipFraction: stats.clipFraction,
+      approxKl: stats.approxKl,
+      refKl,
+      meanReward: rollouts.reduce((a, r) => a + r.reward, 0) / rollouts.length,
+    };
+  }
+
+  /** Everything needed to resume: AdamW moments, step, RNG state. */
+  state(): TrainerStateFiles {
+    return {
+      json: {
+        step: this.step,
+        adamT: this.optimizer.t,
+        rngState: this.rng.getState(),
+        seed: this.opts.seed ?? 0,
+      },
+      tensors: this.optimizer.state(),
+    };
+  }
+
+  loadState(state: TrainerStateFiles): void {
+    const { step, adamT, rngState } = state.json as { step?: number; adamT?: number; rngState?: RngState };
+    if (typeof step !== "number" || typeof adamT !== "number") {
+      throw new Error("Trainer.loadState: trainer_state.json lacks step/adamT");
+    }
+    this.step = step;
+    if (rngState) this.rng.setState(rngState);
+    this.optimizer.loadState(state.tensors, adamT);
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+}
+
+/** Normalises advantages to zero mean, unit variance across all tokens of the batch. */
+function whiten(rows: number[][]): void {
+  const all = rows.flat();
+  if (all.length < 2) return;
+  const mean = all.reduce((a, b) => a + b, 0) / all.length;
+  const std = Math.sqrt(all.reduce((a, b) => a + (b - mean) ** 2, 0) / all.length);
+  for (const row of rows) for (let t = 0; t < row.length; t++) row[t] = (row[t] - mean) / (std + 1e-8);
+}

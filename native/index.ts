@@ -1,0 +1,119 @@
+// Typed loader for the OpenBLAS addon built by native/build.mjs.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+/** Binary ops understood by `binary` (the number is the addon's op code). */
+export const BinaryOp = {
+  add: 0,
+  sub: 1,
+  mul: 2,
+  div: 3,
+  max: 4,
+  min: 5,
+  squaredDifference: 6,
+  pow: 7,
+} as const;
+
+/** Unary ops understood by `unary`. */
+export const UnaryOp = {
+  exp: 0,
+  log: 1,
+  neg: 2,
+  sqrt: 3,
+  rsqrt: 4,
+  square: 5,
+  relu: 6,
+  sigmoid: 7,
+  tanh: 8,
+  abs: 9,
+  reciprocal: 10,
+  step: 11,
+} as const;
+
+/** Reductions understood by `reduce`. */
+export const ReduceOp = { sum: 0, max: 1, min: 2, mean: 3, prod: 4 } as const;
+
+/** Activations fused after a matmul by `biasAct`. */
+export const Activation = { linear: 0, relu: 1, relu6: 2, sigmoid: 3, leakyrelu: 4, elu: 5 } as const;
+
+/**
+ * The addon's functions. All write into `out` (caller-allocated); none allocate or copy inputs.
+ * Invalid arguments throw a TypeError starting with "srlm_blas:".
+ */
+export interface BlasAddon {
+  /** out[i] = op(a[aOffsets[i]..]) x op(b[bOffsets[i]..]) for each batch i; each result is m x n row-major. */
+  gemm(
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    aOffsets: Int32Array,
+    bOffsets: Int32Array,
+    m: number,
+    n: number,
+    k: number,
+    transposeA: number,
+    transposeB: number,
+  ): void;
+  /** In place: x[r, c] = act(x[r, c] + bias[c]), bias may be null. */
+  biasAct(x: Float32Array, bias: Float32Array | null, activation: number, alpha: number): void;
+  /** out[idx] = op(a[idx . aStrides], b[idx . bStrides]) over `shape` (broadcast dims have stride 0). */
+  binary(
+    op: number,
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+    shape: Int32Array,
+    aStrides: Int32Array,
+    bStrides: Int32Array,
+  ): void;
+  unary(op: number, x: Float32Array, out: Float32Array): void;
+  /** Softmax over each contiguous row of `cols` values. */
+  softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  /** x viewed as [outer, mid, inner], reduced over mid into out [outer, inner]. */
+  reduce(op: number, x: Float32Array, out: Float32Array, outer: number, mid: number, inner: number): void;
+  /** out = x (of `shape`) with dims permuted by `perm`. */
+  transpose(x: Float32Array, out: Float32Array, shape: Int32Array, perm: Int32Array): void;
+  /** dst[dstOffset + idx . dstStrides] = src[srcOffset + idx . srcStrides] for every idx in `shape`. */
+  strided(
+    src: Float32Array,
+    srcOffset: number,
+    srcStrides: Int32Array,
+    dst: Float32Array,
+    dstOffset: number,
+    dstStrides: Int32Array,
+    shape: Int32Array,
+  ): void;
+  /** glibc only: keeps tensor-sized blocks on the heap instead of fresh mmaps; false elsewhere. */
+  tuneAllocator(): boolean;
+  /** Sets OpenBLAS's thread count when given; returns the count in use. */
+  threads(n?: number): number;
+  /** OpenBLAS build description, e.g. "OpenBLAS 0.3.21 ... Zen MAX_THREADS=64". */
+  config: string;
+}
+
+/** Where native/build.mjs puts the addon, relative to the repository. */
+export const addonRelativePath = "native/build/Release/srlm_blas.node";
+
+const addonFile = fileURLToPath(new URL("./build/Release/srlm_blas.node", import.meta.url));
+
+let cached: { ok: true; addon: BlasAddon } | { ok: false; reason: string } | undefined;
+
+/** Loads the addon once; never throws. */
+export function loadBlasAddon(): { ok: true; addon: BlasAddon } | { ok: false; reason: string } {
+  if (cached) return cached;
+  if (!existsSync(addonFile)) {
+    cached = {
+      ok: false,
+      reason: `${addonRelativePath} not found: run npm install with g++ and libopenblas-dev`,
+    };
+    return cached;
+  }
+  try {
+    const addon = createRequire(import.meta.url)(addonFile) as BlasAddon;
+    cached = { ok: true, addon };
+  } catch (err) {
+    cached = { ok: false, reason: `${addonRelativePath} failed to load: ${(err as Error).message}` };
+  }
+  return cached;
+}

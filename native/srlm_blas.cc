@@ -1,0 +1,656 @@
+// srlm_blas: float32 kernels for the tfjs "blas" backend.
+//
+// Every function works in place on caller-owned Float32Arrays (the tfjs cpu
+// backend's own buffers), so no data is copied across the JS/C++ boundary.
+// Shapes arrive already simplified by model/backends/blas.ts (dims merged,
+// broadcast strides computed), which keeps the loops here short and flat.
+
+#include <napi.h>
+
+#include <cblas.h>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr int kMaxRank = 8;
+
+// Below this many elements a second thread costs more (spawn + join, ~20 us) than it saves.
+constexpr int64_t kParallelMin = 1 << 16;
+
+int Workers() {
+  static const int n = std::max(1u, std::min(std::thread::hardware_concurrency(), 8u));
+  return n;
+}
+
+// Runs fn(begin, end) over [0, n) split into contiguous chunks, one per core, when `work`
+// (elements touched) is big enough to pay for the threads; otherwise inline.
+template <typename Fn>
+void ParallelFor(int64_t n, int64_t work, Fn fn) {
+  const int64_t workers = std::min<int64_t>(Workers(), n);
+  if (workers < 2 || work < kParallelMin) {
+    fn(int64_t{0}, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(workers - 1);
+  for (int64_t w = 1; w < workers; w++) pool.emplace_back(fn, n * w / workers, n * (w + 1) / workers);
+  fn(int64_t{0}, n / workers);
+  for (auto& t : pool) t.join();
+}
+
+// exp(x) for float32 without libm's scalar call, so loops over it vectorise: Cody-Waite
+// reduction x = n ln2 + r, a degree-6 polynomial for e^r on |r| <= ln2/2 (~1 ulp), and 2^n
+// assembled in the exponent bits. Written branch-free (selects) for the same reason.
+inline float FastExp(float x) {
+  const float xc = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  float r = xc - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  union {
+    int32_t i;
+    float f;
+  } scale;
+  scale.i = (static_cast<int32_t>(n) + 127) << 23;
+  float y = p * scale.f;
+  y = x < -87.0f ? 0.0f : y;
+  y = x > 88.0f ? INFINITY : y;
+  return x != x ? x : y;
+}
+
+bool Fail(const Napi::Env& env, const std::string& msg) {
+  Napi::TypeError::New(env, "srlm_blas: " + msg).ThrowAsJavaScriptException();
+  return false;
+}
+
+// Reads argument `i` as a Float32Array; reports which argument was wrong.
+bool F32(const Napi::CallbackInfo& info, size_t i, const char* fn, Napi::Float32Array* out) {
+  if (i >= info.Length() || !info[i].IsTypedArray() ||
+      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    return Fail(info.Env(), std::string(fn) + ": argument " + std::to_string(i) + " must be a Float32Array");
+  }
+  *out = info[i].As<Napi::Float32Array>();
+  return true;
+}
+
+bool I32(const Napi::CallbackInfo& info, size_t i, const char* fn, Napi::Int32Array* out) {
+  if (i >= info.Length() || !info[i].IsTypedArray() ||
+      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    return Fail(info.Env(), std::string(fn) + ": argument " + std::to_string(i) + " must be an Int32Array");
+  }
+  *out = info[i].As<Napi::Int32Array>();
+  return true;
+}
+
+bool Num(const Napi::CallbackInfo& info, size_t i, const char* fn, double* out) {
+  if (i >= info.Length() || !info[i].IsNumber()) {
+    return Fail(info.Env(), std::string(fn) + ": argument " + std::to_string(i) + " must be a number");
+  }
+  *out = info[i].As<Napi::Number>().DoubleValue();
+  return true;
+}
+
+// gemm(a, b, out, aOffsets, bOffsets, m, n, k, transA, transB, accumulate)
+// out[i] (m x n, row-major, batch i) = op(a at aOffsets[i]) * op(b at bOffsets[i]).
+// Offsets let the caller express any batch broadcasting without copies.
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "gemm";
+  Napi::Float32Array a, b, out;
+  Napi::Int32Array aOff, bOff;
+  double m, n, k, ta, tb;
+  if (!F32(info, 0, fn, &a) || !F32(info, 1, fn, &b) || !F32(info, 2, fn, &out) || !I32(info, 3, fn, &aOff) ||
+      !I32(info, 4, fn, &bOff) || !Num(info, 5, fn, &m) || !Num(info, 6, fn, &n) || !Num(info, 7, fn, &k) ||
+      !Num(info, 8, fn, &ta) || !Num(info, 9, fn, &tb)) {
+    return env.Undefined();
+  }
+  const size_t batch = aOff.ElementLength();
+  const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
+  if (bOff.ElementLength() != batch) {
+    Fail(env, "gemm: aOffsets and bOffsets differ in length");
+    return env.Undefined();
+  }
+  const size_t mk = static_cast<size_t>(M) * K, kn = static_cast<size_t>(K) * N, mn = static_cast<size_t>(M) * N;
+  if (out.ElementLength() < batch * mn) {
+    Fail(env, "gemm: output holds " + std::to_string(out.ElementLength()) + " floats, needs " +
+                  std::to_string(batch * mn));
+    return env.Undefined();
+  }
+  const int32_t* ao = aOff.Data();
+  const int32_t* bo = bOff.Data();
+  for (size_t i = 0; i < batch; i++) {
+    if (ao[i] < 0 || static_cast<size_t>(ao[i]) + mk > a.ElementLength() || bo[i] < 0 ||
+        static_cast<size_t>(bo[i]) + kn > b.ElementLength()) {
+      Fail(env, "gemm: batch " + std::to_string(i) + " reads past the end of an input");
+      return env.Undefined();
+    }
+  }
+  const CBLAS_TRANSPOSE tA = ta != 0 ? CblasTrans : CblasNoTrans;
+  const CBLAS_TRANSPOSE tB = tb != 0 ? CblasTrans : CblasNoTrans;
+  const int lda = ta != 0 ? M : K;
+  const int ldb = tb != 0 ? K : N;
+  float* o = out.Data();
+  if (K == 0) {
+    std::fill(o, o + batch * mn, 0.0f);
+    return env.Undefined();
+  }
+  const float* pa = a.Data();
+  const float* pb = b.Data();
+  auto run = [&](size_t from, size_t to) {
+    for (size_t i = from; i < to; i++) {
+      cblas_sgemm(CblasRowMajor, tA, tB, M, N, K, 1.0f, pa + ao[i], lda, pb + bo[i], ldb, 0.0f, o + i * mn, N);
+    }
+  };
+  // Many small products (attention heads) scale badly inside OpenBLAS, which splits each one
+  // across its threads and synchronises per call; splitting the batch across threads that each
+  // run single-threaded sgemm keeps every core busy with no per-call handshakes.
+  const int threads = openblas_get_num_threads();
+  const double flopsEach = 2.0 * M * N * K;
+  if (threads > 1 && batch >= 2 && flopsEach < 64.0 * 1024 * 1024) {
+    const size_t workers = std::min<size_t>(threads, batch);
+    openblas_set_num_threads(1);
+    std::vector<std::thread> pool;
+    for (size_t w = 1; w < workers; w++) {
+      pool.emplace_back(run, batch * w / workers, batch * (w + 1) / workers);
+    }
+    run(0, batch / workers);
+    for (auto& t : pool) t.join();
+    openblas_set_num_threads(threads);
+  } else {
+    run(0, batch);
+  }
+  return env.Undefined();
+}
+
+// biasAct(x, bias | null, act, alpha): x[r, c] = act(x[r, c] + bias[c]) in place.
+// act: 0 linear, 1 relu, 2 relu6, 3 sigmoid, 4 leakyrelu(alpha), 5 elu.
+Napi::Value BiasAct(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "biasAct";
+  Napi::Float32Array x, bias;
+  double act, alpha;
+  if (!F32(info, 0, fn, &x)) return env.Undefined();
+  const bool hasBias = info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined();
+  if (hasBias && !F32(info, 1, fn, &bias)) return env.Undefined();
+  if (!Num(info, 2, fn, &act) || !Num(info, 3, fn, &alpha)) return env.Undefined();
+  float* p = x.Data();
+  const size_t len = x.ElementLength();
+  if (hasBias) {
+    const size_t cols = bias.ElementLength();
+    if (cols == 0 || len % cols != 0) {
+      Fail(env, "biasAct: bias length " + std::to_string(cols) + " does not divide " + std::to_string(len));
+      return env.Undefined();
+    }
+    const float* bp = bias.Data();
+    for (size_t r = 0; r < len; r += cols) {
+      for (size_t c = 0; c < cols; c++) p[r + c] += bp[c];
+    }
+  }
+  const float al = static_cast<float>(alpha);
+  const int code = static_cast<int>(act);
+  if (code < 0 || code > 5) {
+    Fail(env, "biasAct: unknown activation code " + std::to_string(code));
+    return env.Undefined();
+  }
+  ParallelFor(static_cast<int64_t>(len), static_cast<int64_t>(len), [=](int64_t from, int64_t to) {
+    switch (code) {
+      case 1: for (int64_t i = from; i < to; i++) p[i] = p[i] > 0.0f ? p[i] : 0.0f; break;
+      case 2: for (int64_t i = from; i < to; i++) p[i] = std::min(6.0f, std::max(0.0f, p[i])); break;
+      case 3: for (int64_t i = from; i < to; i++) p[i] = 1.0f / (1.0f + FastExp(-p[i])); break;
+      case 4: for (int64_t i = from; i < to; i++) p[i] = p[i] < 0.0f ? al * p[i] : p[i]; break;
+      case 5: for (int64_t i = from; i < to; i++) p[i] = p[i] < 0.0f ? std::expm1(p[i]) : p[i]; break;
+      default: break;
+    }
+  });
+  return env.Undefined();
+}
+
+// --- elementwise binary with broadcasting ----------------------------------
+
+struct Add { static float f(float a, float b) { return a + b; } };
+struct Sub { static float f(float a, float b) { return a - b; } };
+struct Mul { static float f(float a, float b) { return a * b; } };
+struct Div { static float f(float a, float b) { return a / b; } };
+struct Max { static float f(float a, float b) { return (a != a || b != b) ? NAN : (a > b ? a : b); } };
+struct Min { static float f(float a, float b) { return (a != a || b != b) ? NAN : (a < b ? a : b); } };
+struct SqDiff { static float f(float a, float b) { const float d = a - b; return d * d; } };
+struct Pow { static float f(float a, float b) { return std::pow(a, b); } };
+
+// Walks the output in row-major order; the innermost dim gets the tight loop,
+// specialised for the strides that occur (contiguous, or one side broadcast).
+// Multi-index of row `row` over the outer dims (all but the last) and the matching offsets.
+void SeekRow(int64_t row, int rank, const int32_t* shape, const int32_t* s1, const int32_t* s2, int32_t* idx,
+             int64_t* o1, int64_t* o2) {
+  *o1 = 0;
+  *o2 = 0;
+  for (int d = rank - 2; d >= 0; d--) {
+    idx[d] = static_cast<int32_t>(row % shape[d]);
+    row /= shape[d];
+    *o1 += static_cast<int64_t>(idx[d]) * s1[d];
+    *o2 += static_cast<int64_t>(idx[d]) * s2[d];
+  }
+}
+
+// Advances the odometer over the outer dims by one row.
+inline void NextRow(int rank, const int32_t* shape, const int32_t* s1, const int32_t* s2, int32_t* idx, int64_t* o1,
+                    int64_t* o2) {
+  for (int d = rank - 2; d >= 0; d--) {
+    idx[d]++;
+    *o1 += s1[d];
+    *o2 += s2[d];
+    if (idx[d] < shape[d]) return;
+    *o1 -= static_cast<int64_t>(s1[d]) * shape[d];
+    *o2 -= static_cast<int64_t>(s2[d]) * shape[d];
+    idx[d] = 0;
+  }
+}
+
+// Rows [from, to) of the output in row-major order; the innermost dim gets the tight loop,
+// specialised for the strides that occur (contiguous, or one side broadcast).
+template <typename Op>
+void BinaryRows(const float* a, const float* b, float* o, int rank, const int32_t* shape, const int32_t* as,
+                const int32_t* bs, int64_t from, int64_t to) {
+  const int inner = shape[rank - 1];
+  const int sa = as[rank - 1], sb = bs[rank - 1];
+  int32_t idx[kMaxRank] = {0};
+  int64_t ao = 0, bo = 0;
+  SeekRow(from, rank, shape, as, bs, idx, &ao, &bo);
+  for (int64_t r = from; r < to; r++) {
+    const float* pa = a + ao;
+    const float* pb = b + bo;
+    float* po = o + r * inner;
+    if (sa == 1 && sb == 1) {
+      for (int i = 0; i < inner; i++) po[i] = Op::f(pa[i], pb[i]);
+    } else if (sa == 1 && sb == 0) {
+      const float v = pb[0];
+      for (int i = 0; i < inner; i++) po[i] = Op::f(pa[i], v);
+    } else if (sa == 0 && sb == 1) {
+      const float v = pa[0];
+      for (int i = 0; i < inner; i++) po[i] = Op::f(v, pb[i]);
+    } else {
+      for (int i = 0; i < inner; i++) po[i] = Op::f(pa[i * sa], pb[i * sb]);
+    }
+    NextRow(rank, shape, as, bs, idx, &ao, &bo);
+  }
+}
+
+template <typename Op>
+void BinaryLoop(const float* a, const float* b, float* o, int rank, const int32_t* shape, const int32_t* as,
+                const int32_t* bs) {
+  int64_t outer = 1;
+  for (int d = 0; d < rank - 1; d++) outer *= shape[d];
+  ParallelFor(outer, outer * shape[rank - 1],
+              [=](int64_t from, int64_t to) { BinaryRows<Op>(a, b, o, rank, shape, as, bs, from, to); });
+}
+
+// binary(op, a, b, out, shape, aStrides, bStrides)
+// op: 0 add, 1 sub, 2 mul, 3 div, 4 max, 5 min, 6 squaredDifference, 7 pow.
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "binary";
+  double op;
+  Napi::Float32Array a, b, out;
+  Napi::Int32Array shape, as, bs;
+  if (!Num(info, 0, fn, &op) || !F32(info, 1, fn, &a) || !F32(info, 2, fn, &b) || !F32(info, 3, fn, &out) ||
+      !I32(info, 4, fn, &shape) || !I32(info, 5, fn, &as) || !I32(info, 6, fn, &bs)) {
+    return env.Undefined();
+  }
+  const int rank = static_cast<int>(shape.ElementLength());
+  if (rank < 1 || rank > kMaxRank || as.ElementLength() != shape.ElementLength() ||
+      bs.ElementLength() != shape.ElementLength()) {
+    Fail(env, "binary: rank must be 1.." + std::to_string(kMaxRank) + " with one stride per dim");
+    return env.Undefined();
+  }
+  int64_t size = 1, aMax = 0, bMax = 0;
+  for (int d = 0; d < rank; d++) {
+    size *= shape[d];
+    aMax += static_cast<int64_t>(as[d]) * (shape[d] - 1);
+    bMax += static_cast<int64_t>(bs[d]) * (shape[d] - 1);
+  }
+  if (size == 0) return env.Undefined();
+  if (static_cast<int64_t>(out.ElementLength()) < size || aMax >= static_cast<int64_t>(a.ElementLength()) ||
+      bMax >= static_cast<int64_t>(b.ElementLength())) {
+    Fail(env, "binary: shape and strides reach past the buffers");
+    return env.Undefined();
+  }
+  const float* pa = a.Data();
+  const float* pb = b.Data();
+  float* po = out.Data();
+  const int32_t* s = shape.Data();
+  switch (static_cast<int>(op)) {
+    case 0: BinaryLoop<Add>(pa, pb, po, rank, s, as.Data(), bs.Data()); break;
+    case 1: BinaryLoop<Sub>(pa, pb, po, rank, s, as.Data(), bs.Data()); break;
+    case 2: BinaryLoop<Mul>(pa, pb, po, rank, s, as.Data(), bs.Data()); break;
+    case 3: BinaryLoop<Div>(pa, pb, po, rank, s, as.Data(), bs.Data()); break;
+    case 4: BinaryLoop<Max>(pa, pb, po, rank, s, as.Data(), bs.Data()); break;
+    case 5: BinaryLoop<Min>(pa, pb, po, rank, s, as.Data(), bs.Data()); break;
+    case 6: BinaryLoop<SqDiff>(pa, pb, po, rank, s, as.Data(), bs.Data()); break;
+    case 7: BinaryLoop<Pow>(pa, pb, po, rank, s, as.Data(), bs.Data()); break;
+    default: Fail(env, "binary: unknown op code " + std::to_string(static_cast<int>(op)));
+  }
+  return env.Undefined();
+}
+
+// unary(op, x, out)
+// op: 0 exp, 1 log, 2 neg, 3 sqrt, 4 rsqrt, 5 square, 6 relu, 7 sigmoid, 8 tanh,
+//     9 abs, 10 reciprocal, 11 step (x > 0 ? 1 : 0, NaN kept).
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "unary";
+  double op;
+  Napi::Float32Array x, out;
+  if (!Num(info, 0, fn, &op) || !F32(info, 1, fn, &x) || !F32(info, 2, fn, &out)) return env.Undefined();
+  const size_t n = x.ElementLength();
+  if (out.ElementLength() < n) {
+    Fail(env, "unary: output is shorter than input");
+    return env.Undefined();
+  }
+  const float* p = x.Data();
+  float* o = out.Data();
+  const int code = static_cast<int>(op);
+  if (code < 0 || code > 11) {
+    Fail(env, "unary: unknown op code " + std::to_string(code));
+    return env.Undefined();
+  }
+  ParallelFor(static_cast<int64_t>(n), static_cast<int64_t>(n), [=](int64_t from, int64_t to) {
+    switch (code) {
+      case 0: for (int64_t i = from; i < to; i++) o[i] = FastExp(p[i]); break;
+      case 1: for (int64_t i = from; i < to; i++) o[i] = std::log(p[i]); break;
+      case 2: for (int64_t i = from; i < to; i++) o[i] = -p[i]; break;
+      case 3: for (int64_t i = from; i < to; i++) o[i] = std::sqrt(p[i]); break;
+      case 4: for (int64_t i = from; i < to; i++) o[i] = 1.0f / std::sqrt(p[i]); break;
+      case 5: for (int64_t i = from; i < to; i++) o[i] = p[i] * p[i]; break;
+      case 6: for (int64_t i = from; i < to; i++) o[i] = p[i] > 0.0f ? p[i] : (p[i] != p[i] ? p[i] : 0.0f); break;
+      case 7: for (int64_t i = from; i < to; i++) o[i] = 1.0f / (1.0f + FastExp(-p[i])); break;
+      case 8: for (int64_t i = from; i < to; i++) o[i] = std::tanh(p[i]); break;
+      case 9: for (int64_t i = from; i < to; i++) o[i] = std::fabs(p[i]); break;
+      case 10: for (int64_t i = from; i < to; i++) o[i] = 1.0f / p[i]; break;
+      case 11: for (int64_t i = from; i < to; i++) o[i] = p[i] != p[i] ? NAN : (p[i] > 0.0f ? 1.0f : 0.0f); break;
+      default: break;
+    }
+  });
+  return env.Undefined();
+}
+
+// softmax(x, out, rows, cols): numerically stable softmax over each row.
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "softmax";
+  Napi::Float32Array x, out;
+  double rows, cols;
+  if (!F32(info, 0, fn, &x) || !F32(info, 1, fn, &out) || !Num(info, 2, fn, &rows) || !Num(info, 3, fn, &cols)) {
+    return env.Undefined();
+  }
+  const size_t R = static_cast<size_t>(rows), C = static_cast<size_t>(cols);
+  if (x.ElementLength() < R * C || out.ElementLength() < R * C) {
+    Fail(env, "softmax: rows x cols exceeds a buffer");
+    return env.Undefined();
+  }
+  const float* px = x.Data();
+  float* po = out.Data();
+  ParallelFor(static_cast<int64_t>(R), static_cast<int64_t>(R * C), [=](int64_t from, int64_t to) {
+    for (int64_t r = from; r < to; r++) {
+      const float* p = px + r * C;
+      float* o = po + r * C;
+      float mx = -INFINITY;
+      for (size_t c = 0; c < C; c++) mx = p[c] > mx ? p[c] : mx;
+      for (size_t c = 0; c < C; c++) o[c] = FastExp(p[c] - mx);
+      float sum = 0.0f;
+      for (size_t c = 0; c < C; c++) sum += o[c];
+      const float inv = 1.0f / sum;
+      for (size_t c = 0; c < C; c++) o[c] *= inv;
+    }
+  });
+  return env.Undefined();
+}
+
+// reduce(op, x, out, outer, mid, inner): x viewed as [outer, mid, inner] reduced over mid.
+// op: 0 sum, 1 max, 2 min, 3 mean, 4 prod.
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "reduce";
+  double op, outer, mid, inner;
+  Napi::Float32Array x, out;
+  if (!Num(info, 0, fn, &op) || !F32(info, 1, fn, &x) || !F32(info, 2, fn, &out) || !Num(info, 3, fn, &outer) ||
+      !Num(info, 4, fn, &mid) || !Num(info, 5, fn, &inner)) {
+    return env.Undefined();
+  }
+  const size_t O = static_cast<size_t>(outer), M = static_cast<size_t>(mid), I = static_cast<size_t>(inner);
+  const int code = static_cast<int>(op);
+  if (code < 0 || code > 4) {
+    Fail(env, "reduce: unknown op code " + std::to_string(code));
+    return env.Undefined();
+  }
+  if (x.ElementLength() < O * M * I || out.ElementLength() < O * I) {
+    Fail(env, "reduce: outer x mid x inner exceeds a buffer");
+    return env.Undefined();
+  }
+  const float* p = x.Data();
+  float* o = out.Data();
+  for (size_t a = 0; a < O; a++) {
+    float* row = o + a * I;
+    const float* src = p + a * M * I;
+    if (I == 1) {
+      // reduction over a contiguous run: accumulate in double for sums so long rows stay accurate
+      if (code == 0 || code == 3) {
+        double s = 0.0;
+        for (size_t m = 0; m < M; m++) s += src[m];
+        row[0] = static_cast<float>(code == 3 ? s / static_cast<double>(M) : s);
+      } else {
+        float acc = M > 0 ? src[0] : (code == 4 ? 1.0f : NAN);
+        for (size_t m = 1; m < M; m++) {
+          const float v = src[m];
+          if (code == 1) acc = (v > acc || v != v) ? v : acc;
+          else if (code == 2) acc = (v < acc || v != v) ? v : acc;
+          else acc *= v;
+        }
+        if (code == 4 && M == 0) acc = 1.0f;
+        row[0] = acc;
+      }
+      continue;
+    }
+    if (M == 0) {
+      std::fill(row, row + I, code == 4 ? 1.0f : 0.0f);
+      continue;
+    }
+    std::copy(src, src + I, row);
+    for (size_t m = 1; m < M; m++) {
+      const float* s = src + m * I;
+      switch (code) {
+        case 0:
+        case 3: for (size_t i = 0; i < I; i++) row[i] += s[i]; break;
+        case 1: for (size_t i = 0; i < I; i++) row[i] = (s[i] > row[i] || s[i] != s[i]) ? s[i] : row[i]; break;
+        case 2: for (size_t i = 0; i < I; i++) row[i] = (s[i] < row[i] || s[i] != s[i]) ? s[i] : row[i]; break;
+        case 4: for (size_t i = 0; i < I; i++) row[i] *= s[i]; break;
+      }
+    }
+    if (code == 3) {
+      const float inv = 1.0f / static_cast<float>(M);
+      for (size_t i = 0; i < I; i++) row[i] *= inv;
+    }
+  }
+  return env.Undefined();
+}
+
+// transpose(x, out, shape, perm): out = x permuted; shape is x's shape.
+Napi::Value Transpose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "transpose";
+  Napi::Float32Array x, out;
+  Napi::Int32Array shape, perm;
+  if (!F32(info, 0, fn, &x) || !F32(info, 1, fn, &out) || !I32(info, 2, fn, &shape) || !I32(info, 3, fn, &perm)) {
+    return env.Undefined();
+  }
+  const int rank = static_cast<int>(shape.ElementLength());
+  if (rank < 1 || rank > kMaxRank || static_cast<int>(perm.ElementLength()) != rank) {
+    Fail(env, "transpose: rank must be 1.." + std::to_string(kMaxRank) + " with a full permutation");
+    return env.Undefined();
+  }
+  int64_t inStride[kMaxRank];
+  int64_t size = 1;
+  for (int d = rank - 1; d >= 0; d--) {
+    inStride[d] = size;
+    size *= shape[d];
+  }
+  if (static_cast<int64_t>(x.ElementLength()) < size || static_cast<int64_t>(out.ElementLength()) < size) {
+    Fail(env, "transpose: shape exceeds a buffer");
+    return env.Undefined();
+  }
+  if (size == 0) return env.Undefined();
+  // output dim d walks input dim perm[d]
+  int32_t oshape[kMaxRank];
+  int64_t ostr[kMaxRank];
+  for (int d = 0; d < rank; d++) {
+    const int p = perm[d];
+    if (p < 0 || p >= rank) {
+      Fail(env, "transpose: permutation entry out of range");
+      return env.Undefined();
+    }
+    oshape[d] = shape[p];
+    ostr[d] = inStride[p];
+  }
+  const float* src = x.Data();
+  float* dst = out.Data();
+  const int inner = oshape[rank - 1];
+  const int64_t is = ostr[rank - 1];
+  const int64_t outer = size / inner;
+  int32_t idx[kMaxRank] = {0};
+  int64_t off = 0;
+  for (int64_t r = 0; r < outer; r++) {
+    float* o = dst + r * inner;
+    const float* s = src + off;
+    if (is == 1) {
+      std::copy(s, s + inner, o);
+    } else {
+      for (int i = 0; i < inner; i++) o[i] = s[i * is];
+    }
+    for (int d = rank - 2; d >= 0; d--) {
+      idx[d]++;
+      off += ostr[d];
+      if (idx[d] < oshape[d]) break;
+      off -= ostr[d] * oshape[d];
+      idx[d] = 0;
+    }
+  }
+  return env.Undefined();
+}
+
+// strided(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape)
+// dst[dstOffset + idx . dstStrides] = src[srcOffset + idx . srcStrides] for every idx in shape.
+// One copy loop serves Slice, Concat, Split and Transpose; rows that are contiguous on both
+// sides go through memcpy-speed std::copy.
+Napi::Value Strided(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "strided";
+  Napi::Float32Array src, dst;
+  Napi::Int32Array ss, ds, shape;
+  double so, dof;
+  if (!F32(info, 0, fn, &src) || !Num(info, 1, fn, &so) || !I32(info, 2, fn, &ss) || !F32(info, 3, fn, &dst) ||
+      !Num(info, 4, fn, &dof) || !I32(info, 5, fn, &ds) || !I32(info, 6, fn, &shape)) {
+    return env.Undefined();
+  }
+  const int rank = static_cast<int>(shape.ElementLength());
+  if (rank < 1 || rank > kMaxRank || static_cast<int>(ss.ElementLength()) != rank ||
+      static_cast<int>(ds.ElementLength()) != rank) {
+    Fail(env, "strided: rank must be 1.." + std::to_string(kMaxRank) + " with one stride per dim on each side");
+    return env.Undefined();
+  }
+  const int32_t* sh = shape.Data();
+  const int32_t* sst = ss.Data();
+  const int32_t* dst_ = ds.Data();
+  int64_t size = 1, sMax = static_cast<int64_t>(so), dMax = static_cast<int64_t>(dof);
+  for (int d = 0; d < rank; d++) {
+    if (sh[d] < 0 || sst[d] < 0 || dst_[d] < 0) {
+      Fail(env, "strided: negative shape or stride");
+      return env.Undefined();
+    }
+    size *= sh[d];
+    sMax += static_cast<int64_t>(sst[d]) * (sh[d] - 1);
+    dMax += static_cast<int64_t>(dst_[d]) * (sh[d] - 1);
+  }
+  if (size == 0) return env.Undefined();
+  if (so < 0 || dof < 0 || sMax >= static_cast<int64_t>(src.ElementLength()) ||
+      dMax >= static_cast<int64_t>(dst.ElementLength())) {
+    Fail(env, "strided: offsets, shape and strides reach past the buffers");
+    return env.Undefined();
+  }
+  const float* s = src.Data();
+  float* o = dst.Data();
+  const int inner = sh[rank - 1];
+  const int64_t si = sst[rank - 1], di = dst_[rank - 1];
+  const int64_t outer = size / inner;
+  int32_t idx[kMaxRank] = {0};
+  int64_t sOff = static_cast<int64_t>(so), dOff = static_cast<int64_t>(dof);
+  for (int64_t r = 0; r < outer; r++) {
+    if (si == 1 && di == 1) {
+      std::copy(s + sOff, s + sOff + inner, o + dOff);
+    } else {
+      for (int i = 0; i < inner; i++) o[dOff + i * di] = s[sOff + i * si];
+    }
+    for (int d = rank - 2; d >= 0; d--) {
+      idx[d]++;
+      sOff += sst[d];
+      dOff += dst_[d];
+      if (idx[d] < sh[d]) break;
+      sOff -= static_cast<int64_t>(sst[d]) * sh[d];
+      dOff -= static_cast<int64_t>(dst_[d]) * sh[d];
+      idx[d] = 0;
+    }
+  }
+  return env.Undefined();
+}
+
+// Tensors are large and short-lived. glibc serves big blocks with fresh mmap()s by default, so
+// every tensor would pay a page fault per 4 KiB on first write and an munmap on dispose; keeping
+// blocks up to 32 MiB on the heap lets freed tensors' memory be reused warm.
+Napi::Value TuneAllocator(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__)
+  const bool ok = mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1 && mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024) == 1;
+  return Napi::Boolean::New(info.Env(), ok);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
+Napi::Value Threads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() > 0 && info[0].IsNumber()) {
+    openblas_set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  }
+  return Napi::Number::New(env, openblas_get_num_threads());
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
+  exports.Set("biasAct", Napi::Function::New(env, BiasAct, "biasAct"));
+  exports.Set("binary", Napi::Function::New(env, Binary, "binary"));
+  exports.Set("unary", Napi::Function::New(env, Unary, "unary"));
+  exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
+  exports.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
+  exports.Set("transpose", Napi::Function::New(env, Transpose, "transpose"));
+  exports.Set("strided", Napi::Function::New(env, Strided, "strided"));
+  exports.Set("tuneAllocator", Napi::Function::New(env, TuneAllocator, "tuneAllocator"));
+  exports.Set("threads", Napi::Function::New(env, Threads, "threads"));
+  exports.Set("config", Napi::String::New(env, openblas_get_config()));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(srlm_blas, Init)

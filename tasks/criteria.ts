@@ -1,0 +1,53 @@
+// The additive 5-point rubric, as pure checks of a response against the known answer. One point
+// per criterion met; the criteria are independent on purpose, so partly right responses land on
+// intermediate scores and best-vs-worst pairs carry signal for DPO.
+
+/** Longest response the rubric accepts as well-formed; answers of every family are shorter. */
+export const MAX_RESPONSE_CHARS = 24;
+
+export const CRITERIA = ["form", "len", "chars", "most", "exact"] as const;
+export type Criterion = (typeof CRITERIA)[number];
+
+/** What each criterion asks, for docs and the CLI. */
+export const CRITERION_TEXT: Record<Criterion, string> = {
+  form: `non-empty, one line, at most ${MAX_RESPONSE_CHARS} characters, all from the task's alphabet`,
+  len: "exactly as long as the correct answer",
+  chars: "non-empty and uses only characters of the correct answer (no character more often than there)",
+  most: "at least half of the answer's positions hold the right character",
+  exact: "exactly the correct answer",
+};
+
+export interface Rubric {
+  /** Number of criteria met, 0..5. */
+  score: number;
+  /** One flag per entry of CRITERIA, in that order. */
+  criteria: boolean[];
+}
+
+export function grade(answer: string, alphabet: string, response: string): Rubric {
+  const form =
+    response.length > 0 &&
+    response.length <= MAX_RESPONSE_CHARS &&
+    [...response].every((c) => alphabet.includes(c));
+  const len = response.length === answer.length;
+  const chars = response.length > 0 && isSubMultiset(response, answer);
+  let matches = 0;
+  for (let i = 0; i < Math.min(response.length, answer.length); i++) {
+    if (response[i] === answer[i]) matches++;
+  }
+  const most = matches * 2 >= answer.length && matches > 0;
+  const exact = response === answer;
+  const criteria = [form, len, chars, most, exact];
+  return { score: criteria.filter(Boolean).length, criteria };
+}
+
+function isSubMultiset(part: string, whole: string): boolean {
+  const counts = new Map<string, number>();
+  for (const c of whole) counts.set(c, (counts.get(c) ?? 0) + 1);
+  for (const c of part) {
+    const left = counts.get(c) ?? 0;
+    if (left === 0) return false;
+    counts.set(c, left - 1);
+  }
+  return true;
+}

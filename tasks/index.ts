@@ -1,0 +1,10 @@
+// The public surface of tasks/: seed data, task families, the rubric and the judge format,
+// self-instruct, JSONL and evaluation measures.
+export * from "./data.ts";
+export * from "./eval.ts";
+export * from "./families.ts";
+export * from "./format.ts";
+export * from "./jsonl.ts";
+export * from "./random.ts";
+export * from "./rubric.ts";
+export * from "./selfinstruct.ts";

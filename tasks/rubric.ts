@@ -1,0 +1,84 @@
+// The LLM-as-a-Judge side of the rubric: the true score from the verifier, the compact judge
+// prompt a character model reads, the short justification it is trained to write, and the
+// parser that turns a judge's text back into a score (or says why it cannot).
+import { CRITERIA, grade, MAX_RESPONSE_CHARS, type Rubric } from "./criteria.ts";
+import { parsePrompt } from "./families.ts";
+
+export { CRITERIA, CRITERION_TEXT, type Criterion, MAX_RESPONSE_CHARS, type Rubric } from "./criteria.ts";
+
+/** The exact rubric of `response` to `prompt`; throws if the prompt is no task family's. */
+export function trueScore(prompt: string, response: string): Rubric {
+  const parsed = parsePrompt(prompt);
+  if (parsed === null)
+    throw new Error(`trueScore: ${JSON.stringify(prompt)} is not a prompt of any task family`);
+  return grade(parsed.answer, parsed.family.alphabet, response);
+}
+
+/**
+ * How a response appears inside a judge prompt. Characters that would break the line format
+ * ('|', newlines, non-printable) become '?', and overlong responses are cut one past the limit.
+ * Neither changes the true score: '?' is in no family's alphabet, and every answer is shorter
+ * than the cut, so the judge sees everything the score depends on.
+ */
+export function displayResponse(response: string): string {
+  const clipped =
+    response.length > MAX_RESPONSE_CHARS + 1 ? response.slice(0, MAX_RESPONSE_CHARS + 1) : response;
+  return clipped.replace(/[^ -{}~]/g, "?");
+}
+
+export const JUDGE_TAG = "Judge";
+
+/** `Judge|Reverse: garden|nedrag|` */
+export function judgePrompt(prompt: string, response: string): string {
+  if (/[|\n]/.test(prompt))
+    throw new Error(`judgePrompt: prompt ${JSON.stringify(prompt)} contains '|' or a newline`);
+  return `${JUDGE_TAG}|${prompt}|${displayResponse(response)}|`;
+}
+
+/** `+form +len +chars +most -exact Score: 4` — the criteria met, then the final score. */
+export function judgeTarget(rubric: Rubric): string {
+  if (rubric.criteria.length !== CRITERIA.length) {
+    throw new Error(`judgeTarget: expected ${CRITERIA.length} criteria flags, got ${rubric.criteria.length}`);
+  }
+  const marks = CRITERIA.map((name, i) => `${rubric.criteria[i] ? "+" : "-"}${name}`);
+  return `${marks.join(" ")} Score: ${rubric.score}`;
+}
+
+export type Judgement = { ok: true; score: number } | { ok: false; reason: string };
+
+/**
+ * The score of a judge's output: its first line must end in `Score: N` with N in 0..5. The
+ * justification before it is not checked; the paper, too, reads only the final score.
+ */
+export function parseJudgement(text: string): Judgement {
+  const line = text.split("\n", 1)[0].trimEnd();
+  const m = /Score:\s*(\d+)$/.exec(line);
+  if (m === null) {
+    const snippet = line.length > 40 ? `${line.slice(0, 40)}…` : line;
+    return { ok: false, reason: `no final 'Score: N' in ${JSON.stringify(snippet)}` };
+  }
+  const score = Number(m[1]);
+  if (score > CRITERIA.length)
+    return { ok: false, reason: `score ${score} is outside 0..${CRITERIA.length}` };
+  return { ok: true, score };
+}
+
+export interface JudgementSummary {
+  /** Mean of the parsed scores; null when none parsed. */
+  mean: number | null;
+  scores: number[];
+  failures: string[];
+}
+
+/** Averages several judge samples of one candidate (the paper uses 3), counting parse failures. */
+export function summariseJudgements(texts: readonly string[]): JudgementSummary {
+  const scores: number[] = [];
+  const failures: string[] = [];
+  for (const text of texts) {
+    const j = parseJudgement(text);
+    if (j.ok) scores.push(j.score);
+    else failures.push(j.reason);
+  }
+  const mean = scores.length === 0 ? null : scores.reduce((s, x) => s + x, 0) / scores.length;
+  return { mean, scores, failures };
+}

@@ -1,0 +1,100 @@
+// Starts a throwaway JetStream nats-server for one test file: a free port on 127.0.0.1 and its
+// own store directory, so tests never touch a server the machine may already run on 4222.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface NatsServerOptions {
+  /** Largest message the server accepts, in bytes (nats-server default: 1 MiB). */
+  maxPayload?: number;
+}
+
+export interface NatsServerHandle {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: "127.0.0.1", port });
+    sock.once("connect", () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once("error", () => resolve(false));
+  });
+}
+
+function assertBinary(): void {
+  const probe = spawnSync("nats-server", ["--version"], { encoding: "utf8" });
+  if (probe.error) {
+    throw new Error(
+      "test harness: the `nats-server` binary was not found on PATH; install it (e.g. `apt-get install nats-server`) " +
+        "to run the bus integration tests",
+    );
+  }
+}
+
+export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServerHandle> {
+  assertBinary();
+  const port = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), "srlm-nats-"));
+  const args = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", join(dir, "store")];
+  if (opts.maxPayload !== undefined) {
+    // max_payload is a config-file-only setting.
+    const conf = join(dir, "server.conf");
+    await writeFile(conf, `max_payload: ${opts.maxPayload}\n`);
+    args.push("-c", conf);
+  }
+  const child: ChildProcess = spawn("nats-server", args, { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    child.once("exit", () => {
+      exited = true;
+      resolve();
+    }),
+  );
+
+  const deadline = Date.now() + 10_000;
+  while (!(await canConnect(port))) {
+    if (exited || Date.now() > deadline) {
+      child.kill("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`test harness: nats-server on port ${port} did not start:\n${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      if (!exited) {
+        child.kill("SIGTERM");
+        const killer = setTimeout(() => child.kill("SIGKILL"), 3000);
+        await exit;
+        clearTimeout(killer);
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

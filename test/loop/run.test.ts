@@ -1,0 +1,84 @@
+// The whole self-rewarding loop, as a user runs it: `srlm run --preset tiny` against a real
+// nats-server, one process per actor. It checks that the loop completes, that pairs were
+// trained, that the weights advanced, and that the report is complete; it does not assert gains
+// (the tiny preset is far too small for them).
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { type NatsServerHandle, startNatsServer } from "../helpers/nats.ts";
+
+const srlm = fileURLToPath(new URL("../../bin/srlm.js", import.meta.url));
+let server: NatsServerHandle;
+let out: string;
+
+before(async () => {
+  server = await startNatsServer();
+  out = mkdtempSync(join(tmpdir(), "srlm-run-"));
+});
+
+after(async () => {
+  await server?.stop();
+  rmSync(out, { recursive: true, force: true });
+});
+
+function runSrlm(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [srlm, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c;
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      stderr += c;
+    });
+    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test("srlm run --preset tiny: M1 → M2 → M3 over NATS with trained pairs and a complete report", async () => {
+  const { code, stdout, stderr } = await runSrlm([
+    "run",
+    "--preset",
+    "tiny",
+    "--nats",
+    server.url,
+    "--run",
+    "ci",
+    "--out",
+    out,
+  ]);
+  assert.equal(code, 0, `srlm run failed:\n${stdout}\n${stderr}`);
+  const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
+  assert.equal(report.method, "self-rewarding");
+  assert.equal(report.preset, "tiny");
+  assert.ok(typeof report.backend === "string" && report.backend.length > 0);
+  assert.deepEqual(
+    report.iterations.map((it: { model: string }) => it.model),
+    ["M1", "M2", "M3"],
+  );
+  for (const it of report.iterations) {
+    assert.ok(it.heldOutAccuracy >= 0 && it.heldOutAccuracy <= 1, `${it.model} heldOutAccuracy`);
+    assert.ok(Number.isFinite(it.judge.pairwiseAccuracy), `${it.model} judge.pairwiseAccuracy`);
+    assert.ok(it.judge.parseFailureRate >= 0 && it.judge.parseFailureRate <= 1);
+    assert.ok(it.wallSeconds > 0);
+  }
+  for (const it of report.iterations.slice(1)) {
+    assert.ok(it.winRateVsPrevious, `${it.model} has a win rate against the model before`);
+    const { win, loss, tie } = it.winRateVsPrevious;
+    assert.ok(Math.abs(win + loss + tie - 1) < 1e-9);
+    assert.ok(it.pairs > 0, `${it.model}: no preference pairs were trained`);
+    assert.ok(it.dpo && Number.isFinite(it.dpo.loss), `${it.model}: DPO ran`);
+  }
+  // The weights advanced: each published version is a different model.
+  const weights = (label: string) => readFileSync(join(out, "checkpoints", label, "model.safetensors"));
+  assert.ok(existsSync(join(out, "checkpoints", "M3", "config.json")));
+  assert.notDeepEqual(weights("M1"), weights("M2"));
+  assert.notDeepEqual(weights("M2"), weights("M3"));
+  assert.match(stdout, /M3/);
+  assert.ok(readFileSync(join(out, "summary.txt"), "utf8").includes("held-out acc"));
+});

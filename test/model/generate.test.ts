@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { generate, sampleToken } from "../../model/generate.ts";
+import { Rng } from "../../model/random.ts";
+import { responseLogProbs } from "../../model/score.ts";
+import { BACKENDS, maxAbsDiff, numTensors, tinyModel, tokenizer, useBackend } from "./helpers.ts";
+
+const prompts = ["ab", "h=12+3", "c"].map((t) => [tokenizer.bosId, ...tokenizer.encode(t)]);
+
+test("sampleToken: greedy, top-k 1 and tiny top-p all pick the argmax; log-prob is at temperature 1", () => {
+  const logits = [0.1, 2.5, -1, 2.4];
+  const rng = new Rng(1);
+  const z = Math.log(logits.reduce((a, l) => a + Math.exp(l), 0));
+  for (const opts of [{ temperature: 0 }, { topK: 1 }, { topP: 1e-6 }, { temperature: 0.5, topK: 1 }]) {
+    const s = sampleToken(logits, opts, rng);
+    assert.equal(s.id, 1);
+    assert.ok(Math.abs(s.logProb - (2.5 - z)) < 1e-12);
+  }
+  const counts = [0, 0, 0, 0];
+  for (let i = 0; i < 2000; i++) counts[sampleToken(logits, { temperature: 1 }, rng).id]++;
+  const p3 = Math.exp(2.4 - z);
+  assert.ok(Math.abs(counts[3] / 2000 - p3) < 0.05, `frequency ${counts[3] / 2000} vs ${p3}`);
+});
+
+for (const backend of BACKENDS) {
+  test(`${backend}: greedy with the KV cache equals greedy without, token for token`, async () => {
+    await useBackend(backend);
+    const model = tinyModel(11);
+    try {
+      const before = numTensors();
+      const opts = { maxNewTokens: 12, temperature: 0, eosIds: [] as number[] };
+      const cached = generate(model, tokenizer, prompts, opts);
+      assert.equal(numTensors(), before, "generation leaks no tensors");
+      const uncached = generate(model, tokenizer, prompts, { ...opts, useCache: false });
+      assert.deepEqual(
+        cached.map((g) => g.ids),
+        uncached.map((g) => g.ids),
+      );
+      for (const g of cached) assert.equal(g.ids.length, 12);
+      assert.ok(cached.every((g) => g.finishReason === "length"));
+      // Batched rows (left-padded) generate what each prompt generates alone.
+      prompts.forEach((p, i) => {
+        const [alone] = generate(model, tokenizer, [p], opts);
+        assert.deepEqual(alone.ids, cached[i].ids);
+        assert.ok(maxAbsDiff(alone.logProbs, cached[i].logProbs) < 1e-4);
+      });
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test(`${backend}: seeded sampling is reproducible and its log-probs match scoring`, async () => {
+    await useBackend(backend);
+    const model = tinyModel(12);
+    try {
+      const opts = { maxNewTokens: 10, temperature: 1.3, topP: 0.95, seed: 42, eosIds: [] as number[] };
+      const a = generate(model, tokenizer, prompts, opts);
+      const b = generate(model, tokenizer, prompts, opts);
+      assert.deepEqual(a, b);
+      const c = generate(model, tokenizer, prompts, { ...opts, seed: 43 });
+      assert.notDeepEqual(
+        c.map((g) => g.ids),
+        a.map((g) => g.ids),
+      );
+      const scored = responseLogProbs(
+        model,
+        prompts.map((p, i) => ({ prompt: p, response: a[i].ids })),
+      );
+      a.forEach((g, i) => {
+        assert.ok(maxAbsDiff(g.logProbs, scored.perToken[i]) < 1e-4, `row ${i}`);
+      });
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test(`${backend}: EOS and stop strings end a row`, async () => {
+    await useBackend(backend);
+    const model = tinyModel(13);
+    try {
+      const greedy = { maxNewTokens: 8, temperature: 0, eosIds: [] as number[] };
+      const [free] = generate(model, tokenizer, [prompts[1]], greedy);
+      const [eos] = generate(model, tokenizer, [prompts[1]], { ...greedy, eosIds: [free.ids[2]] });
+      const firstEos = free.ids.indexOf(free.ids[2]);
+      assert.equal(eos.finishReason, "eos");
+      assert.deepEqual(eos.ids, free.ids.slice(0, firstEos + 1));
+      assert.equal(eos.text, tokenizer.decode(free.ids.slice(0, firstEos)));
+
+      const stop = free.text.slice(3, 5);
+      const [stopped] = generate(model, tokenizer, [prompts[1]], { ...greedy, stop: [stop, "never"] });
+      assert.equal(stopped.finishReason, "stop");
+      assert.equal(stopped.text, free.text.slice(0, free.text.indexOf(stop)));
+    } finally {
+      model.dispose();
+    }
+  });
+}

@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { families } from "../../tasks/families.ts";
+import { makeRng } from "../../tasks/random.ts";
+import {
+  displayResponse,
+  judgePrompt,
+  judgeTarget,
+  parseJudgement,
+  summariseJudgements,
+  trueScore,
+} from "../../tasks/rubric.ts";
+
+test("judge prompt and target have the compact format", () => {
+  assert.equal(judgePrompt("Reverse: garden", "nedrag"), "Judge|Reverse: garden|nedrag|");
+  const target = judgeTarget(trueScore("Reverse: garden", "nedrga"));
+  assert.equal(target, "+form +len +chars +most -exact Score: 4");
+  assert.throws(() => judgePrompt("a|b", "x"), /contains '\|'/);
+  assert.throws(() => judgeTarget({ score: 1, criteria: [true] }), /expected 5 criteria/);
+});
+
+test("every judge target parses back to its score", () => {
+  for (let mask = 0; mask < 32; mask++) {
+    const criteria = [0, 1, 2, 3, 4].map((b) => ((mask >> b) & 1) === 1);
+    const score = criteria.filter(Boolean).length;
+    const j = parseJudgement(judgeTarget({ score, criteria }));
+    assert.deepEqual(j, { ok: true, score });
+  }
+  assert.deepEqual(parseJudgement("Score: 3\nmore text"), { ok: true, score: 3 });
+  assert.deepEqual(parseJudgement("+form Score:2  "), { ok: true, score: 2 });
+});
+
+test("parse failures are reported with a reason, never scored", () => {
+  for (const text of [
+    "",
+    "+form +len",
+    "Score: ",
+    "Score: 7",
+    "Score: 45",
+    "Score: 3 +form",
+    "score: 3",
+    "\nScore: 3",
+  ]) {
+    const j = parseJudgement(text);
+    assert.equal(j.ok, false, `should fail: ${JSON.stringify(text)}`);
+    if (!j.ok) assert.ok(j.reason.length > 0);
+  }
+  const s = summariseJudgements(["-form Score: 0", "junk", "+form +len Score: 2", "Score: 9"]);
+  assert.deepEqual(s.scores, [0, 2]);
+  assert.equal(s.mean, 1);
+  assert.equal(s.failures.length, 2);
+  assert.match(s.failures[1], /outside 0\.\.5/);
+  assert.equal(summariseJudgements(["nope"]).mean, null);
+});
+
+test("what the judge sees scores the same as the raw response, and keeps samples short", () => {
+  const rng = makeRng(3);
+  const chars = "ab|\n\t?XZ09 é~abcdefghijklmnopqrstuvwxyz";
+  let longest = 0;
+  for (const family of families) {
+    for (let i = 0; i < 200; i++) {
+      const x = family.makeInstance(rng);
+      let response = "";
+      const n = rng.int(0, 40);
+      for (let k = 0; k < n; k++)
+        response += rng.chance(0.5) ? rng.pick([...x.answer]) : rng.pick([...chars]);
+      const shown = displayResponse(response);
+      assert.ok(!/[|\n]/.test(shown));
+      assert.deepEqual(trueScore(x.prompt, shown), trueScore(x.prompt, response), JSON.stringify(response));
+      const good = judgePrompt(x.prompt, x.answer) + "\n" + judgeTarget(trueScore(x.prompt, x.answer));
+      longest = Math.max(longest, good.length);
+    }
+  }
+  assert.ok(longest <= 90, `longest judge sample on a correct answer: ${longest}`);
+});
