@@ -17,7 +17,7 @@ import {
   ensureStreams,
   type JobHandler,
 } from "./queues.ts";
-import { type BusStats, createStats } from "./stats.ts";
+import { type BusStats, createStats, idleMs } from "./stats.ts";
 import { assertRunId, type QueueName, subjects } from "./subjects.ts";
 
 export interface ActorContext {
@@ -108,7 +108,7 @@ export async function runActor(spec: ActorSpec): Promise<ActorHandle> {
       const lag: Record<string, { pending: number; ackPending: number }> = {};
       for (const c of consumers)
         lag[c.queue] = await c.handle.lag().catch(() => ({ pending: -1, ackPending: -1 }));
-      return { ...stats, idleMs: stats.inFlight > 0 ? 0 : Date.now() - stats.lastActivityMs, lag };
+      return { ...stats, idleMs: idleMs(stats), uptimeMs: Date.now() - stats.startedMs, lag };
     },
   });
   // One endpoint so the services `stats` verb has somewhere to report the counters.

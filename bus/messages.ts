@@ -110,7 +110,7 @@ export const PromptsResult = defineMessage(
 );
 export type PromptsResultBody = BodyOf<typeof PromptsResult>;
 
-/** Answer each prompt `n` times. `weights` absent = the newest weights the generator holds (streaming). */
+/** Answer each prompt `n` times with `weights`, or (streaming, `latest`) the newest version announced. */
 export const SamplesJob = defineMessage(
   "job.samples",
   z.object({
@@ -118,7 +118,8 @@ export const SamplesJob = defineMessage(
     purpose,
     prompts: z.array(z.string().min(1)).min(1),
     n: z.number().int().positive(),
-    weights: weightRef.optional(),
+    weights: weightRef,
+    latest: z.boolean().optional(),
     sampling,
   }),
 );

@@ -22,7 +22,7 @@ import { millis, nanos } from "@nats-io/transport-node";
 import { deadLetter } from "./dead.ts";
 import { decodeEnvelope, type Envelope, encodeEnvelope, type Producer } from "./envelope.ts";
 import type { Logger } from "./log.ts";
-import { type BusStats, createStats } from "./stats.ts";
+import { type BusStats, createStats, markActivity } from "./stats.ts";
 import { QUEUES, type QueueName, type ResultKind, subjects } from "./subjects.ts";
 
 export const DEFAULT_ACK_WAIT_MS = 30_000;
@@ -247,8 +247,7 @@ export async function consume(
     }
     const deliveryCount = m.info.deliveryCount;
     held.add(m);
-    stats.inFlight++;
-    stats.lastActivityMs = Date.now();
+    markActivity(stats, 1);
     const beat = setInterval(() => m.working(), Math.max(250, Math.floor(ackWaitMs / 3)));
     try {
       await handler(decoded.msg, {
@@ -285,8 +284,7 @@ export async function consume(
     } finally {
       clearInterval(beat);
       held.delete(m);
-      stats.inFlight--;
-      stats.lastActivityMs = Date.now();
+      markActivity(stats, -1);
     }
   }
 

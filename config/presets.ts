@@ -7,13 +7,14 @@ export const presets: Record<string, ConfigInput> = {
   // The CI smoke test: every stage runs over NATS, the numbers are too small to mean anything.
   tiny: {
     model: { preset: "tiny" },
-    data: { pretrainSize: 300, iftSize: 60, eftSize: 60, heldOutSize: 40, judgeEvalSize: 8 },
+    // Just enough training that the model writes parsable prompts and judgements, so pairs form.
+    data: { pretrainSize: 2000, iftSize: 300, eftSize: 300, heldOutSize: 40, judgeEvalSize: 8 },
     train: {
-      pretrain: { steps: 30, batchSize: 8, learningRate: 3e-3 },
-      sft: { steps: 20, batchSize: 8, learningRate: 1e-3 },
+      pretrain: { steps: 250, batchSize: 16, learningRate: 5e-3, warmupSteps: 20 },
+      sft: { steps: 250, batchSize: 16, learningRate: 3e-3, warmupSteps: 10 },
       dpo: { steps: 6, batchSize: 4, learningRate: 1e-4 },
     },
-    selfReward: { iterations: 2, promptsPerIteration: 8, maxNewTokens: 16 },
+    selfReward: { iterations: 2, promptsPerIteration: 12 },
     actors: { ackWaitMs: 10_000 },
   },
   // The README's run: shows M2 and M3 beating M1 within 20 minutes on 2 cores.

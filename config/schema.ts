@@ -104,8 +104,10 @@ export const selfRewardSchema = z
     beta: z.number().positive().default(0.1),
     // strict = the paper's iterations; streaming = train on pairs as they arrive.
     mode: z.enum(["strict", "streaming"]).default("strict"),
-    // How many policy versions older than the trainer's a pair may be (0 = strict).
-    maxStaleness: nonNegativeInt.default(0),
+    // Streaming: how many policy versions older than the trainer's a pair may be when trained on.
+    maxStaleness: nonNegativeInt.default(2),
+    // Streaming: publish new weights every this many DPO steps, for generators to pick up.
+    publishEvery: positiveInt.default(10),
   })
   .strict();
 

@@ -39,7 +39,7 @@ export async function startGenerator(ctx: ActorContext, cfg: Config): Promise<vo
     "samples",
     async (msg) => {
       const job = msg.body as SamplesJobBody;
-      const policy = job.weights ? await weights.get(job.weights) : await weights.latest();
+      const policy = job.latest ? await weights.latest(job.weights) : await weights.get(job.weights);
       const samples = samplePolicy(policy, job.prompts, job.n, job.sampling);
       const body = {
         jobId: msg.id,

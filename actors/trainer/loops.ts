@@ -31,7 +31,7 @@ function trainerFor(policy: Policy, optim: Optim, seed: number, dpoBeta?: number
 
 // Training is synchronous tfjs work; yielding between steps keeps the actor's NATS connection,
 // service pings and signal handlers alive during long loops.
-const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+export const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function batchOf<T>(rng: Rng, items: T[], size: number): T[] {
   const out: T[] = [];
@@ -101,7 +101,65 @@ export interface DpoSummary {
   steps: number;
 }
 
-/** DPO with summed sequence log-probs against the frozen reference's (computed by the reference actor). */
+/** DPO with summed sequence log-probs against the frozen reference's (computed by the reference
+ * actor), one minibatch at a time, so strict iterations and streaming share the same steps. */
+export class PreferenceTrainer {
+  private trainer: Trainer;
+  private rng: Rng;
+  private tail: DpoSummary[] = [];
+  steps = 0;
+
+  constructor(
+    private policy: Policy,
+    private optim: Optim,
+    beta: number,
+    seed: number,
+  ) {
+    this.trainer = trainerFor(policy, optim, seed, beta);
+    this.rng = makeRng(seed);
+  }
+
+  /** One DPO step on a minibatch drawn from `pairs`. */
+  step(pairs: TrainingPair[]): number {
+    const { tokenizer } = this.policy;
+    const batch = batchOf(this.rng, pairs, this.optim.batchSize);
+    const stats = this.trainer.dpoStep(
+      batch.map((p) => ({
+        prompt: promptIds(tokenizer, p.prompt),
+        chosen: completionIds(tokenizer, p.chosen),
+        rejected: completionIds(tokenizer, p.rejected),
+      })),
+      { chosen: batch.map((p) => p.refChosen), rejected: batch.map((p) => p.refRejected) },
+    );
+    this.steps++;
+    // The summary averages the last quarter of steps: one minibatch is too noisy a figure.
+    this.tail.push({
+      loss: stats.loss,
+      rewardMargin: stats.rewardMargin,
+      preferenceAccuracy: stats.preferenceAccuracy,
+      steps: 1,
+    });
+    if (this.tail.length > Math.max(1, Math.floor(this.optim.steps / 4))) this.tail.shift();
+    return stats.loss;
+  }
+
+  summary(): DpoSummary {
+    const mean = (f: (s: DpoSummary) => number) =>
+      this.tail.reduce((a, s) => a + f(s), 0) / Math.max(1, this.tail.length);
+    return {
+      loss: mean((s) => s.loss),
+      rewardMargin: mean((s) => s.rewardMargin),
+      preferenceAccuracy: mean((s) => s.preferenceAccuracy),
+      steps: this.steps,
+    };
+  }
+
+  dispose(): void {
+    this.trainer.optimizer.dispose();
+  }
+}
+
+/** Strict DPO: every step over the whole, already complete set of pairs. */
 export async function directPreference(
   policy: Policy,
   pairs: TrainingPair[],
@@ -110,44 +168,12 @@ export async function directPreference(
   seed: number,
   onStep: (r: StepReport) => void,
 ): Promise<DpoSummary> {
-  const { tokenizer } = policy;
-  const rows = pairs.map((p) => ({
-    example: {
-      prompt: promptIds(tokenizer, p.prompt),
-      chosen: completionIds(tokenizer, p.chosen),
-      rejected: completionIds(tokenizer, p.rejected),
-    },
-    refChosen: p.refChosen,
-    refRejected: p.refRejected,
-  }));
-  const trainer = trainerFor(policy, optim, seed, beta);
-  const rng = makeRng(seed);
-  // Report the mean over the last quarter of steps: one minibatch is too noisy a figure.
-  const tail: DpoSummary[] = [];
+  const trainer = new PreferenceTrainer(policy, optim, beta, seed);
   for (let step = 0; step < optim.steps; step++) {
-    const batch = batchOf(rng, rows, optim.batchSize);
-    const stats = trainer.dpoStep(
-      batch.map((r) => r.example),
-      { chosen: batch.map((r) => r.refChosen), rejected: batch.map((r) => r.refRejected) },
-    );
-    onStep({ step: step + 1, total: optim.steps, loss: stats.loss });
+    const loss = trainer.step(pairs);
+    onStep({ step: step + 1, total: optim.steps, loss });
     await yieldToEventLoop();
-    if (step >= optim.steps - Math.max(1, Math.floor(optim.steps / 4))) {
-      tail.push({
-        loss: stats.loss,
-        rewardMargin: stats.rewardMargin,
-        preferenceAccuracy: stats.preferenceAccuracy,
-        steps: 1,
-      });
-    }
   }
-  trainer.optimizer.dispose();
-  const mean = (f: (s: DpoSummary) => number) =>
-    tail.reduce((a, s) => a + f(s), 0) / Math.max(1, tail.length);
-  return {
-    loss: mean((s) => s.loss),
-    rewardMargin: mean((s) => s.rewardMargin),
-    preferenceAccuracy: mean((s) => s.preferenceAccuracy),
-    steps: optim.steps,
-  };
+  trainer.dispose();
+  return trainer.summary();
 }

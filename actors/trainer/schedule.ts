@@ -41,11 +41,13 @@ import type { JobBoard, JobOutcome } from "./jobs.ts";
 import {
   type DpoSummary,
   directPreference,
+  PreferenceTrainer,
   pretrain,
   supervisedFineTune,
   type TrainingPair,
+  yieldToEventLoop,
 } from "./loops.ts";
-import { type JudgedCandidate, type PreferencePair, pairFromJudged } from "./pairs.ts";
+import { isFreshEnough, type JudgedCandidate, type PreferencePair, pairFromJudged } from "./pairs.ts";
 import { type IterationReport, type ModelEval, type RunReport, summaryTable } from "./report.ts";
 
 export interface ScheduleIO {
@@ -115,9 +117,10 @@ export class SelfRewardingSchedule {
     return join(this.cfg.out, "checkpoints", label);
   }
 
-  private async publish(version: number, label: string): Promise<void> {
+  /** Publishes the current weights as `version`; `label` (M1, M2…) also writes a checkpoint folder. */
+  private async publish(version: number, label?: string): Promise<void> {
     this.policy.version = version;
-    saveCheckpoint(this.checkpointDir(label), this.policy.model, this.policy.tokenizer);
+    if (label) saveCheckpoint(this.checkpointDir(label), this.policy.model, this.policy.tokenizer);
     const blob = policyToBlob(this.policy);
     const ref = await putBlob(this.io.nc, `srlm-${this.cfg.run}-weights`, `v${version}`, blob);
     this.weights = { version, bucket: ref.bucket, name: ref.name, digest: ref.digest };
@@ -179,8 +182,8 @@ export class SelfRewardingSchedule {
     for (let t = 1; t <= cfg.selfReward.iterations; t++) {
       const iterStart = performance.now();
       this.stageSeconds = {};
-      const stats = await this.iterate(t);
-      await this.publish(t + 1, `M${t + 1}`);
+      const stats = this.streaming ? await this.iterateStreaming(t) : await this.iterate(t);
+      await this.publish(this.weights.version + 1, `M${t + 1}`);
       evalM1 = await this.evaluate(t + 1);
       const report: IterationReport = {
         model: `M${t + 1}`,
@@ -210,6 +213,11 @@ export class SelfRewardingSchedule {
     writeFileSync(join(cfg.out, "report.json"), `${JSON.stringify(result, null, 2)}\n`);
     writeFileSync(join(cfg.out, "summary.txt"), summaryTable(result));
     return result;
+  }
+
+  /** Streaming needs room for staleness; with maxStaleness 0 it is exactly the strict schedule. */
+  private get streaming(): boolean {
+    return this.cfg.selfReward.mode === "streaming" && this.cfg.selfReward.maxStaleness > 0;
   }
 
   /** One self-rewarding iteration with M_t = this.policy; trains it into M_{t+1} in place. */
@@ -292,7 +300,93 @@ export class SelfRewardingSchedule {
     return fresh;
   }
 
-  private async sampleCandidates(t: number, prompts: string[]): Promise<[string, JudgedCandidate[]][]> {
+  /**
+   * Streaming: prompts flow through sample → judge → pair → reference in small groups while the
+   * trainer takes DPO steps on the pairs that have arrived, publishing new weights every
+   * `publishEvery` steps for the generators to pick up. A pair more than `maxStaleness` versions
+   * behind the trainer is dropped, never trained on. The frozen reference stays M_t.
+   */
+  private async iterateStreaming(t: number) {
+    const { cfg, io } = this;
+    const s = cfg.selfReward;
+    const prompts = await this.timed("write prompts", () => this.writePrompts(t));
+    const reference = this.weights;
+    const arrived: (TrainingPair & { policyVersion: number })[] = [];
+    const counts = { candidates: 0, pairs: 0, ties: 0, tooFew: 0, stale: 0, gap: 0 };
+    let pipelineDone = false;
+    const pipelineStart = performance.now();
+    const pipeline = Promise.all(
+      chunk(prompts, 4).map(async (group) => {
+        const sampled = await this.sampleCandidates(t, group, true);
+        counts.candidates += sampled.reduce((a, [, c]) => a + c.length, 0);
+        const judged = await this.judgeCandidates(t, sampled);
+        const outcomes = judged.map(([prompt, cands]) => pairFromJudged(prompt, cands));
+        const pairs = outcomes.flatMap((o) => (o.kind === "pair" ? [o.pair] : []));
+        counts.ties += outcomes.filter((o) => o.kind === "tie").length;
+        counts.tooFew += outcomes.filter((o) => o.kind === "too-few-scores").length;
+        counts.pairs += pairs.length;
+        for (const p of pairs)
+          counts.gap += trueScore(p.prompt, p.chosen).score - trueScore(p.prompt, p.rejected).score;
+        if (pairs.length) arrived.push(...(await this.referenceLogProbs(t, pairs, reference)));
+      }),
+    ).finally(() => {
+      pipelineDone = true;
+      this.stageSeconds["sample+judge+reference"] = (performance.now() - pipelineStart) / 1000;
+    });
+
+    const trainer = new PreferenceTrainer(
+      this.policy,
+      cfg.train.dpo,
+      s.beta,
+      deriveSeed(cfg.model.seed, `dpo-${t}`),
+    );
+    const staleness: number[] = [];
+    const dpoStart = performance.now();
+    let waitingMs = 0;
+    while (trainer.steps < cfg.train.dpo.steps) {
+      const version = this.weights.version;
+      const fresh = arrived.filter((p) => isFreshEnough(p.policyVersion, version, s.maxStaleness));
+      counts.stale += arrived.length - fresh.length;
+      arrived.splice(0, arrived.length, ...fresh);
+      if (!pipelineDone && fresh.length < cfg.train.dpo.batchSize) {
+        const w = performance.now();
+        await new Promise((r) => setTimeout(r, 25));
+        waitingMs += performance.now() - w;
+        continue;
+      }
+      if (fresh.length === 0) break;
+      for (const p of fresh) staleness.push(version - p.policyVersion);
+      const loss = trainer.step(fresh);
+      io.progress(`DPO → M${t + 1}`, t, trainer.steps, cfg.train.dpo.steps, `loss ${loss.toFixed(3)}`);
+      // New weights only help while generators are still sampling for this iteration.
+      if (!pipelineDone && trainer.steps % s.publishEvery === 0) await this.publish(version + 1);
+      await yieldToEventLoop();
+    }
+    await pipeline;
+    trainer.dispose();
+    this.stageSeconds.dpo = (performance.now() - dpoStart - waitingMs) / 1000;
+    io.log.info({ iteration: t, ...counts, steps: trainer.steps }, "streaming iteration");
+    return {
+      prompts: prompts.length,
+      candidates: counts.candidates,
+      pairs: counts.pairs,
+      droppedTies: counts.ties,
+      droppedTooFewScores: counts.tooFew,
+      droppedStale: counts.stale,
+      pairsTrueScoreGap: counts.pairs ? counts.gap / counts.pairs : 0,
+      dpo: trainer.steps > 0 ? trainer.summary() : null,
+      staleness: {
+        max: staleness.length ? Math.max(...staleness) : 0,
+        mean: staleness.length ? staleness.reduce((a, b) => a + b, 0) / staleness.length : 0,
+      },
+    };
+  }
+
+  private async sampleCandidates(
+    t: number,
+    prompts: string[],
+    latest = false,
+  ): Promise<[string, JudgedCandidate[]][]> {
     const { cfg, io } = this;
     const s = cfg.selfReward;
     const jobs = chunk(prompts, 4).map((ps, i) => ({
@@ -301,7 +395,8 @@ export class SelfRewardingSchedule {
       prompts: ps,
       n: s.candidates,
       weights: this.weights,
-      sampling: this.sampling(s.temperature, s.topP, `samples-${t}-${i}`),
+      latest,
+      sampling: this.sampling(s.temperature, s.topP, `samples-${t}-${prompts[0]}-${i}`),
     }));
     const results = okResults(
       await io.board.submitAll<CandidatesResultBody>("samples", "job.samples", jobs, (d, n) =>
@@ -372,7 +467,11 @@ export class SelfRewardingSchedule {
     };
   }
 
-  private async referenceLogProbs(t: number, pairs: PreferencePair[]): Promise<TrainingPair[]> {
+  private async referenceLogProbs(
+    t: number,
+    pairs: PreferencePair[],
+    reference: WeightRef = this.weights,
+  ): Promise<(TrainingPair & { policyVersion: number })[]> {
     const { io } = this;
     const batches = chunk(pairs, 16);
     const outcomes = await io.board.submitAll<RefLogProbsResultBody>(
@@ -380,7 +479,7 @@ export class SelfRewardingSchedule {
       "job.reference",
       batches.map((b) => ({
         iteration: t,
-        weights: this.weights,
+        weights: reference,
         pairs: b.map((p) => ({ prompt: p.prompt, chosen: p.chosen, rejected: p.rejected })),
       })),
       (d, n) => io.progress("reference", t, d, n),

@@ -337,3 +337,97 @@ test("gradients of an attention block agree on both backends", { skip }, async (
     1e-4,
   );
 });
+
+test("recycled buffers never reach arrays a caller still holds", { skip }, async () => {
+  await tf.setBackend("blas");
+  const backend = tf.backend() as unknown as { pooledFloats(): number };
+  const n = 64 * 128; // above the pooling threshold
+  const x = tf.randomNormal([64, 128]);
+
+  // an intermediate disposed by tidy goes back to the pool
+  const before = backend.pooledFloats();
+  tf.tidy(() => x.mul(2).add(1).dispose());
+  assert.ok(backend.pooledFloats() > before, "disposed kernel outputs should be pooled");
+
+  // read by the caller: its array must survive the tensor's disposal
+  const read = x.mul(3);
+  const values = read.dataSync();
+  const copy = Float32Array.from(values);
+  read.dispose();
+  // views made by cpu-fallback kernels (unstack slices rows as subarrays) pin the buffer too
+  const parent = x.add(5);
+  const rows = tf.unstack(parent);
+  const rowCopy = Float32Array.from(rows[3].dataSync());
+  parent.dispose();
+  for (let i = 0; i < 8; i++) tf.tidy(() => x.mul(i).sub(x).exp().dispose());
+  assert.equal(values.length, n);
+  assert.deepEqual(values, copy, "a read array was overwritten after its tensor was disposed");
+  assert.deepEqual(rows[3].dataSync(), rowCopy, "a view of a disposed tensor was overwritten");
+  tf.dispose([x, ...rows]);
+});
+
+test("large inputs take the multithreaded paths and still agree", { skip }, async () => {
+  // sizes above the addon's threading thresholds (2^17 elements, 4 MFLOP per matmul)
+  await same(
+    "batched matmul split across threads",
+    [random([32, 64, 64], 30), random([32, 64, 64], 31)],
+    (a, b) => tf.matMul(a, b, false, true),
+  );
+  await same("single large matmul", [random([256, 200], 32), random([200, 300], 33)], (a, b) =>
+    tf.matMul(a, b),
+  );
+  await same("broadcast add", [random([300, 500], 34), random([500], 35)], (a, b) => a.add(b));
+  await same("broadcast mul, inner broadcast", [random([4, 300, 200], 36), random([4, 300, 1], 37)], (a, b) =>
+    a.mul(b),
+  );
+  await same("exp", [random([400, 400], 38, -5, 5)], (x) => x.exp());
+  await same("softmax", [random([600, 256], 39, -10, 10)], (x) => tf.softmax(x));
+  await same("sum over rows", [random([1024, 256], 40)], (x) => x.sum(0), 1e-4);
+  await same("max over columns", [random([1024, 256], 41)], (x) => x.max(-1));
+  await same("transpose", [random([8, 64, 8, 40], 42)], (x) => x.transpose([0, 2, 1, 3]));
+  await same("concat", [random([8, 8, 64, 32], 43), random([8, 8, 64, 32], 44)], (a, b) =>
+    tf.concat([a, b], 2),
+  );
+});
+
+test("gather and the copy kernels handle int32 bit-exactly", { skip }, async () => {
+  const run = async (backend: string) => {
+    await tf.setBackend(backend);
+    return tf.tidy(() => {
+      const table = tf.tensor(random([10, 3, 4], 50).data, [10, 3, 4]);
+      const ints = tf.tensor2d(
+        [
+          [1, -2, 3_000_000, 4],
+          [5, 6, 7, 2 ** 30],
+        ],
+        undefined,
+        "int32",
+      );
+      const idx = tf.tensor2d(
+        [
+          [0, 9],
+          [3, 3],
+        ],
+        undefined,
+        "int32",
+      );
+      const outs = [
+        tf.gather(table, idx),
+        tf.gather(table, tf.tensor1d([2, 0], "int32"), 1),
+        tf.gather(table, tf.tensor1d([3, 1, 1], "int32"), 2),
+        tf.gather(ints, tf.tensor1d([1, 1, 0], "int32")),
+        tf.slice(ints, [0, 1], [2, 2]),
+        tf.concat([ints, ints], 1),
+        tf.transpose(ints),
+        ...tf.split(ints, 2, 1),
+      ];
+      return outs.map((t) => ({ dtype: t.dtype, shape: t.shape, data: Array.from(t.dataSync()) }));
+    });
+  };
+  assert.deepEqual(await run("blas"), await run("cpu"));
+  await tf.setBackend("blas");
+  assert.throws(
+    () => tf.tidy(() => tf.gather(tf.ones([3, 2]), tf.tensor1d([3], "int32")).dataSync()),
+    /GatherV2: the index value 3 is not in \[0, 2\]/,
+  );
+});
