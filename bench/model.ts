@@ -3,7 +3,7 @@
 // bench/blasProbe.ts until that exists), so one backend's memory and threads never colour
 // another's figures. Prints a table, then one JSON object as the last line. Never asserts on time.
 //
-//   npm run bench:model [-- --shapes small,bench --backends blas,wasm,cpu]
+//   npm run bench:model [-- --shapes small,bench --backends blas,wasm,cpu --runner model|probe]
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -102,11 +102,14 @@ async function main(): Promise<void> {
     options: {
       shapes: { type: "string", default: "small,bench" },
       backends: { type: "string", default: "blas,wasm,cpu" },
+      runner: { type: "string", default: "model" },
     },
   });
   const shapes = values.shapes.split(",").filter(Boolean);
   const backends = values.backends.split(",").filter(Boolean);
-  const runner = existsSync(join(here, "modelRun.ts")) ? "bench/modelRun.ts" : "bench/blasProbe.ts";
+  // --runner probe forces bench/blasProbe.ts, whose shapes match bench/torch_ref.py exactly
+  const runner =
+    values.runner !== "probe" && existsSync(join(here, "modelRun.ts")) ? "bench/modelRun.ts" : "bench/blasProbe.ts";
   console.log(`runner: ${runner}`);
 
   const results: Record<string, Record<string, Figures>> = {};

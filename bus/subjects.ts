@@ -181,9 +181,9 @@ export function describeSubjects(): SubjectRow[] {
     {
       subject: `${r}.control`,
       type: "control",
-      producer: "trainer, cli",
-      consumer: "all actors",
-      carries: "iteration control: start, pause, resume, stop",
+      producer: "cli (srlm control)",
+      consumer: "trainer",
+      carries: "pause, resume or stop the schedule at the next stage boundary",
     },
   ];
 }

@@ -53,6 +53,15 @@ withCommonFlags(program.command("tap"))
     process.exitCode = await tapCommand(configFromFlags(flags), pattern, flags);
   });
 
+withCommonFlags(program.command("control"))
+  .description("pause, resume or stop a running schedule (it takes effect at the next stage boundary)")
+  .argument("<command>", "pause | resume | stop")
+  .option("--reason <text>", "why, for the logs")
+  .action(async (command: string, flags: CommonFlags & { reason?: string }) => {
+    const { controlCommand } = await import("./status.ts");
+    process.exitCode = await controlCommand(configFromFlags(flags), command, flags.reason);
+  });
+
 withCommonFlags(program.command("config"))
   .description("print the effective config (defaults < preset < file < SRLM_* env < flags)")
   .action((flags: CommonFlags) => {

@@ -1,8 +1,12 @@
 // `srlm status` and `srlm tap`: looking into a running system from any host.
 
+import { hostname } from "node:os";
+import { jetstream } from "@nats-io/jetstream";
 import { busOptions } from "../actors/start.ts";
 import { connectBus } from "../bus/connect.ts";
+import { encodeEnvelope, makeEnvelope } from "../bus/envelope.ts";
 import { busStatus } from "../bus/status.ts";
+import { subjects } from "../bus/subjects.ts";
 import { tap } from "../bus/tap.ts";
 import type { Config } from "../config/schema.ts";
 
@@ -52,4 +56,23 @@ export async function tapCommand(
   await stop();
   await nc.close();
   return 0;
+}
+
+export async function controlCommand(cfg: Config, command: string, reason?: string): Promise<number> {
+  if (!["pause", "resume", "stop"].includes(command)) {
+    throw new Error(`srlm control ${command}: use pause, resume or stop`);
+  }
+  const nc = await connectBus(busOptions(cfg));
+  try {
+    const env = makeEnvelope(
+      "control",
+      { command: command as "pause" | "resume" | "stop", ...(reason ? { reason } : {}) },
+      { run: cfg.run, producer: { actor: "cli", instance: `${hostname()}-${process.pid}` } },
+    );
+    await jetstream(nc).publish(subjects(cfg.run).control, encodeEnvelope(env));
+    process.stdout.write(`sent ${command} to run ${cfg.run}\n`);
+    return 0;
+  } finally {
+    await nc.close();
+  }
 }

@@ -72,8 +72,6 @@ export interface BlasAddon {
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
   /** x viewed as [outer, mid, inner], reduced over mid into out [outer, inner]. */
   reduce(op: number, x: Float32Array, out: Float32Array, outer: number, mid: number, inner: number): void;
-  /** out = x (of `shape`) with dims permuted by `perm`. */
-  transpose(x: Float32Array, out: Float32Array, shape: Int32Array, perm: Int32Array): void;
   /** dst[dstOffset + idx . dstStrides] = src[srcOffset + idx . srcStrides] for every idx in `shape`. */
   strided(
     src: Float32Array,
@@ -83,6 +81,15 @@ export interface BlasAddon {
     dstOffset: number,
     dstStrides: Int32Array,
     shape: Int32Array,
+  ): void;
+  /** params as [outer, dim, inner]; out[o, j, :] = params[o, indices[j], :]. Throws on an index out of range. */
+  gather(
+    params: Float32Array,
+    indices: Int32Array,
+    out: Float32Array,
+    outer: number,
+    dim: number,
+    inner: number,
   ): void;
   /** glibc only: keeps tensor-sized blocks on the heap instead of fresh mmaps; false elsewhere. */
   tuneAllocator(): boolean;

@@ -8,6 +8,7 @@
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from "@tensorflow/tfjs";
 import * as tf from "@tensorflow/tfjs";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+import { BlasBackend } from "./backend.ts";
 import { Activation, BinaryOp, type BlasAddon, ReduceOp, UnaryOp } from "./index.ts";
 
 type Args = { inputs: Record<string, TensorInfo>; backend: unknown; attrs?: NamedAttrMap };
@@ -18,20 +19,39 @@ function f32(backend: MathBackendCPU, t: TensorInfo | undefined): Float32Array |
   return values instanceof Float32Array ? values : null;
 }
 
+/**
+ * The bits of a float32 or int32 tensor as a Float32Array, for kernels that only move data
+ * (slice, concat, transpose, gather), which copy int32 exactly through a float32 view.
+ */
+function bits(backend: MathBackendCPU, t: TensorInfo | undefined): Float32Array | null {
+  if (!t || (t.dtype !== "float32" && t.dtype !== "int32")) return null;
+  const values = backend.data.get(t.dataId).values;
+  if (values instanceof Float32Array) return values;
+  if (values instanceof Int32Array) return new Float32Array(values.buffer, values.byteOffset, values.length);
+  return null;
+}
+
+/** Registers `out` (filled through a float32 view) as a tensor of the given 4-byte dtype. */
+function outputAs(
+  backend: MathBackendCPU,
+  shape: number[],
+  dtype: "float32" | "int32",
+  out: Float32Array,
+): TensorInfo {
+  if (dtype === "float32") return backend.makeTensorInfo(shape, dtype, out);
+  return backend.makeTensorInfo(shape, dtype, new Int32Array(out.buffer, out.byteOffset, out.length));
+}
+
 function size(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
 }
 
-/**
- * Output buffer for a kernel that writes every element: uninitialised memory, since zeroing
- * megabytes that are overwritten next costs as much as a cheap kernel itself.
- */
-export function alloc(n: number): Float32Array {
-  if (n < 4096) return new Float32Array(n);
-  const bytes = Buffer.allocUnsafeSlow(n * 4);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+/** Output buffer for a kernel that writes every element (contents arbitrary). */
+function take(backend: MathBackendCPU, n: number): Float32Array {
+  if (backend instanceof BlasBackend) return backend.take(n);
+  return new Float32Array(n);
 }
 
 function output(backend: MathBackendCPU, shape: number[], values: Float32Array): TensorInfo {
@@ -163,7 +183,7 @@ function matmul(
       idx[d] = 0;
     }
   }
-  const out = alloc(batch * m * n);
+  const out = take(backend, batch * m * n);
   native.gemm(av, bv, out, aOff, bOff, m, n, k, transposeA ? 1 : 0, transposeB ? 1 : 0);
   return { out, shape: [...batchShape, m, n], n };
 }
@@ -223,7 +243,7 @@ function binary(native: BlasAddon, name: string, op: number): KernelConfig {
     if (!av || !bv) return null;
     const shape = broadcastShape(a.shape, b.shape);
     if (!shape) return null; // cpu kernel raises tfjs's usual error
-    const out = alloc(size(shape));
+    const out = take(backend, size(shape));
     if (out.length === 0) return output(backend, shape, out);
     const s = simplifyBroadcast(
       shape,
@@ -240,7 +260,7 @@ function unary(native: BlasAddon, name: string, op: number): KernelConfig {
     const xv = f32(backend, inputs.x);
     if (!xv) return null;
     if (name === tf.Step && Number(attrs?.alpha ?? 0) !== 0) return null;
-    const out = alloc(xv.length);
+    const out = take(backend, xv.length);
     native.unary(op, xv, out);
     return output(backend, inputs.x.shape.slice(), out);
   });
@@ -254,7 +274,7 @@ function softmax(native: BlasAddon): KernelConfig {
     const dim = Number(attrs?.dim ?? -1);
     if (!xv || rank === 0 || (dim !== -1 && dim !== rank - 1)) return null;
     const cols = logits.shape[rank - 1];
-    const out = alloc(xv.length);
+    const out = take(backend, xv.length);
     if (cols > 0) native.softmax(xv, out, xv.length / cols, cols);
     return output(backend, logits.shape.slice(), out);
   });
@@ -282,28 +302,12 @@ function reduce(
     const outer = size(x.shape.slice(0, first));
     const mid = size(x.shape.slice(first, last + 1));
     const inner = size(x.shape.slice(last + 1));
-    const out = alloc(outer * inner);
+    const out = take(backend, outer * inner);
     if (mid === 0 && (op === ReduceOp.max || op === ReduceOp.min || op === ReduceOp.mean)) return null;
     native.reduce(op, xv, out, outer, mid, inner);
     const keep = !!attrs?.keepDims;
     const shape = x.shape.flatMap((d, i) => (axes.includes(i) ? (keep ? [1] : []) : [d]));
     return output(backend, shape, out);
-  });
-}
-
-function transpose(native: BlasAddon): KernelConfig {
-  return withFallback(tf.Transpose, ({ inputs, attrs }, backend) => {
-    const x = inputs.x;
-    const xv = f32(backend, x);
-    const perm = attrs?.perm as number[] | undefined;
-    if (!xv || !perm || perm.length !== x.shape.length || perm.length === 0) return null;
-    const out = alloc(xv.length);
-    native.transpose(xv, out, Int32Array.from(x.shape), Int32Array.from(perm));
-    return output(
-      backend,
-      perm.map((p) => x.shape[p]),
-      out,
-    );
   });
 }
 
@@ -338,7 +342,7 @@ function copyBlock(
 function slice(native: BlasAddon): KernelConfig {
   return withFallback(tf.Slice, ({ inputs, attrs }, backend) => {
     const x = inputs.x;
-    const xv = f32(backend, x);
+    const xv = bits(backend, x);
     if (!xv || x.shape.length === 0) return null;
     const [begin, sizes] = tf.slice_util.parseSliceParams(
       x as tf.Tensor,
@@ -349,9 +353,9 @@ function slice(native: BlasAddon): KernelConfig {
     const xs = contiguousStrides(x.shape);
     let offset = 0;
     for (let d = 0; d < begin.length; d++) offset += begin[d] * xs[d];
-    const out = alloc(size(sizes));
+    const out = take(backend, size(sizes));
     copyBlock(native, xv, offset, xs, out, 0, contiguousStrides(sizes), sizes);
-    return output(backend, sizes, out);
+    return outputAs(backend, sizes, x.dtype as "float32" | "int32", out);
   });
 }
 
@@ -361,7 +365,7 @@ function splitV(native: BlasAddon): KernelConfig {
   const kernelFunc = ((args: Args) => {
     const backend = args.backend as MathBackendCPU;
     const x = args.inputs.x;
-    const xv = f32(backend, x);
+    const xv = bits(backend, x);
     if (!xv || x.shape.length === 0) return (cpu.kernelFunc as (a: Args) => TensorInfo[])(args);
     const axis = tf.util.parseAxisParam(args.attrs?.axis as number, x.shape)[0];
     const sizes = tf.backend_util.prepareSplitSize(
@@ -374,10 +378,10 @@ function splitV(native: BlasAddon): KernelConfig {
     return sizes.map((n) => {
       const shape = x.shape.slice();
       shape[axis] = n;
-      const out = alloc(size(shape));
+      const out = take(backend, size(shape));
       copyBlock(native, xv, at * xs[axis], xs, out, 0, contiguousStrides(shape), shape);
       at += n;
-      return output(backend, shape, out);
+      return outputAs(backend, shape, x.dtype as "float32" | "int32", out);
     });
   }) as unknown as KernelFunc;
   return { kernelName: tf.SplitV, backendName: "blas", kernelFunc };
@@ -389,8 +393,13 @@ function concat(native: BlasAddon): KernelConfig {
   const kernelFunc = ((args: { inputs: TensorInfo[]; backend: unknown; attrs?: NamedAttrMap }) => {
     const backend = args.backend as MathBackendCPU;
     const inputs = args.inputs;
-    const values = inputs.map((t) => f32(backend, t));
-    if (inputs.length === 0 || values.some((v) => v === null) || inputs[0].shape.length === 0) {
+    const values = inputs.map((t) => bits(backend, t));
+    if (
+      inputs.length === 0 ||
+      values.some((v) => v === null) ||
+      inputs.some((t) => t.dtype !== inputs[0].dtype) ||
+      inputs[0].shape.length === 0
+    ) {
       return (cpu.kernelFunc as (a: unknown) => TensorInfo)(args);
     }
     const axis = tf.util.parseAxisParam(args.attrs?.axis as number, inputs[0].shape)[0];
@@ -402,7 +411,7 @@ function concat(native: BlasAddon): KernelConfig {
       inputs.map((t) => t.shape),
       axis,
     );
-    const out = alloc(size(shape));
+    const out = take(backend, size(shape));
     const os = contiguousStrides(shape);
     let at = 0;
     inputs.forEach((t, i) => {
@@ -418,9 +427,48 @@ function concat(native: BlasAddon): KernelConfig {
       );
       at += t.shape[axis];
     });
-    return output(backend, shape, out);
+    return outputAs(backend, shape, inputs[0].dtype as "float32" | "int32", out);
   }) as unknown as KernelFunc;
   return { kernelName: tf.Concat, backendName: "blas", kernelFunc };
+}
+
+function transpose(native: BlasAddon): KernelConfig {
+  return withFallback(tf.Transpose, ({ inputs, attrs }, backend) => {
+    const x = inputs.x;
+    const xv = bits(backend, x);
+    const perm = attrs?.perm as number[] | undefined;
+    if (!xv || !perm || perm.length !== x.shape.length || perm.length === 0) return null;
+    const shape = perm.map((p) => x.shape[p]);
+    const xs = contiguousStrides(x.shape);
+    const out = take(backend, xv.length);
+    // walk the output in order, reading x through permuted strides
+    copyBlock(
+      native,
+      xv,
+      0,
+      perm.map((p) => xs[p]),
+      out,
+      0,
+      contiguousStrides(shape),
+      shape,
+    );
+    return outputAs(backend, shape, x.dtype as "float32" | "int32", out);
+  });
+}
+
+function gatherV2(native: BlasAddon): KernelConfig {
+  return withFallback(tf.GatherV2, ({ inputs, attrs }, backend) => {
+    const { x, indices } = inputs;
+    const xv = bits(backend, x);
+    const iv = backend.data.get(indices.dataId).values;
+    if (!xv || !(iv instanceof Int32Array) || Number(attrs?.batchDims ?? 0) !== 0 || x.shape.length === 0)
+      return null;
+    const axis = tf.util.parseAxisParam(attrs?.axis as number, x.shape)[0];
+    const shape = [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)];
+    const out = take(backend, size(shape));
+    native.gather(xv, iv, out, size(x.shape.slice(0, axis)), x.shape[axis], size(x.shape.slice(axis + 1)));
+    return outputAs(backend, shape, x.dtype as "float32" | "int32", out);
+  });
 }
 
 /** Every kernel the blas backend overrides, ready for tf.registerKernel. */
@@ -458,5 +506,6 @@ export function blasKernels(native: BlasAddon): KernelConfig[] {
     slice(native),
     splitV(native),
     concat(native),
+    gatherV2(native),
   ];
 }

@@ -25,7 +25,10 @@ namespace {
 constexpr int kMaxRank = 8;
 
 // Below this many elements a second thread costs more (spawn + join, ~20 us) than it saves.
-constexpr int64_t kParallelMin = 1 << 16;
+constexpr int64_t kParallelMin = 1 << 17;
+
+// Below this many FLOPs a matmul runs on one thread (about 100 us of work on one core).
+constexpr double kGemmParallelFlops = 4.0 * 1024 * 1024;
 
 int Workers() {
   static const int n = std::max(1u, std::min(std::thread::hardware_concurrency(), 8u));
@@ -160,17 +163,18 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   // Many small products (attention heads) scale badly inside OpenBLAS, which splits each one
   // across its threads and synchronises per call; splitting the batch across threads that each
   // run single-threaded sgemm keeps every core busy with no per-call handshakes.
+  // Tiny products (one generated token per row) finish before a second thread would wake up,
+  // so they run single-threaded; OpenBLAS's own cut-off is far higher than a decode step needs.
   const int threads = openblas_get_num_threads();
   const double flopsEach = 2.0 * M * N * K;
-  if (threads > 1 && batch >= 2 && flopsEach < 64.0 * 1024 * 1024) {
-    const size_t workers = std::min<size_t>(threads, batch);
+  const double flops = flopsEach * static_cast<double>(batch);
+  if (threads > 1 && flops < kGemmParallelFlops) {
     openblas_set_num_threads(1);
-    std::vector<std::thread> pool;
-    for (size_t w = 1; w < workers; w++) {
-      pool.emplace_back(run, batch * w / workers, batch * (w + 1) / workers);
-    }
-    run(0, batch / workers);
-    for (auto& t : pool) t.join();
+    run(0, batch);
+    openblas_set_num_threads(threads);
+  } else if (threads > 1 && batch >= 2 && flopsEach < 64.0 * 1024 * 1024) {
+    openblas_set_num_threads(1);
+    ParallelFor(static_cast<int64_t>(batch), kParallelMin, [&](int64_t from, int64_t to) { run(from, to); });
     openblas_set_num_threads(threads);
   } else {
     run(0, batch);
@@ -408,11 +412,23 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
     for (int64_t r = from; r < to; r++) {
       const float* p = px + r * C;
       float* o = po + r * C;
-      float mx = -INFINITY;
-      for (size_t c = 0; c < C; c++) mx = p[c] > mx ? p[c] : mx;
-      for (size_t c = 0; c < C; c++) o[c] = FastExp(p[c] - mx);
+      // eight running lanes instead of one accumulator, so the reductions vectorise
+      float lanes[8];
+      std::fill(lanes, lanes + 8, -INFINITY);
+      size_t c = 0;
+      for (; c + 8 <= C; c += 8) {
+        for (int j = 0; j < 8; j++) lanes[j] = p[c + j] > lanes[j] ? p[c + j] : lanes[j];
+      }
+      float mx = *std::max_element(lanes, lanes + 8);
+      for (; c < C; c++) mx = p[c] > mx ? p[c] : mx;
+      for (size_t k = 0; k < C; k++) o[k] = FastExp(p[k] - mx);
+      std::fill(lanes, lanes + 8, 0.0f);
+      for (c = 0; c + 8 <= C; c += 8) {
+        for (int j = 0; j < 8; j++) lanes[j] += o[c + j];
+      }
       float sum = 0.0f;
-      for (size_t c = 0; c < C; c++) sum += o[c];
+      for (int j = 0; j < 8; j++) sum += lanes[j];
+      for (; c < C; c++) sum += o[c];
       const float inv = 1.0f / sum;
       for (size_t c = 0; c < C; c++) o[c] *= inv;
     }
@@ -443,109 +459,58 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
   }
   const float* p = x.Data();
   float* o = out.Data();
-  for (size_t a = 0; a < O; a++) {
-    float* row = o + a * I;
-    const float* src = p + a * M * I;
-    if (I == 1) {
-      // reduction over a contiguous run: accumulate in double for sums so long rows stay accurate
-      if (code == 0 || code == 3) {
-        double s = 0.0;
-        for (size_t m = 0; m < M; m++) s += src[m];
-        row[0] = static_cast<float>(code == 3 ? s / static_cast<double>(M) : s);
-      } else {
-        float acc = M > 0 ? src[0] : (code == 4 ? 1.0f : NAN);
-        for (size_t m = 1; m < M; m++) {
-          const float v = src[m];
-          if (code == 1) acc = (v > acc || v != v) ? v : acc;
-          else if (code == 2) acc = (v < acc || v != v) ? v : acc;
-          else acc *= v;
+  // Reduces rows [a0, a1) of the outer dim, columns [i0, i1) of the inner dim.
+  auto block = [=](size_t a0, size_t a1, size_t i0, size_t i1) {
+    for (size_t a = a0; a < a1; a++) {
+      float* row = o + a * I;
+      const float* src = p + a * M * I;
+      if (I == 1) {
+        // a contiguous run: sums accumulate in double so long rows stay accurate
+        if (code == 0 || code == 3) {
+          double sum = 0.0;
+          for (size_t m = 0; m < M; m++) sum += src[m];
+          row[0] = static_cast<float>(code == 3 ? sum / static_cast<double>(M) : sum);
+        } else {
+          float acc = M > 0 ? src[0] : (code == 4 ? 1.0f : NAN);
+          for (size_t m = 1; m < M; m++) {
+            const float v = src[m];
+            if (code == 1) acc = (v > acc || v != v) ? v : acc;
+            else if (code == 2) acc = (v < acc || v != v) ? v : acc;
+            else acc *= v;
+          }
+          row[0] = acc;
         }
-        if (code == 4 && M == 0) acc = 1.0f;
-        row[0] = acc;
+        continue;
       }
-      continue;
-    }
-    if (M == 0) {
-      std::fill(row, row + I, code == 4 ? 1.0f : 0.0f);
-      continue;
-    }
-    std::copy(src, src + I, row);
-    for (size_t m = 1; m < M; m++) {
-      const float* s = src + m * I;
-      switch (code) {
-        case 0:
-        case 3: for (size_t i = 0; i < I; i++) row[i] += s[i]; break;
-        case 1: for (size_t i = 0; i < I; i++) row[i] = (s[i] > row[i] || s[i] != s[i]) ? s[i] : row[i]; break;
-        case 2: for (size_t i = 0; i < I; i++) row[i] = (s[i] < row[i] || s[i] != s[i]) ? s[i] : row[i]; break;
-        case 4: for (size_t i = 0; i < I; i++) row[i] *= s[i]; break;
+      if (M == 0) {
+        std::fill(row + i0, row + i1, code == 4 ? 1.0f : 0.0f);
+        continue;
+      }
+      std::copy(src + i0, src + i1, row + i0);
+      for (size_t m = 1; m < M; m++) {
+        const float* sm = src + m * I;
+        switch (code) {
+          case 0:
+          case 3: for (size_t i = i0; i < i1; i++) row[i] += sm[i]; break;
+          case 1: for (size_t i = i0; i < i1; i++) row[i] = (sm[i] > row[i] || sm[i] != sm[i]) ? sm[i] : row[i]; break;
+          case 2: for (size_t i = i0; i < i1; i++) row[i] = (sm[i] < row[i] || sm[i] != sm[i]) ? sm[i] : row[i]; break;
+          case 4: for (size_t i = i0; i < i1; i++) row[i] *= sm[i]; break;
+        }
+      }
+      if (code == 3) {
+        const float inv = 1.0f / static_cast<float>(M);
+        for (size_t i = i0; i < i1; i++) row[i] *= inv;
       }
     }
-    if (code == 3) {
-      const float inv = 1.0f / static_cast<float>(M);
-      for (size_t i = 0; i < I; i++) row[i] *= inv;
-    }
-  }
-  return env.Undefined();
-}
-
-// transpose(x, out, shape, perm): out = x permuted; shape is x's shape.
-Napi::Value Transpose(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const char* fn = "transpose";
-  Napi::Float32Array x, out;
-  Napi::Int32Array shape, perm;
-  if (!F32(info, 0, fn, &x) || !F32(info, 1, fn, &out) || !I32(info, 2, fn, &shape) || !I32(info, 3, fn, &perm)) {
-    return env.Undefined();
-  }
-  const int rank = static_cast<int>(shape.ElementLength());
-  if (rank < 1 || rank > kMaxRank || static_cast<int>(perm.ElementLength()) != rank) {
-    Fail(env, "transpose: rank must be 1.." + std::to_string(kMaxRank) + " with a full permutation");
-    return env.Undefined();
-  }
-  int64_t inStride[kMaxRank];
-  int64_t size = 1;
-  for (int d = rank - 1; d >= 0; d--) {
-    inStride[d] = size;
-    size *= shape[d];
-  }
-  if (static_cast<int64_t>(x.ElementLength()) < size || static_cast<int64_t>(out.ElementLength()) < size) {
-    Fail(env, "transpose: shape exceeds a buffer");
-    return env.Undefined();
-  }
-  if (size == 0) return env.Undefined();
-  // output dim d walks input dim perm[d]
-  int32_t oshape[kMaxRank];
-  int64_t ostr[kMaxRank];
-  for (int d = 0; d < rank; d++) {
-    const int p = perm[d];
-    if (p < 0 || p >= rank) {
-      Fail(env, "transpose: permutation entry out of range");
-      return env.Undefined();
-    }
-    oshape[d] = shape[p];
-    ostr[d] = inStride[p];
-  }
-  const float* src = x.Data();
-  float* dst = out.Data();
-  const int inner = oshape[rank - 1];
-  const int64_t is = ostr[rank - 1];
-  const int64_t outer = size / inner;
-  int32_t idx[kMaxRank] = {0};
-  int64_t off = 0;
-  for (int64_t r = 0; r < outer; r++) {
-    float* o = dst + r * inner;
-    const float* s = src + off;
-    if (is == 1) {
-      std::copy(s, s + inner, o);
-    } else {
-      for (int i = 0; i < inner; i++) o[i] = s[i * is];
-    }
-    for (int d = rank - 2; d >= 0; d--) {
-      idx[d]++;
-      off += ostr[d];
-      if (idx[d] < oshape[d]) break;
-      off -= ostr[d] * oshape[d];
-      idx[d] = 0;
+  };
+  const int64_t work = static_cast<int64_t>(O * M * I);
+  if (O >= static_cast<size_t>(Workers()) || I == 1) {
+    ParallelFor(static_cast<int64_t>(O), work, [=](int64_t a0, int64_t a1) { block(a0, a1, 0, I); });
+  } else {
+    // few outer rows (a bias gradient: [tokens, d] -> [d]): split the columns instead
+    for (size_t a = 0; a < O; a++) {
+      ParallelFor(static_cast<int64_t>(I), work / static_cast<int64_t>(O),
+                  [=](int64_t i0, int64_t i1) { block(a, a + 1, i0, i1); });
     }
   }
   return env.Undefined();
@@ -595,22 +560,58 @@ Napi::Value Strided(const Napi::CallbackInfo& info) {
   const int inner = sh[rank - 1];
   const int64_t si = sst[rank - 1], di = dst_[rank - 1];
   const int64_t outer = size / inner;
-  int32_t idx[kMaxRank] = {0};
-  int64_t sOff = static_cast<int64_t>(so), dOff = static_cast<int64_t>(dof);
-  for (int64_t r = 0; r < outer; r++) {
-    if (si == 1 && di == 1) {
-      std::copy(s + sOff, s + sOff + inner, o + dOff);
-    } else {
-      for (int i = 0; i < inner; i++) o[dOff + i * di] = s[sOff + i * si];
+  const int64_t s0 = static_cast<int64_t>(so), d0 = static_cast<int64_t>(dof);
+  ParallelFor(outer, size, [=](int64_t from, int64_t to) {
+    int32_t idx[kMaxRank] = {0};
+    int64_t sOff = 0, dOff = 0;
+    SeekRow(from, rank, sh, sst, dst_, idx, &sOff, &dOff);
+    sOff += s0;
+    dOff += d0;
+    for (int64_t r = from; r < to; r++) {
+      if (si == 1 && di == 1) {
+        std::copy(s + sOff, s + sOff + inner, o + dOff);
+      } else {
+        for (int i = 0; i < inner; i++) o[dOff + i * di] = s[sOff + i * si];
+      }
+      NextRow(rank, sh, sst, dst_, idx, &sOff, &dOff);
     }
-    for (int d = rank - 2; d >= 0; d--) {
-      idx[d]++;
-      sOff += sst[d];
-      dOff += dst_[d];
-      if (idx[d] < sh[d]) break;
-      sOff -= static_cast<int64_t>(sst[d]) * sh[d];
-      dOff -= static_cast<int64_t>(dst_[d]) * sh[d];
-      idx[d] = 0;
+  });
+  return env.Undefined();
+}
+
+// gather(params, indices, out, outer, dim, inner): params viewed as [outer, dim, inner];
+// out[o, j, :] = params[o, indices[j], :]. Float32 buffers carry any 4-byte dtype bit-exactly.
+Napi::Value Gather(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "gather";
+  Napi::Float32Array params, out;
+  Napi::Int32Array indices;
+  double outer, dim, inner;
+  if (!F32(info, 0, fn, &params) || !I32(info, 1, fn, &indices) || !F32(info, 2, fn, &out) ||
+      !Num(info, 3, fn, &outer) || !Num(info, 4, fn, &dim) || !Num(info, 5, fn, &inner)) {
+    return env.Undefined();
+  }
+  const size_t O = static_cast<size_t>(outer), D = static_cast<size_t>(dim), I = static_cast<size_t>(inner);
+  const size_t N = indices.ElementLength();
+  if (params.ElementLength() < O * D * I || out.ElementLength() < O * N * I) {
+    Fail(env, "gather: outer x dim x inner exceeds a buffer");
+    return env.Undefined();
+  }
+  const int32_t* idx = indices.Data();
+  for (size_t j = 0; j < N; j++) {
+    if (idx[j] < 0 || static_cast<size_t>(idx[j]) >= D) {
+      Napi::Error::New(env, "GatherV2: the index value " + std::to_string(idx[j]) + " is not in [0, " +
+                                std::to_string(static_cast<int64_t>(D) - 1) + "]")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  const float* p = params.Data();
+  float* o = out.Data();
+  for (size_t a = 0; a < O; a++) {
+    for (size_t j = 0; j < N; j++) {
+      const float* src = p + (a * D + idx[j]) * I;
+      std::copy(src, src + I, o + (a * N + j) * I);
     }
   }
   return env.Undefined();
@@ -643,8 +644,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New(env, Unary, "unary"));
   exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
   exports.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
-  exports.Set("transpose", Napi::Function::New(env, Transpose, "transpose"));
   exports.Set("strided", Napi::Function::New(env, Strided, "strided"));
+  exports.Set("gather", Napi::Function::New(env, Gather, "gather"));
   exports.Set("tuneAllocator", Napi::Function::New(env, TuneAllocator, "tuneAllocator"));
   exports.Set("threads", Napi::Function::New(env, Threads, "threads"));
   exports.Set("config", Napi::String::New(env, openblas_get_config()));

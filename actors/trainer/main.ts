@@ -4,11 +4,38 @@
 
 import { join } from "node:path";
 import type { ActorContext } from "../../bus/actor.ts";
+import { decodeEnvelope } from "../../bus/envelope.ts";
+import type { ControlBody } from "../../bus/messages.ts";
 import { subjects } from "../../bus/subjects.ts";
 import type { Config } from "../../config/schema.ts";
 import { JobBoard } from "./jobs.ts";
 import { summaryTable } from "./report.ts";
 import { SelfRewardingSchedule } from "./schedule.ts";
+
+/** Pause and resume from `srlm control`; a stop ends the schedule at the next stage boundary. */
+class RunControl {
+  private paused: { promise: Promise<void>; resolve: () => void } | null = null;
+  private stopped = false;
+
+  apply(command: ControlBody["command"]): void {
+    if (command === "pause" && !this.paused) {
+      let resolve = () => {};
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      this.paused = { promise, resolve };
+    } else if (command === "resume" || command === "start" || command === "stop") {
+      if (command === "stop") this.stopped = true;
+      this.paused?.resolve();
+      this.paused = null;
+    }
+  }
+
+  async gate(): Promise<void> {
+    if (this.paused) await this.paused.promise;
+    if (this.stopped) throw new Error("stopped by `srlm control stop`");
+  }
+}
 
 export async function startTrainer(
   ctx: ActorContext,
@@ -18,6 +45,16 @@ export async function startTrainer(
   const s = subjects(ctx.run);
   const board = await JobBoard.open(ctx.nc, ctx.js, ctx.run, ctx.producer);
   const lastProgress = new Map<string, number>();
+  const control = new RunControl();
+  const controlSub = ctx.nc.subscribe(s.control, {
+    callback: (_err, m) => {
+      const decoded = decodeEnvelope(m.subject, m.data);
+      if (!decoded.ok || decoded.msg.type !== "control") return;
+      const body = decoded.msg.body as ControlBody;
+      ctx.log.info({ command: body.command, reason: body.reason }, "control");
+      control.apply(body.command);
+    },
+  });
   const schedule = new SelfRewardingSchedule(cfg, {
     nc: ctx.nc,
     js: ctx.js,
@@ -28,6 +65,7 @@ export async function startTrainer(
     async announceWeights(ref) {
       await ctx.publish(s.weights, "weights.published", ref, { policyVersion: ref.version });
     },
+    gate: () => control.gate(),
     progress(stage, iteration, done, total, detail) {
       // Training steps come fast; a few updates a second are enough for a progress bar.
       const now = Date.now();
@@ -60,6 +98,8 @@ export async function startTrainer(
   );
   void done.finally(() => process.kill(process.pid, "SIGTERM"));
   return async () => {
+    controlSub.unsubscribe();
+    control.apply("resume");
     await board.close();
   };
 }

@@ -7,7 +7,13 @@ export interface ModelEval {
   heldOutMeanScore: number;
   heldOutN: number;
   winRateVsPrevious: { win: number; loss: number; tie: number; ci95: [number, number]; n: number } | null;
-  judge: { impl: string; pairwiseAccuracy: number; spearman: number; parseFailureRate: number };
+  judge: {
+    impl: string;
+    pairwiseAccuracy: number;
+    spearman: number;
+    parseFailureRate: number;
+    ab?: { secondary: string; pairwiseAgreement: number };
+  };
   /** A few held-out answers, to read what the model writes. */
   samples: { prompt: string; response: string }[];
 }
@@ -27,6 +33,16 @@ export interface IterationReport extends ModelEval {
   stageSeconds: Record<string, number>;
 }
 
+export interface ActorUsage {
+  actor: string;
+  impl: string;
+  instance: string;
+  processed: number;
+  failed: number;
+  idleSeconds: number;
+  uptimeSeconds: number;
+}
+
 export interface RunReport {
   method: "self-rewarding";
   preset: string;
@@ -34,6 +50,9 @@ export interface RunReport {
   run: string;
   mode: string;
   wallSeconds: number;
+  /** Seconds the trainer computed; wallSeconds minus this is the time it waited on the other actors. */
+  trainerBusySeconds: number;
+  actors: ActorUsage[];
   iterations: IterationReport[];
 }
 
@@ -75,6 +94,14 @@ export function summaryTable(report: RunReport): string {
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
+    "",
+    `trainer busy ${report.trainerBusySeconds.toFixed(0)} s of ${report.wallSeconds.toFixed(0)} s; ` +
+      report.actors
+        .map(
+          (a) =>
+            `${a.actor}/${a.instance} idle ${a.idleSeconds.toFixed(0)} of ${a.uptimeSeconds.toFixed(0)} s (${a.processed} jobs)`,
+        )
+        .join("; "),
     "",
   ].join("\n");
 }

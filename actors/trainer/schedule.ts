@@ -16,6 +16,7 @@ import type {
   WeightRef,
 } from "../../bus/messages.ts";
 import { putBlob } from "../../bus/objects.ts";
+import { busStatus } from "../../bus/status.ts";
 import type { Config } from "../../config/schema.ts";
 import { loadCheckpoint, saveCheckpoint } from "../../model/checkpoint.ts";
 import { presetConfig } from "../../model/config.ts";
@@ -48,7 +49,13 @@ import {
   yieldToEventLoop,
 } from "./loops.ts";
 import { isFreshEnough, type JudgedCandidate, type PreferencePair, pairFromJudged } from "./pairs.ts";
-import { type IterationReport, type ModelEval, type RunReport, summaryTable } from "./report.ts";
+import {
+  type ActorUsage,
+  type IterationReport,
+  type ModelEval,
+  type RunReport,
+  summaryTable,
+} from "./report.ts";
 
 export interface ScheduleIO {
   nc: NatsConnection;
@@ -60,6 +67,8 @@ export interface ScheduleIO {
   /** Announces a new weight version on srlm.<run>.weights. */
   announceWeights(ref: WeightRef & { bytes: number }): Promise<void>;
   progress(stage: string, iteration: number, done: number, total: number, detail?: string): void;
+  /** Resolves when the run may go on: waits while an operator has paused it (srlm control pause). */
+  gate(): Promise<void>;
   metrics(iteration: number, values: Record<string, number>): void;
 }
 
@@ -82,6 +91,8 @@ export class SelfRewardingSchedule {
   private seenPrompts = new Set<string>();
   private previousHeldOutScores: number[] | null = null;
   private stageSeconds: Record<string, number> = {};
+  // Seconds the trainer spent computing (pretraining, SFT, DPO); the rest of its time it waited.
+  private trainingSeconds = 0;
 
   constructor(
     private cfg: Config,
@@ -94,11 +105,15 @@ export class SelfRewardingSchedule {
   }
 
   private async timed<T>(stage: string, fn: () => Promise<T> | T): Promise<T> {
+    // Stage boundaries are where a pause takes effect: work already queued is finished first.
+    await this.io.gate();
     const start = performance.now();
     try {
       return await fn();
     } finally {
-      this.stageSeconds[stage] = (this.stageSeconds[stage] ?? 0) + (performance.now() - start) / 1000;
+      const seconds = (performance.now() - start) / 1000;
+      this.stageSeconds[stage] = (this.stageSeconds[stage] ?? 0) + seconds;
+      if (stage === "pretrain" || stage === "sft" || stage === "dpo") this.trainingSeconds += seconds;
     }
   }
 
@@ -207,12 +222,41 @@ export class SelfRewardingSchedule {
       run: cfg.run,
       mode: cfg.selfReward.mode,
       wallSeconds: (performance.now() - started) / 1000,
+      trainerBusySeconds: this.trainingSeconds,
+      actors: await this.actorStats(),
       iterations,
     };
     mkdirSync(cfg.out, { recursive: true });
     writeFileSync(join(cfg.out, "report.json"), `${JSON.stringify(result, null, 2)}\n`);
     writeFileSync(join(cfg.out, "summary.txt"), summaryTable(result));
     return result;
+  }
+
+  /** How busy each live actor was over the run (from the services API), to see what overlap hides. */
+  private async actorStats(): Promise<ActorUsage[]> {
+    try {
+      const status = await busStatus(this.io.nc, this.cfg.run, { waitMs: 1000 });
+      return status.actors.map((a) => {
+        const st = (a.stats ?? {}) as {
+          processed?: number;
+          failed?: number;
+          idleMs?: number;
+          uptimeMs?: number;
+        };
+        return {
+          actor: a.actor,
+          impl: a.impl,
+          instance: a.instance,
+          processed: st.processed ?? 0,
+          failed: st.failed ?? 0,
+          idleSeconds: (st.idleMs ?? 0) / 1000,
+          uptimeSeconds: (st.uptimeMs ?? 0) / 1000,
+        };
+      });
+    } catch (err) {
+      this.io.log.warn({ err: (err as Error).message }, "could not collect actor stats");
+      return [];
+    }
   }
 
   /** Streaming needs room for staleness; with maxStaleness 0 it is exactly the strict schedule. */
@@ -365,6 +409,7 @@ export class SelfRewardingSchedule {
     await pipeline;
     trainer.dispose();
     this.stageSeconds.dpo = (performance.now() - dpoStart - waitingMs) / 1000;
+    this.trainingSeconds += this.stageSeconds.dpo;
     io.log.info({ iteration: t, ...counts, steps: trainer.steps }, "streaming iteration");
     return {
       prompts: prompts.length,
@@ -553,6 +598,8 @@ export class SelfRewardingSchedule {
     let failures = 0;
     let judgements = 0;
     let judgeName = "";
+    const secondary: number[][] = [];
+    let secondaryName = "";
     items.forEach((item, i) => {
       const o = outcomes[i];
       if (!o.ok) return;
@@ -566,6 +613,10 @@ export class SelfRewardingSchedule {
         }),
       );
       truth.push(item.candidates.map((c) => c.trueScore));
+      if (o.result.secondary) {
+        secondaryName = o.result.secondary.impl;
+        secondary.push(o.result.secondary.means.map((m) => m ?? Number.NaN));
+      }
     });
     const flatJudged = judged.flat();
     const flatTruth = truth.flat();
@@ -581,6 +632,12 @@ export class SelfRewardingSchedule {
             )
           : Number.NaN,
       parseFailureRate: judgements ? failures / judgements : 0,
+      // A/B judging: how often the primary judge orders candidates as the second judge does.
+      ...(secondary.length === judged.length && secondary.length > 0
+        ? {
+            ab: { secondary: secondaryName, pairwiseAgreement: pairwiseAccuracy(judged, secondary).accuracy },
+          }
+        : {}),
     };
   }
 }

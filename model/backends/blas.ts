@@ -3,7 +3,7 @@
 // replaced by native loops and OpenBLAS sgemm from native/srlm_blas.node.
 
 import * as tf from "@tensorflow/tfjs";
-import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+import { BlasBackend } from "../../native/backend.ts";
 import { loadBlasAddon } from "../../native/index.ts";
 import { blasKernels } from "../../native/kernels.ts";
 
@@ -26,7 +26,7 @@ function register(): { ok: true } | { ok: false; reason: string } {
   if (tf.findBackendFactory(BLAS_BACKEND)) return { ok: true };
   loaded.addon.tuneAllocator();
   // Priority below cpu's: an explicit setBackend picks blas, tfjs's own default never does.
-  tf.registerBackend(BLAS_BACKEND, () => new MathBackendCPU(), 0);
+  tf.registerBackend(BLAS_BACKEND, () => new BlasBackend(), 0);
   const overrides = blasKernels(loaded.addon);
   const native = new Set(overrides.map((k) => k.kernelName));
   for (const kernel of tf.getKernelsForBackend("cpu")) {
