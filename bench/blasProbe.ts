@@ -176,7 +176,9 @@ async function main(): Promise<void> {
   const reps = slow ? 1 : 2;
   const best = (f: () => number) => Math.max(...Array.from({ length: reps }, f));
   const genTokensPerSecCached = best(() => generate(model, newTokens, true));
-  const genTokensPerSecUncached = best(() => generate(model, slow ? Math.min(newTokens, 8) : newTokens, false));
+  const genTokensPerSecUncached = best(() =>
+    generate(model, slow ? Math.min(newTokens, 8) : newTokens, false),
+  );
   console.log(
     `generate (batch ${GEN_BATCH}, ${newTokens} new): cached ${genTokensPerSecCached.toFixed(0)} tokens/s, uncached ${genTokensPerSecUncached.toFixed(0)} tokens/s`,
   );

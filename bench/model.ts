@@ -109,7 +109,9 @@ async function main(): Promise<void> {
   const backends = values.backends.split(",").filter(Boolean);
   // --runner probe forces bench/blasProbe.ts, whose shapes match bench/torch_ref.py exactly
   const runner =
-    values.runner !== "probe" && existsSync(join(here, "modelRun.ts")) ? "bench/modelRun.ts" : "bench/blasProbe.ts";
+    values.runner !== "probe" && existsSync(join(here, "modelRun.ts"))
+      ? "bench/modelRun.ts"
+      : "bench/blasProbe.ts";
   console.log(`runner: ${runner}`);
 
   const results: Record<string, Record<string, Figures>> = {};
