@@ -144,7 +144,10 @@ export function loadConfig(options: LoadOptions = {}): Config {
       `field preset = ${JSON.stringify(presetName)}: one of ${Object.keys(presets).join(", ")}`,
     );
   }
-  let merged = merge(merge(merge(preset as Tree, fileTree), envTree), flagTree);
+  // Layers merge field by field over the full defaults, so `--set train.dpo.steps=40` keeps
+  // the other dpo fields instead of replacing the whole section.
+  const defaults = configSchema.parse({}) as Tree;
+  let merged = [preset as Tree, fileTree, envTree, flagTree].reduce(merge, defaults);
   merged = { ...merged, preset: presetName };
   if (merged.out === undefined && merged.run !== undefined) merged.out = `runs/${merged.run}`;
 

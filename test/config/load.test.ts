@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ConfigError, envToFlags, loadConfig } from "../../config/load.ts";
+
+test("defaults < preset < file < environment < flags", () => {
+  const dir = mkdtempSync(join(tmpdir(), "srlm-config-"));
+  try {
+    const file = join(dir, "run.yaml");
+    writeFileSync(file, "selfReward:\n  iterations: 5\n  candidates: 6\nrun: fromfile\n");
+    const cfg = loadConfig({
+      file,
+      preset: "tiny",
+      env: { SRLM_SELF_REWARD__CANDIDATES: "8", SRLM_RUN: "fromenv" },
+      flags: { run: "fromflag" },
+    });
+    assert.equal(cfg.selfReward.iterations, 5, "file over preset");
+    assert.equal(cfg.selfReward.candidates, 8, "environment over file");
+    assert.equal(cfg.run, "fromflag", "flags over environment");
+    assert.equal(cfg.model.preset, "tiny", "preset over defaults");
+    assert.equal(cfg.selfReward.beta, 0.1, "defaults fill the rest");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a nested override keeps the section's other fields", () => {
+  const cfg = loadConfig({ flags: { "train.dpo.steps": "40" } });
+  assert.equal(cfg.train.dpo.steps, 40);
+  assert.equal(cfg.train.dpo.batchSize, loadConfig().train.dpo.batchSize);
+});
+
+test("bad values name the field, the value and what is allowed", () => {
+  assert.throws(
+    () => loadConfig({ flags: { "selfReward.mode": "fast" } }),
+    (err: Error) =>
+      err instanceof ConfigError && /selfReward\.mode = "fast"/.test(err.message) && /"strict", "streaming"/.test(err.message),
+  );
+  assert.throws(
+    () => loadConfig({ env: { SRLM_SELF_REWARD__CANDIDATES: "1" } }),
+    /selfReward\.candidates = 1: .*>=2/,
+  );
+  assert.throws(() => loadConfig({ flags: { "model.backnd": "wasm" } }), /unknown field model\.backnd/);
+  assert.throws(() => loadConfig({ preset: "huge" }), /preset = "huge": one of/);
+  assert.throws(() => loadConfig({ file: "/nonexistent/srlm.yaml" }), /config file \/nonexistent\/srlm\.yaml: cannot read it/);
+});
+
+test("SRLM_* variables map to dotted config paths", () => {
+  assert.deepEqual(envToFlags({ SRLM_NATS_URL: "nats://h:4222", SRLM_TRAIN__DPO__STEPS: "3", HOME: "/x" }), {
+    "nats.url": "nats://h:4222",
+    "train.dpo.steps": "3",
+  });
+});
