@@ -36,7 +36,9 @@ test("bad values name the field, the value and what is allowed", () => {
   assert.throws(
     () => loadConfig({ flags: { "selfReward.mode": "fast" } }),
     (err: Error) =>
-      err instanceof ConfigError && /selfReward\.mode = "fast"/.test(err.message) && /"strict", "streaming"/.test(err.message),
+      err instanceof ConfigError &&
+      /selfReward\.mode = "fast"/.test(err.message) &&
+      /"strict", "streaming"/.test(err.message),
   );
   assert.throws(
     () => loadConfig({ env: { SRLM_SELF_REWARD__CANDIDATES: "1" } }),
@@ -44,7 +46,10 @@ test("bad values name the field, the value and what is allowed", () => {
   );
   assert.throws(() => loadConfig({ flags: { "model.backnd": "wasm" } }), /unknown field model\.backnd/);
   assert.throws(() => loadConfig({ preset: "huge" }), /preset = "huge": one of/);
-  assert.throws(() => loadConfig({ file: "/nonexistent/srlm.yaml" }), /config file \/nonexistent\/srlm\.yaml: cannot read it/);
+  assert.throws(
+    () => loadConfig({ file: "/nonexistent/srlm.yaml" }),
+    /config file \/nonexistent\/srlm\.yaml: cannot read it/,
+  );
 });
 
 test("SRLM_* variables map to dotted config paths", () => {
