@@ -32,6 +32,8 @@ export const modelSchema = z
     // A checkpoint folder (config.json + model.safetensors + tokenizer.json) to start from instead.
     base: z.string().default(""),
     seed: nonNegativeInt.default(1234),
+    // Start the iterations from <out>/checkpoints/M1 when an earlier run wrote it (skips M0 and SFT).
+    reuseM1: z.boolean().default(false),
   })
   .strict();
 
@@ -102,6 +104,8 @@ export const selfRewardSchema = z
     // Judgements are longer than answers: the justification, then `Score: N`.
     judgeMaxNewTokens: positiveInt.default(48),
     beta: z.number().positive().default(0.1),
+    // Pairs whose mean judge scores differ by less than this are dropped as ties (0 = the paper).
+    minScoreGap: z.number().nonnegative().default(0),
     // strict = the paper's iterations; streaming = train on pairs as they arrive.
     mode: z.enum(["strict", "streaming"]).default("strict"),
     // Streaming: how many policy versions older than the trainer's a pair may be when trained on.
@@ -135,7 +139,7 @@ export const configSchema = z
       .strict()
       .default({ level: "info" }),
     nats: natsSchema.default({ url: "" }),
-    model: modelSchema.default({ backend: "auto", preset: "small", base: "", seed: 1234 }),
+    model: modelSchema.default(modelSchema.parse({})),
     data: dataSchema.default(dataSchema.parse({})),
     train: trainSchema.default(trainSchema.parse({})),
     selfReward: selfRewardSchema.default(selfRewardSchema.parse({})),

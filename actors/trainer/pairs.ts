@@ -29,7 +29,8 @@ export function meanScore(scores: (number | null)[]): number | null {
   return valid.reduce((a, b) => a + b, 0) / valid.length;
 }
 
-export function pairFromJudged(prompt: string, candidates: JudgedCandidate[]): PairOutcome {
+/** `minGap` > 0 also drops near-ties (the paper drops exact ties only: minGap 0). */
+export function pairFromJudged(prompt: string, candidates: JudgedCandidate[], minGap = 0): PairOutcome {
   const scored = candidates
     .map((candidate) => ({ candidate, mean: meanScore(candidate.scores) }))
     .filter((c): c is { candidate: JudgedCandidate; mean: number } => c.mean !== null);
@@ -40,7 +41,7 @@ export function pairFromJudged(prompt: string, candidates: JudgedCandidate[]): P
     if (c.mean > best.mean) best = c;
     if (c.mean < worst.mean) worst = c;
   }
-  if (best.mean === worst.mean) return { kind: "tie", score: best.mean };
+  if (best.mean === worst.mean || best.mean - worst.mean < minGap) return { kind: "tie", score: best.mean };
   return {
     kind: "pair",
     pair: {

@@ -170,16 +170,24 @@ export class SelfRewardingSchedule {
     const started = performance.now();
     // Return to the caller first: the actor finishes starting before the long work begins.
     await new Promise((resolve) => setImmediate(resolve));
-    this.policy = await this.timed("pretrain", () => this.baseModel());
-    await this.timed("sft", () =>
-      supervisedFineTune(
-        this.policy,
-        [...this.data.ift, ...this.data.eft, ...this.data.selfInstruct],
-        cfg.train.sft,
-        deriveSeed(cfg.model.seed, "sft"),
-        (r) => io.progress("SFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
-      ),
-    );
+    const m1Dir = this.checkpointDir("M1");
+    if (cfg.model.reuseM1 && checkpointExists(m1Dir)) {
+      // Iterating on the self-rewarding stage alone: start from the M1 an earlier run wrote here.
+      const { model, tokenizer } = loadCheckpoint(m1Dir);
+      this.policy = { version: 0, model, tokenizer };
+      io.log.info({ dir: m1Dir }, "reusing M1 from an earlier run");
+    } else {
+      this.policy = await this.timed("pretrain", () => this.baseModel());
+      await this.timed("sft", () =>
+        supervisedFineTune(
+          this.policy,
+          [...this.data.ift, ...this.data.eft, ...this.data.selfInstruct],
+          cfg.train.sft,
+          deriveSeed(cfg.model.seed, "sft"),
+          (r) => io.progress("SFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+        ),
+      );
+    }
     await this.publish(1, "M1");
     const iterations: IterationReport[] = [];
     let evalM1 = await this.evaluate(1);
@@ -271,7 +279,7 @@ export class SelfRewardingSchedule {
     const prompts = await this.timed("write prompts", () => this.writePrompts(t));
     const candidates = await this.timed("sample", () => this.sampleCandidates(t, prompts));
     const judged = await this.timed("judge", () => this.judgeCandidates(t, candidates));
-    const outcomes = judged.map(([prompt, cands]) => pairFromJudged(prompt, cands));
+    const outcomes = judged.map(([prompt, cands]) => pairFromJudged(prompt, cands, s.minScoreGap));
     const pairs = outcomes.flatMap((o) => (o.kind === "pair" ? [o.pair] : []));
     const ties = outcomes.filter((o) => o.kind === "tie").length;
     const tooFew = outcomes.filter((o) => o.kind === "too-few-scores").length;
@@ -364,7 +372,7 @@ export class SelfRewardingSchedule {
         const sampled = await this.sampleCandidates(t, group, true);
         counts.candidates += sampled.reduce((a, [, c]) => a + c.length, 0);
         const judged = await this.judgeCandidates(t, sampled);
-        const outcomes = judged.map(([prompt, cands]) => pairFromJudged(prompt, cands));
+        const outcomes = judged.map(([prompt, cands]) => pairFromJudged(prompt, cands, s.minScoreGap));
         const pairs = outcomes.flatMap((o) => (o.kind === "pair" ? [o.pair] : []));
         counts.ties += outcomes.filter((o) => o.kind === "tie").length;
         counts.tooFew += outcomes.filter((o) => o.kind === "too-few-scores").length;

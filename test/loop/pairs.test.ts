@@ -37,3 +37,9 @@ test("mean ignores unparsable judgements; staleness bound", () => {
   assert.ok(!isFreshEnough(4, 5, 0));
   assert.ok(isFreshEnough(4, 5, 1));
 });
+
+test("a minimum score gap drops near-ties too", () => {
+  const cands = [c("a", [4, 4, 3]), c("b", [3, 3, 3])];
+  assert.equal(pairFromJudged("p", cands).kind, "pair");
+  assert.equal(pairFromJudged("p", cands, 1).kind, "tie");
+});
