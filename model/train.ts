@@ -23,6 +23,8 @@ export interface TrainerOptions {
   /** Seeds dropout masks. */
   seed?: number;
   dpoBeta?: number;
+  /** Weight of an NLL term on the chosen answers in dpoStep (0 = plain DPO). */
+  dpoNllWeight?: number;
   ppo?: Partial<PpoOptions>;
 }
 
@@ -215,8 +217,18 @@ export class Trainer {
           beta,
           batch.length,
         );
+        // Optional NLL on the chosen answers (per token), as in iterative RPO (Pang et al. 2024):
+        // it keeps DPO from lowering the chosen answers' likelihood along with the rejected ones'.
+        const nllWeight = this.opts.dpoNllWeight ?? 0;
+        const chosenTokens = micro.map(({ ex }) => Math.max(1, ex.chosen.length));
+        const loss =
+          nllWeight > 0
+            ? terms.loss.add(
+                sum.slice(0, n).div(tf.tensor1d(chosenTokens)).sum().neg().div(batch.length).mul(nllWeight),
+              )
+            : terms.loss;
         return {
-          loss: terms.loss,
+          loss: loss as tf.Scalar,
           rewardMargin: terms.rewardMargin,
           preferenceAccuracy: terms.preferenceAccuracy,
         };

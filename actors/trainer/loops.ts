@@ -13,7 +13,13 @@ export interface StepReport {
   loss: number;
 }
 
-function trainerFor(policy: Policy, optim: Optim, seed: number, dpoBeta?: number): Trainer {
+function trainerFor(
+  policy: Policy,
+  optim: Optim,
+  seed: number,
+  dpoBeta?: number,
+  dpoNllWeight?: number,
+): Trainer {
   return new Trainer(policy.model, {
     schedule: {
       kind: "cosine",
@@ -26,6 +32,7 @@ function trainerFor(policy: Policy, optim: Optim, seed: number, dpoBeta?: number
     maxGradNorm: optim.gradClip,
     seed,
     dpoBeta,
+    dpoNllWeight,
   });
 }
 
@@ -114,8 +121,9 @@ export class PreferenceTrainer {
     private optim: Optim,
     beta: number,
     seed: number,
+    nllWeight = 0,
   ) {
-    this.trainer = trainerFor(policy, optim, seed, beta);
+    this.trainer = trainerFor(policy, optim, seed, beta, nllWeight);
     this.rng = makeRng(seed);
   }
 
@@ -167,8 +175,9 @@ export async function directPreference(
   beta: number,
   seed: number,
   onStep: (r: StepReport) => void,
+  nllWeight = 0,
 ): Promise<DpoSummary> {
-  const trainer = new PreferenceTrainer(policy, optim, beta, seed);
+  const trainer = new PreferenceTrainer(policy, optim, beta, seed, nllWeight);
   for (let step = 0; step < optim.steps; step++) {
     const loss = trainer.step(pairs);
     onStep({ step: step + 1, total: optim.steps, loss });

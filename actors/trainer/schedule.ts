@@ -295,6 +295,7 @@ export class SelfRewardingSchedule {
           s.beta,
           deriveSeed(cfg.model.seed, `dpo-${t}`),
           (r) => io.progress(`DPO → M${t + 1}`, t, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+          s.nllWeight,
         ),
       );
     } else {
@@ -391,6 +392,7 @@ export class SelfRewardingSchedule {
       cfg.train.dpo,
       s.beta,
       deriveSeed(cfg.model.seed, `dpo-${t}`),
+      s.nllWeight,
     );
     const staleness: number[] = [];
     const dpoStart = performance.now();
