@@ -397,20 +397,27 @@ export class SelfRewardingSchedule {
     const staleness: number[] = [];
     const dpoStart = performance.now();
     let waitingMs = 0;
+    // Staleness is checked when a pair joins the training pool: it may then be at most
+    // maxStaleness versions behind the trainer, and stays in the pool for this iteration.
+    const pool: TrainingPair[] = [];
     while (trainer.steps < cfg.train.dpo.steps) {
       const version = this.weights.version;
-      const fresh = arrived.filter((p) => isFreshEnough(p.policyVersion, version, s.maxStaleness));
-      counts.stale += arrived.length - fresh.length;
-      arrived.splice(0, arrived.length, ...fresh);
-      if (!pipelineDone && fresh.length < cfg.train.dpo.batchSize) {
+      for (const p of arrived.splice(0)) {
+        if (!isFreshEnough(p.policyVersion, version, s.maxStaleness)) {
+          counts.stale++;
+          continue;
+        }
+        staleness.push(version - p.policyVersion);
+        pool.push(p);
+      }
+      if (!pipelineDone && pool.length < cfg.train.dpo.batchSize) {
         const w = performance.now();
         await new Promise((r) => setTimeout(r, 25));
         waitingMs += performance.now() - w;
         continue;
       }
-      if (fresh.length === 0) break;
-      for (const p of fresh) staleness.push(version - p.policyVersion);
-      const loss = trainer.step(fresh);
+      if (pool.length === 0) break;
+      const loss = trainer.step(pool);
       io.progress(`DPO → M${t + 1}`, t, trainer.steps, cfg.train.dpo.steps, `loss ${loss.toFixed(3)}`);
       // New weights only help while generators are still sampling for this iteration.
       if (!pipelineDone && trainer.steps % s.publishEvery === 0) await this.publish(version + 1);
