@@ -1,9 +1,9 @@
 // Named presets: partial configs laid over the defaults before the file, environment and flags.
-import type { ConfigInput } from "./schema.ts";
+import type { Config } from "./schema.ts";
 
 // Presets merge field by field over the defaults (config/load.ts), so any field may be left out.
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
-export type Preset = DeepPartial<ConfigInput>;
+export type Preset = DeepPartial<Config>;
 
 export const presets: Record<string, Preset> = {
   // The defaults as they are: a full run for a CPU host with a few cores.
