@@ -46,21 +46,19 @@ function batchOf<T>(rng: Rng, items: T[], size: number): T[] {
   return out;
 }
 
-/** Next-token prediction on every token of each line (after BOS): srlm's own M0. */
-export async function pretrain(
+/** Cross-entropy steps on token rows (targets: the response tokens), minibatches drawn at random. */
+async function crossEntropySteps(
   policy: Policy,
-  lines: string[],
+  rows: { prompt: number[]; response: number[] }[],
   optim: Optim,
   seed: number,
   onStep: (r: StepReport) => void,
 ) {
-  const { tokenizer } = policy;
-  const examples = lines.map((line) => ({ prompt: [tokenizer.bosId], response: tokenizer.encode(line) }));
   const trainer = trainerFor(policy, optim, seed);
   const rng = makeRng(seed);
   let loss = Number.NaN;
   for (let step = 0; step < optim.steps; step++) {
-    loss = trainer.sftStep(batchOf(rng, examples, optim.batchSize)).loss;
+    loss = trainer.sftStep(batchOf(rng, rows, optim.batchSize)).loss;
     onStep({ step: step + 1, total: optim.steps, loss });
     await yieldToEventLoop();
   }
@@ -68,8 +66,21 @@ export async function pretrain(
   return { loss };
 }
 
+/** Next-token prediction on every token of each line (after BOS): srlm's own M0. */
+export function pretrain(
+  policy: Policy,
+  lines: string[],
+  optim: Optim,
+  seed: number,
+  onStep: (r: StepReport) => void,
+) {
+  const { tokenizer } = policy;
+  const rows = lines.map((line) => ({ prompt: [tokenizer.bosId], response: tokenizer.encode(line) }));
+  return crossEntropySteps(policy, rows, optim, seed, onStep);
+}
+
 /** SFT: cross-entropy on the completion tokens only (the prompt is context, not target). */
-export async function supervisedFineTune(
+export function supervisedFineTune(
   policy: Policy,
   examples: { prompt: string; response: string }[],
   optim: Optim,
@@ -81,16 +92,7 @@ export async function supervisedFineTune(
     prompt: promptIds(tokenizer, ex.prompt),
     response: completionIds(tokenizer, ex.response),
   }));
-  const trainer = trainerFor(policy, optim, seed);
-  const rng = makeRng(seed);
-  let loss = Number.NaN;
-  for (let step = 0; step < optim.steps; step++) {
-    loss = trainer.sftStep(batchOf(rng, rows, optim.batchSize)).loss;
-    onStep({ step: step + 1, total: optim.steps, loss });
-    await yieldToEventLoop();
-  }
-  trainer.optimizer.dispose();
-  return { loss };
+  return crossEntropySteps(policy, rows, optim, seed, onStep);
 }
 
 export interface TrainingPair {
