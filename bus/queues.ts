@@ -18,8 +18,8 @@ import {
   RetentionPolicy,
   StorageType,
 } from "@nats-io/jetstream";
-import { millis, nanos } from "@nats-io/transport-node";
-import { deadLetter } from "./dead.ts";
+import { millis, type NatsConnection, nanos } from "@nats-io/transport-node";
+import { type DeadLetterContext, deadLetter } from "./dead.ts";
 import { decodeEnvelope, type Envelope, encodeEnvelope, type Producer } from "./envelope.ts";
 import type { Logger } from "./log.ts";
 import { type BusStats, createStats, markActivity } from "./stats.ts";
@@ -404,4 +404,49 @@ export async function readResults(
       await messages.close();
     },
   };
+}
+
+/**
+ * Jobs whose last allowed delivery died with its process (SIGKILL, OOM) are never nak'd, so no
+ * consumer dead-letters them; the server only announces them in a MAX_DELIVERIES advisory. This
+ * watcher turns each such advisory into a dead letter carrying the job's bytes, and removes the job
+ * from the work stream, so whoever waits on it learns it failed. One process per run should run it
+ * (the trainer does).
+ */
+export function watchExhaustedJobs(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  dl: DeadLetterContext,
+): { stop(): void } {
+  const s = subjects(dl.run);
+  const subject = `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${s.workStream}.*`;
+  const sub = nc.subscribe(subject, {
+    callback: (_err, m) => {
+      void (async () => {
+        let advisory: { stream_seq?: number; deliveries?: number; consumer?: string };
+        try {
+          advisory = JSON.parse(new TextDecoder().decode(m.data));
+        } catch {
+          return;
+        }
+        const seq = advisory.stream_seq;
+        if (!seq) return;
+        try {
+          const job = await jsm.streams.getMessage(s.workStream, { seq });
+          if (!job) return;
+          deadLetter(
+            dl,
+            job.subject,
+            job.data,
+            `job exhausted its ${advisory.deliveries ?? "?"} deliveries on ${advisory.consumer ?? "?"} ` +
+              "without an ack or nak (the process holding it died)",
+          );
+          await jsm.streams.deleteMessage(s.workStream, seq);
+        } catch (err) {
+          dl.log?.warn({ seq, err: (err as Error).message }, "could not dead-letter an exhausted job");
+        }
+      })();
+    },
+  });
+  return { stop: () => sub.unsubscribe() };
 }

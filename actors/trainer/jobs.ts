@@ -1,11 +1,11 @@
 // The trainer's view of distributed work: enqueue jobs on a JetStream queue and wait for their
 // results, whichever process on whichever host did them. A job that exhausted its deliveries
 // comes back through the dead-letter subject and settles as failed, so a stage never hangs on it.
-import type { JetStreamClient } from "@nats-io/jetstream";
+import { type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { decodeEnvelope, type Envelope, makeEnvelope, type Producer } from "../../bus/envelope.ts";
 import type { DeadLetterBody } from "../../bus/messages.ts";
-import { enqueue, type ResultReader, readResults } from "../../bus/queues.ts";
+import { enqueue, type ResultReader, readResults, watchExhaustedJobs } from "../../bus/queues.ts";
 import { type QueueName, RESULT_KINDS, subjects } from "../../bus/subjects.ts";
 
 export type JobOutcome<R> =
@@ -22,6 +22,7 @@ export class JobBoard {
   private early = new Map<string, Envelope>();
   private readers: ResultReader[] = [];
   private deadSub?: Subscription;
+  private exhausted?: { stop(): void };
   private seq = 0;
 
   private constructor(
@@ -63,6 +64,12 @@ export class JobBoard {
         }
       })();
     }
+    // A job whose holder died on its last delivery comes back as a dead letter too.
+    this.exhausted = watchExhaustedJobs(this.nc, await jetstreamManager(this.nc), {
+      js: this.js,
+      run: this.run,
+      producer: this.producer,
+    });
     this.deadSub = this.nc.subscribe(subjects(this.run).dead, {
       callback: (_err, m) => {
         const dead = decodeEnvelope(m.subject, m.data);
@@ -120,6 +127,7 @@ export class JobBoard {
 
   async close(): Promise<void> {
     this.deadSub?.unsubscribe();
+    this.exhausted?.stop();
     await Promise.all(this.readers.map((r) => r.stop()));
     for (const [jobId] of this.waiters) this.settle(jobId, { ok: false, jobId, reason: "trainer stopping" });
   }

@@ -12,6 +12,7 @@ import {
   publishResult,
   readResults,
   resultMsgID,
+  watchExhaustedJobs,
 } from "../../bus/queues.ts";
 import { subjects } from "../../bus/subjects.ts";
 import { type NatsServerHandle, startNatsServer } from "../helpers/nats.ts";
@@ -173,4 +174,27 @@ test("connectBus names the URL and the fix when no server listens", async () => 
       /nats-server -js/.test(err.message) &&
       /SRLM_NATS_URL/.test(err.message),
   );
+});
+
+test("a job whose holder dies on its last delivery is dead-lettered from the server's advisory", async () => {
+  const run = "exhausted";
+  await ensureStreams(jsm, run, { ackWaitMs: 1000, maxDeliver: 1 });
+  const dead = collectDead(run);
+  const s = subjects(run);
+  const watcher = watchExhaustedJobs(nc, jsm, { js, ...ctx(run) });
+  const job = makeEnvelope(TestJob, { n: 42, sleepMs: 0 }, ctx(run));
+  await enqueue(js, run, "judge", job);
+  // A holder that takes the job and never acks or naks it: what a SIGKILLed process leaves.
+  const consumer = await js.consumers.get(s.workStream, s.workConsumer("judge"));
+  const held = await consumer.next({ expires: 2000 });
+  assert.ok(held, "the job was delivered once");
+  // The server notices the exhausted job when it would redeliver it, i.e. to a waiting pull.
+  const other = consumer.next({ expires: 5000 });
+  await until(() => dead.length === 1);
+  assert.equal(await other, null, "the job is never delivered again");
+  watcher.stop();
+  assert.match(dead[0].reason, /exhausted its 1 deliveries/);
+  const decoded = decodeEnvelope(dead[0].subject, dead[0].raw);
+  assert.ok(decoded.ok && decoded.msg.id === job.id, "the dead letter carries the job itself");
+  await until(async () => (await jsm.streams.info(s.workStream)).state.messages === 0);
 });
