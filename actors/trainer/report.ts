@@ -6,6 +6,8 @@ export interface ModelEval {
   heldOutAccuracyCi95: [number, number];
   heldOutMeanScore: number;
   heldOutN: number;
+  /** Exact-match accuracy per task family. */
+  heldOutByFamily: Record<string, number>;
   winRateVsPrevious: { win: number; loss: number; tie: number; ci95: [number, number]; n: number } | null;
   judge: {
     impl: string;

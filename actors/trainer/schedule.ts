@@ -577,6 +577,14 @@ export class SelfRewardingSchedule {
     const rows = heldOut.map((h) => ({ prompt: h.prompt, response: answers.get(h.prompt) ?? "" }));
     const acc = accuracy(rows);
     const scores = rows.map((r) => trueScore(r.prompt, r.response).score);
+    // Per family: the self-written prompts need not cover the families as the held-out set does.
+    const byFamily: Record<string, { n: number; exact: number }> = {};
+    heldOut.forEach((h, i) => {
+      byFamily[h.family] ??= { n: 0, exact: 0 };
+      const f = byFamily[h.family];
+      f.n++;
+      if (scores[i] === 5) f.exact++;
+    });
     const win = this.previousHeldOutScores ? winRate(scores, this.previousHeldOutScores) : null;
     this.previousHeldOutScores = scores;
     const judge = await this.evaluateJudge(version, data.judgeEval);
@@ -586,6 +594,7 @@ export class SelfRewardingSchedule {
       heldOutAccuracyCi95: acc.ci95,
       heldOutMeanScore: acc.meanScore,
       heldOutN: acc.n,
+      heldOutByFamily: Object.fromEntries(Object.entries(byFamily).map(([f, v]) => [f, v.exact / v.n])),
       winRateVsPrevious: win
         ? { win: win.win, loss: win.loss, tie: win.tie, ci95: win.ci95, n: win.n }
         : null,
