@@ -3,7 +3,9 @@
 // registration, stats, graceful stop, crash exit).
 import { type ActorContext, runActor } from "../bus/actor.ts";
 import type { BusOptions } from "../bus/connect.ts";
-import { type Envelope, makeEnvelope } from "../bus/envelope.ts";
+import { makeEnvelope } from "../bus/envelope.ts";
+import { publishResult, resultMsgID } from "../bus/queues.ts";
+import type { ResultKind } from "../bus/subjects.ts";
 import type { Config } from "../config/schema.ts";
 import { selectBackend } from "../model/backend.ts";
 
@@ -28,9 +30,17 @@ export function busOptions(cfg: Config): BusOptions {
   };
 }
 
-/** The envelope an actor puts a result in. */
-export function publishAs(ctx: ActorContext, type: string, body: unknown, policyVersion?: number): Envelope {
-  return makeEnvelope(type, body as never, { run: ctx.run, producer: ctx.producer, policyVersion });
+/** Publishes the result of job `jobId`; its msgID makes a redelivered job's result a duplicate. */
+export async function publishJobResult(
+  ctx: ActorContext,
+  jobId: string,
+  kind: ResultKind,
+  type: string,
+  body: unknown,
+  policyVersion?: number,
+): Promise<void> {
+  const env = makeEnvelope(type, body as never, { run: ctx.run, producer: ctx.producer, policyVersion });
+  await publishResult(ctx.js, ctx.run, kind, env, resultMsgID(jobId));
 }
 
 export async function startActor(

@@ -3,11 +3,10 @@
 // sampled answer.
 import type { ActorContext } from "../../bus/actor.ts";
 import type { PromptsJobBody, SamplesJobBody } from "../../bus/messages.ts";
-import { publishResult, resultMsgID } from "../../bus/queues.ts";
 import type { Config } from "../../config/schema.ts";
 import { promptWritingPrompt } from "../../tasks/index.ts";
 import { samplePolicy } from "../policy.ts";
-import { publishAs } from "../start.ts";
+import { publishJobResult } from "../start.ts";
 import { WeightCache } from "../weights.ts";
 
 export async function startGenerator(ctx: ActorContext, cfg: Config): Promise<void> {
@@ -24,12 +23,13 @@ export async function startGenerator(ctx: ActorContext, cfg: Config): Promise<vo
       const policy = await weights.get(job.weights);
       const inputs = job.fewShot.map((examples) => promptWritingPrompt(examples));
       const texts = samplePolicy(policy, inputs, 1, job.sampling).map((samples) => samples[0].text);
-      await publishResult(
-        ctx.js,
-        ctx.run,
+      await publishJobResult(
+        ctx,
+        msg.id,
         "prompts",
-        publishAs(ctx, "result.prompts", { jobId: msg.id, iteration: job.iteration, texts }, policy.version),
-        resultMsgID(msg.id),
+        "result.prompts",
+        { jobId: msg.id, iteration: job.iteration, texts },
+        policy.version,
       );
     },
     { ackWaitMs, maxDeliver },
@@ -48,13 +48,7 @@ export async function startGenerator(ctx: ActorContext, cfg: Config): Promise<vo
         policyVersion: policy.version,
         results: job.prompts.map((prompt, i) => ({ prompt, responses: samples[i] })),
       };
-      await publishResult(
-        ctx.js,
-        ctx.run,
-        "candidates",
-        publishAs(ctx, "result.candidates", body, policy.version),
-        resultMsgID(msg.id),
-      );
+      await publishJobResult(ctx, msg.id, "candidates", "result.candidates", body, policy.version);
     },
     { ackWaitMs, maxDeliver },
   );

@@ -5,11 +5,10 @@
 //   ab        scores with self, and also with the verifier, reporting both (their agreement).
 import type { ActorContext } from "../../bus/actor.ts";
 import type { JudgeJobBody } from "../../bus/messages.ts";
-import { publishResult, resultMsgID } from "../../bus/queues.ts";
 import type { Config } from "../../config/schema.ts";
 import { judgePrompt, parseJudgement, trueScore } from "../../tasks/index.ts";
 import { type Policy, samplePolicy } from "../policy.ts";
-import { publishAs } from "../start.ts";
+import { publishJobResult } from "../start.ts";
 import { WeightCache } from "../weights.ts";
 
 export const JUDGE_IMPLS = ["self", "verifier", "ab"] as const;
@@ -78,13 +77,7 @@ export async function startJudge(ctx: ActorContext, cfg: Config, impl: string): 
         ...result,
         ...(secondary ? { secondary } : {}),
       };
-      await publishResult(
-        ctx.js,
-        ctx.run,
-        "scores",
-        publishAs(ctx, "result.scores", body, weightsVersion),
-        resultMsgID(msg.id),
-      );
+      await publishJobResult(ctx, msg.id, "scores", "result.scores", body, weightsVersion);
     },
     { ackWaitMs: cfg.actors.ackWaitMs, maxDeliver: cfg.actors.maxDeliver },
   );

@@ -2,10 +2,9 @@
 // model (M_t while M_t is trained into M_t+1), so the trainer never holds two models.
 import type { ActorContext } from "../../bus/actor.ts";
 import type { ReferenceJobBody } from "../../bus/messages.ts";
-import { publishResult, resultMsgID } from "../../bus/queues.ts";
 import type { Config } from "../../config/schema.ts";
 import { completionLogProbs } from "../policy.ts";
-import { publishAs } from "../start.ts";
+import { publishJobResult } from "../start.ts";
 import { WeightCache } from "../weights.ts";
 
 export async function startReference(ctx: ActorContext, cfg: Config): Promise<void> {
@@ -27,13 +26,7 @@ export async function startReference(ctx: ActorContext, cfg: Config): Promise<vo
         chosen: sums.slice(0, n),
         rejected: sums.slice(n),
       };
-      await publishResult(
-        ctx.js,
-        ctx.run,
-        "reflogprobs",
-        publishAs(ctx, "result.reflogprobs", body, policy.version),
-        resultMsgID(msg.id),
-      );
+      await publishJobResult(ctx, msg.id, "reflogprobs", "result.reflogprobs", body, policy.version);
     },
     { ackWaitMs: cfg.actors.ackWaitMs, maxDeliver: cfg.actors.maxDeliver },
   );
