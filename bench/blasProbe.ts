@@ -9,6 +9,7 @@ import { type BackendName, selectBackend } from "../model/backend.ts";
 import { type LlamaConfig, parseLlamaConfig } from "../model/config.ts";
 import { KVCache, Llama } from "../model/llama.ts";
 import { AdamW } from "../model/optim.ts";
+import { kernelTimes } from "./kernelTimes.ts";
 
 /** The shapes the bench compares against PyTorch (bench/torch_ref.py uses the same numbers). */
 export const SHAPES = {
@@ -112,16 +113,7 @@ async function profileStep(model: Llama, opt: AdamW, ids: tf.Tensor2D) {
   const info = await tf.profile(() => {
     trainStep(model, opt, ids);
   });
-  const byName = new Map<string, { ms: number; calls: number }>();
-  for (const k of info.kernels) {
-    const e = byName.get(k.name) ?? { ms: 0, calls: 0 };
-    e.ms += Number(k.kernelTimeMs);
-    e.calls++;
-    byName.set(k.name, e);
-  }
-  return [...byName.entries()]
-    .map(([name, e]) => ({ name, ms: +e.ms.toFixed(2), calls: e.calls }))
-    .sort((a, b) => b.ms - a.ms);
+  return kernelTimes(info).map((e) => ({ ...e, ms: +e.ms.toFixed(2) }));
 }
 
 async function main(): Promise<void> {

@@ -19,6 +19,8 @@ interface Figures {
   shape: string;
   matmulGflops: number;
   trainTokensPerSec: number;
+  /** Median step: what a long run sustains (absent from older runners). */
+  trainTokensPerSecMedian?: number;
   genTokensPerSecCached: number;
   genTokensPerSecUncached: number;
   mfu?: number;
@@ -159,7 +161,10 @@ async function main(): Promise<void> {
     }
   }
 
-  const ratios: Record<string, Record<string, { train: number | null; genCached: number | null }>> = {};
+  const ratios: Record<
+    string,
+    Record<string, { train: number | null; trainMedian: number | null; genCached: number | null }>
+  > = {};
   console.log("");
   console.log(
     [
@@ -171,6 +176,7 @@ async function main(): Promise<void> {
       "gen uncached",
       "MFU",
       "train/torch",
+      "(median)",
       "gen/torch",
     ]
       .map((h, i) => (i < 2 ? h.padEnd(8) : h.padStart(12)))
@@ -181,8 +187,12 @@ async function main(): Promise<void> {
     ratios[shape] = {};
     for (const [backend, f] of Object.entries(results[shape])) {
       const train = ref && backend !== "torch" ? f.trainTokensPerSec / ref.trainTokensPerSec : null;
+      const trainMedian =
+        ref?.trainTokensPerSecMedian && f.trainTokensPerSecMedian && backend !== "torch"
+          ? f.trainTokensPerSecMedian / ref.trainTokensPerSecMedian
+          : null;
       const gen = ref && backend !== "torch" ? f.genTokensPerSecCached / ref.genTokensPerSecCached : null;
-      if (backend !== "torch") ratios[shape][backend] = { train, genCached: gen };
+      if (backend !== "torch") ratios[shape][backend] = { train, trainMedian, genCached: gen };
       console.log(
         [
           shape.padEnd(8),
@@ -194,6 +204,7 @@ async function main(): Promise<void> {
           fmt(f.mfu === undefined ? undefined : f.mfu * 100, 1).padStart(11) +
             (f.mfu === undefined ? " " : "%"),
           (train === null ? "-" : `${train.toFixed(2)}x`).padStart(12),
+          (trainMedian === null ? "-" : `${trainMedian.toFixed(2)}x`).padStart(12),
           (gen === null ? "-" : `${gen.toFixed(2)}x`).padStart(12),
         ].join(" "),
       );

@@ -4,6 +4,7 @@
 // ([out, in] for projections), so checkpoints move to and from transformers unchanged.
 import * as tf from "@tensorflow/tfjs";
 import { eosIds, headDim, type LlamaConfig } from "./config.ts";
+import { attention, rmsNorm, ropeHeads, swiglu } from "./fused.ts";
 import { Rng } from "./random.ts";
 
 export interface HostTensor {
@@ -12,8 +13,7 @@ export interface HostTensor {
 }
 
 export interface ForwardOptions {
-  /** Training: gradients will flow (embed with a one-hot matmul, which every backend can
-   * differentiate) and dropout is active. */
+  /** Training: gradients will flow and dropout is active. */
   training?: boolean;
   /** 1 for real tokens, 0 for padding, [B][T] for the tokens passed in this call. Positions are
    * counted over real tokens only, so a left-padded row sees the same positions as unpadded. */
@@ -249,10 +249,14 @@ export class Llama {
     if (positions.some((row) => row.some((p) => p >= c.max_position_embeddings))) {
       throw new Error(`Llama.forward: position beyond max_position_embeddings ${c.max_position_embeddings}`);
     }
-    const mask = tf.tensor4d(causalMask(fullMask, past, T), [B, 1, T, past + T]);
-    const posT = tf.tensor2d(positions.flat(), [B, T], "int32");
-    const cos = tf.gather(this.ropeCos, posT).reshape([B, 1, T, headDim(c)]) as tf.Tensor4D;
-    const sin = tf.gather(this.ropeSin, posT).reshape([B, 1, T, headDim(c)]) as tf.Tensor4D;
+    // Without padding every row has the same positions and the same causal mask, so one copy
+    // of each serves the whole batch (they broadcast over it).
+    const unpadded = fullMask.every((row) => row.every((m) => m !== 0));
+    const rows = unpadded ? 1 : B;
+    const mask = tf.tensor4d(causalMask(fullMask.slice(0, rows), past, T), [rows, 1, T, past + T]);
+    const posT = tf.tensor2d(positions.slice(0, rows).flat(), [rows, T], "int32");
+    const cos = tf.gather(this.ropeCos, posT).reshape([rows, 1, T, headDim(c)]) as tf.Tensor4D;
+    const sin = tf.gather(this.ropeSin, posT).reshape([rows, 1, T, headDim(c)]) as tf.Tensor4D;
     const rng = new Rng(opts.dropoutSeed ?? 0);
 
     let x = this.embed(ids, training); // [B*T, d]
@@ -276,11 +280,11 @@ export class Llama {
       c.hidden_size,
     ]) as tf.Tensor3D;
     if (opts.lastOnly) hidden = hidden.slice([0, T - 1, 0], [-1, 1, -1]);
-    const rows = hidden.shape[1];
+    const L = hidden.shape[1];
     const head = c.tie_word_embeddings ? this.w("model.embed_tokens.weight") : this.w("lm_head.weight");
     const logits = tf
-      .matMul(hidden.reshape([B * rows, c.hidden_size]), head, false, true)
-      .reshape([B, rows, c.vocab_size]) as tf.Tensor3D;
+      .matMul(hidden.reshape([B * L, c.hidden_size]), head, false, true)
+      .reshape([B, L, c.vocab_size]) as tf.Tensor3D;
     return { logits, hidden };
   }
 
@@ -293,9 +297,11 @@ export class Llama {
   private embed(ids: tf.Tensor2D, training: boolean): tf.Tensor2D {
     const table = this.w("model.embed_tokens.weight") as tf.Tensor2D;
     const flat = ids.reshape([-1]) as tf.Tensor1D;
-    // tf.gather's gradient needs UnsortedSegmentSum, which the wasm backend lacks; a one-hot row
-    // times the table selects the same row exactly (1·x + 0·y…) and differentiates everywhere.
-    if (training) return tf.matMul(oneHotFloat(flat, this.config.vocab_size) as tf.Tensor2D, table);
+    // tf.gather's gradient is an UnsortedSegmentSum, which the wasm backend lacks; there a
+    // one-hot row times the table selects the same row exactly (1·x + 0·y…) and differentiates.
+    if (training && !tf.getKernel(tf.UnsortedSegmentSum, tf.getBackend())) {
+      return tf.matMul(oneHotFloat(flat, this.config.vocab_size) as tf.Tensor2D, table);
+    }
     return tf.gather(table, flat);
   }
 
@@ -315,32 +321,18 @@ export class Llama {
     const H = c.num_attention_heads;
     const Hkv = c.num_key_value_heads;
     const hd = headDim(c);
-    const group = H / Hkv;
     const p = `model.layers.${layer}.self_attn`;
-    const heads = (t: tf.Tensor2D, n: number) =>
-      t.reshape([B, T, n, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
 
-    const q = rope(heads(linear(x, this.w(`${p}.q_proj.weight`)), H), cos, sin);
-    let k = rope(heads(linear(x, this.w(`${p}.k_proj.weight`)), Hkv), cos, sin);
-    let v = heads(linear(x, this.w(`${p}.v_proj.weight`)), Hkv);
+    // [B·T, heads·hd] → [B, heads, T, hd], rotated by position for queries and keys
+    const q = ropeHeads(linear(x, this.w(`${p}.q_proj.weight`)), cos, sin, H);
+    let k = ropeHeads(linear(x, this.w(`${p}.k_proj.weight`)), cos, sin, Hkv);
+    let v = linear(x, this.w(`${p}.v_proj.weight`))
+      .reshape([B, T, Hkv, hd])
+      .transpose([0, 2, 1, 3]) as tf.Tensor4D;
     if (cache) [k, v] = cache.write(layer, k, v);
-    const Tk = k.shape[2];
 
-    // Grouped-query attention without copying keys: query heads h = kv·group + j share kv head
-    // `kv`, so [B, H, T, hd] viewed as [B, Hkv, group·T, hd] lines each group up with its keys.
-    const qg = q.reshape([B, Hkv, group * T, hd]);
-    const scores = tf
-      .matMul(qg, k, false, true)
-      .mul(1 / Math.sqrt(hd))
-      .reshape([B, H, T, Tk])
-      .add(mask);
-    let probs = tf.softmax(scores, -1);
-    if (training && c.attention_dropout > 0) {
-      probs = tf.dropout(probs, c.attention_dropout, undefined, rng.nextUint32());
-    }
-    const out = tf
-      .matMul(probs.reshape([B, Hkv, group * T, Tk]), v)
-      .reshape([B, H, T, hd])
+    const dropout = training ? c.attention_dropout : 0;
+    const out = attention(q, k, v, mask, { dropout, seed: dropout > 0 ? rng.nextUint32() : undefined })
       .transpose([0, 2, 1, 3])
       .reshape([B * T, H * hd]) as tf.Tensor2D;
     return linear(out, this.w(`${p}.o_proj.weight`));
@@ -349,7 +341,7 @@ export class Llama {
   private mlp(x: tf.Tensor2D, prefix: string): tf.Tensor2D {
     const gate = linear(x, this.w(`${prefix}.mlp.gate_proj.weight`));
     const up = linear(x, this.w(`${prefix}.mlp.up_proj.weight`));
-    return linear(gate.mul(tf.sigmoid(gate)).mul(up), this.w(`${prefix}.mlp.down_proj.weight`));
+    return linear(swiglu(gate, up), this.w(`${prefix}.mlp.down_proj.weight`));
   }
 }
 
@@ -362,18 +354,6 @@ export function oneHotFloat(indices: tf.Tensor, depth: number): tf.Tensor {
 /** x [N, in] · Wᵀ with W in HF layout [out, in]. */
 function linear(x: tf.Tensor2D, w: tf.Tensor): tf.Tensor2D {
   return tf.matMul(x, w as tf.Tensor2D, false, true);
-}
-
-function rmsNorm(x: tf.Tensor2D, w: tf.Tensor, eps: number): tf.Tensor2D {
-  const variance = x.square().mean(-1, true);
-  return x.mul(tf.rsqrt(variance.add(eps))).mul(w);
-}
-
-/** HF's rotate_half convention: x·cos + [-x₂, x₁]·sin, halves of the head dimension. */
-function rope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
-  const [x1, x2] = tf.split(x, 2, -1);
-  const rotated = tf.concat([x2.neg(), x1], -1);
-  return x.mul(cos).add(rotated.mul(sin));
 }
 
 /** Position of each new token: the number of real tokens before it in its row. */

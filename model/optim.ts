@@ -1,6 +1,7 @@
 // AdamW with decoupled weight decay (Loshchilov & Hutter), global gradient-norm clipping and
 // learning-rate schedules.
 import * as tf from "@tensorflow/tfjs";
+import { adamWUpdate, sumOfSquares } from "./fused.ts";
 import type { HostTensor } from "./llama.ts";
 
 export interface AdamWOptions {
@@ -55,14 +56,13 @@ export class AdamW {
       const p = this.params.get(name);
       if (!p) throw new Error(`AdamW: gradient for unknown parameter "${name}"`);
       const [m, v] = this.moments(name, p);
+      const decay = this.weightDecay > 0 && !this.noDecay(name, p.shape) ? 1 - lr * this.weightDecay : 1;
+      const step = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, c1, c2, decay };
       tf.tidy(() => {
-        const m1 = m.mul(this.beta1).add(g.mul(1 - this.beta1));
-        const v1 = v.mul(this.beta2).add(g.square().mul(1 - this.beta2));
+        const [p1, m1, v1] = adamWUpdate(p, g, m, v, step);
         m.assign(m1);
         v.assign(v1);
-        const step = m1.div(c1).div(v1.div(c2).sqrt().add(this.eps)).mul(lr);
-        const decay = this.weightDecay > 0 && !this.noDecay(name, p.shape) ? 1 - lr * this.weightDecay : 1;
-        p.assign(decay === 1 ? p.sub(step) : p.mul(decay).sub(step));
+        p.assign(p1);
       });
     }
   }
@@ -104,9 +104,7 @@ export function clipByGlobalNorm(
   grads: Map<string, tf.Tensor>,
   maxNorm: number,
 ): { grads: Map<string, tf.Tensor>; norm: number } {
-  const norm = Math.sqrt(
-    tf.tidy(() => tf.addN([...grads.values()].map((g) => g.square().sum())).dataSync()[0]) as number,
-  );
+  const norm = Math.sqrt(tf.tidy(() => sumOfSquares([...grads.values()]).dataSync()[0]));
   if (!(maxNorm > 0) || norm <= maxNorm || !Number.isFinite(norm)) return { grads, norm };
   const scale = maxNorm / (norm + 1e-6);
   const clipped = new Map<string, tf.Tensor>();

@@ -17,8 +17,9 @@ export interface ResponseScores {
   mask: tf.Tensor2D;
   /** [B] summed response log-prob. */
   sum: tf.Tensor1D;
-  /** [B, R] entropy of the next-token distribution each response token was drawn from; 0 at padding. */
-  entropy: tf.Tensor2D;
+  /** [B, R] entropy of the next-token distribution each response token was drawn from; 0 at
+   * padding. When asked for (training never needs it). */
+  entropy?: tf.Tensor2D;
   /** [B, R] value head at the state before each response token, when asked for. */
   values?: tf.Tensor2D;
 }
@@ -27,6 +28,7 @@ export interface ScoreOptions {
   /** Gradients will flow (see ForwardOptions.training). */
   training?: boolean;
   withValues?: boolean;
+  withEntropy?: boolean;
   dropoutSeed?: number;
 }
 
@@ -64,22 +66,24 @@ export function responseLogProbsTensor(
   });
   const logp = tf.logSoftmax(logits, -1); // [B, L, V]
   const picked = logp.mul(oneHotFloat(tf.tensor2d(targets, [B, L], "int32"), V)).sum(-1) as tf.Tensor2D;
-  const entropyAll = logp.exp().mul(logp).sum(-1).neg() as tf.Tensor2D;
 
-  // Row b's response token i is predicted at position prompt_b - 1 + i: a per-row slice lines them up.
+  // Row b's response token i is predicted at position prompt_b - 1 + i: a per-row slice lines them
+  // up (one slice for the whole batch when every prompt has the same length).
+  const uniform = batch.every((ex) => ex.prompt.length === batch[0].prompt.length);
   const align = (x: tf.Tensor2D): tf.Tensor2D =>
-    tf.concat(
-      batch.map((ex, b) => x.slice([b, ex.prompt.length - 1], [1, R])),
-      0,
-    );
+    uniform
+      ? x.slice([0, batch[0].prompt.length - 1], [B, R])
+      : tf.concat(
+          batch.map((ex, b) => x.slice([b, ex.prompt.length - 1], [1, R])),
+          0,
+        );
   const mask = tf.tensor2d(maskData, [B, R]);
   const logProbs = align(picked).mul(mask) as tf.Tensor2D;
-  const out: ResponseScores = {
-    logProbs,
-    mask,
-    sum: logProbs.sum(1),
-    entropy: align(entropyAll).mul(mask) as tf.Tensor2D,
-  };
+  const out: ResponseScores = { logProbs, mask, sum: logProbs.sum(1) };
+  if (opts.withEntropy) {
+    const entropyAll = logp.exp().mul(logp).sum(-1).neg() as tf.Tensor2D;
+    out.entropy = align(entropyAll).mul(mask) as tf.Tensor2D;
+  }
   if (opts.withValues) {
     if (!model.hasValueHead) throw new Error("responseLogProbs: withValues needs a model with a value head");
     out.values = align(model.values(hidden)).mul(mask) as tf.Tensor2D;
@@ -104,8 +108,8 @@ export function responseLogProbs(model: Llama, batch: PromptResponse[], batchSiz
     const chunk = batch.slice(start, start + batchSize);
     const lengths = chunk.map((ex) => ex.response.length);
     const [lp, ent, sum] = tf.tidy(() => {
-      const s = responseLogProbsTensor(model, chunk);
-      return [s.logProbs.dataSync(), s.entropy.dataSync(), s.sum.dataSync()];
+      const s = responseLogProbsTensor(model, chunk, { withEntropy: true });
+      return [s.logProbs.dataSync(), s.entropy!.dataSync(), s.sum.dataSync()];
     });
     const R = lp.length / chunk.length;
     result.perToken.push(...rowsOf(lp, R, lengths));

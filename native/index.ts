@@ -91,6 +91,97 @@ export interface BlasAddon {
     dim: number,
     inner: number,
   ): void;
+  /** out = x · rsqrt(mean over each row of x² + eps) · w, for x [rows, cols] and w [cols]. */
+  rmsNorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number, cols: number, eps: number): void;
+  /** Gradients of rmsNorm for dy: dx [rows, cols] and dw [cols]. */
+  rmsNormGrad(
+    x: Float32Array,
+    w: Float32Array,
+    dy: Float32Array,
+    dx: Float32Array,
+    dw: Float32Array,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  /**
+   * Rotary embedding (HF rotate_half) over [B, H, T, hd] read and written through (b, h, t)
+   * strides; cos and sin are [cosBatch, T, hd] with cosBatch 1 or B. `inverse` applies the
+   * transpose rotation (the gradient).
+   */
+  rope(
+    x: Float32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    out: Float32Array,
+    b: number,
+    h: number,
+    t: number,
+    hd: number,
+    inStrides: Int32Array,
+    outStrides: Int32Array,
+    inverse: number,
+    cosBatch: number,
+  ): void;
+  /** out = gate · sigmoid(gate) · up. */
+  swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void;
+  /** Gradients of swiglu for dy into dGate and dUp. */
+  swigluGrad(
+    gate: Float32Array,
+    up: Float32Array,
+    dy: Float32Array,
+    dGate: Float32Array,
+    dUp: Float32Array,
+  ): void;
+  /** Row softmax of scores [B, H, T, Tk] · scale + mask [maskBatch, 1, T, Tk] (mask may be null). */
+  attnSoftmax(
+    scores: Float32Array,
+    mask: Float32Array | null,
+    out: Float32Array,
+    b: number,
+    h: number,
+    t: number,
+    tk: number,
+    scale: number,
+    maskBatch: number,
+  ): void;
+  /** out = scale · p · (dp − Σ_row dp·p): the gradient through softmax(scale · x). */
+  softmaxGrad(
+    p: Float32Array,
+    dp: Float32Array,
+    out: Float32Array,
+    rows: number,
+    cols: number,
+    scale: number,
+  ): void;
+  /** One AdamW update of p with gradient g and moments m, v into pOut, mOut, vOut. */
+  adamW(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    pOut: Float32Array,
+    mOut: Float32Array,
+    vOut: Float32Array,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    c1: number,
+    c2: number,
+    decay: number,
+  ): void;
+  /** Σ x² over the array, accumulated in double. */
+  sumSquares(x: Float32Array): number;
+  /** out [segments, cols] = Σ of the rows of x [rows, cols] by ids[row]; ids out of range are dropped. */
+  segmentSum(
+    x: Float32Array,
+    ids: Int32Array,
+    out: Float32Array,
+    rows: number,
+    cols: number,
+    segments: number,
+  ): void;
   /** glibc only: keeps tensor-sized blocks on the heap instead of fresh mmaps; false elsewhere. */
   tuneAllocator(): boolean;
   /** Sets OpenBLAS's thread count when given; returns the count in use. */

@@ -8,6 +8,7 @@
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from "@tensorflow/tfjs";
 import * as tf from "@tensorflow/tfjs";
 import type { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu";
+import { FusedKernel } from "../model/fused.ts";
 import { BlasBackend } from "./backend.ts";
 import { Activation, BinaryOp, type BlasAddon, ReduceOp, UnaryOp } from "./index.ts";
 
@@ -471,6 +472,228 @@ function gatherV2(native: BlasAddon): KernelConfig {
   });
 }
 
+function unsortedSegmentSum(native: BlasAddon): KernelConfig {
+  return withFallback(tf.UnsortedSegmentSum, ({ inputs, attrs }, backend) => {
+    const { x, segmentIds } = inputs;
+    const xv = f32(backend, x);
+    const ids = backend.data.get(segmentIds.dataId).values;
+    const segments = Number(attrs?.numSegments);
+    if (!xv || !(ids instanceof Int32Array) || x.shape.length < 1 || segmentIds.shape.length !== 1)
+      return null;
+    if (segmentIds.shape[0] !== x.shape[0] || !Number.isInteger(segments) || segments < 0) return null;
+    const cols = size(x.shape.slice(1));
+    const out = take(backend, segments * cols);
+    native.segmentSum(xv, ids, out, x.shape[0], cols, segments);
+    return output(backend, [segments, ...x.shape.slice(1)], out);
+  });
+}
+
+/**
+ * Cast to float32 as a real conversion. The cpu kernel casts int32 to float32 by relabelling
+ * the tensor and sharing its Int32Array, which every native kernel then refuses (they read
+ * float32 data only), so a one-hot mask sent whole products back to the JS kernels.
+ */
+function cast(): KernelConfig {
+  return withFallback(tf.Cast, ({ inputs, attrs }, backend) => {
+    const values = backend.data.get(inputs.x.dataId).values;
+    if (attrs?.dtype !== "float32" || !(values instanceof Int32Array || values instanceof Uint8Array))
+      return null;
+    const out = take(backend, values.length);
+    for (let i = 0; i < values.length; i++) out[i] = values[i];
+    return output(backend, inputs.x.shape.slice(), out);
+  });
+}
+
+function oneHot(): KernelConfig {
+  return withFallback(tf.OneHot, ({ inputs, attrs }, backend) => {
+    const ids = backend.data.get(inputs.indices.dataId).values;
+    const depth = Number(attrs?.depth);
+    const on = Number(attrs?.onValue ?? 1);
+    const off = Number(attrs?.offValue ?? 0);
+    const dtype = (attrs?.dtype ?? "int32") as string;
+    if (!(ids instanceof Int32Array) || (dtype !== "float32" && dtype !== "int32") || !(depth > 0))
+      return null;
+    const out = take(backend, ids.length * depth);
+    const values = dtype === "int32" ? new Int32Array(out.buffer, out.byteOffset, out.length) : out;
+    values.fill(off);
+    for (let i = 0; i < ids.length; i++) if (ids[i] >= 0 && ids[i] < depth) values[i * depth + ids[i]] = on;
+    return outputAs(backend, [...inputs.indices.shape, depth], dtype as "float32" | "int32", out);
+  });
+}
+
+// --- fused model kernels (model/fused.ts names them and holds their composite reference) ---
+
+/** Float32 data of a fused kernel's input; these kernels have no cpu fallback. */
+function need(
+  backend: MathBackendCPU,
+  t: TensorInfo | undefined,
+  kernel: string,
+  name: string,
+): Float32Array {
+  const v = f32(backend, t);
+  if (!v) throw new Error(`${kernel}: input ${name} must be a float32 tensor`);
+  return v;
+}
+
+function fused(name: string, fn: (args: Args, backend: MathBackendCPU) => TensorInfo | TensorInfo[]) {
+  const kernelFunc = ((args: Args) => fn(args, args.backend as MathBackendCPU)) as unknown as KernelFunc;
+  return { kernelName: name, backendName: "blas", kernelFunc };
+}
+
+function rmsNormKernels(native: BlasAddon): KernelConfig[] {
+  const dims = (x: TensorInfo) => {
+    const cols = x.shape[x.shape.length - 1] ?? 1;
+    return { cols, rows: cols === 0 ? 0 : size(x.shape) / cols };
+  };
+  return [
+    fused(FusedKernel.rmsNorm, ({ inputs, attrs }, backend) => {
+      const k = FusedKernel.rmsNorm;
+      const x = need(backend, inputs.x, k, "x");
+      const w = need(backend, inputs.weight, k, "weight");
+      const { rows, cols } = dims(inputs.x);
+      const out = take(backend, x.length);
+      native.rmsNorm(x, w, out, rows, cols, Number(attrs?.eps));
+      return output(backend, inputs.x.shape.slice(), out);
+    }),
+    fused(FusedKernel.rmsNormGrad, ({ inputs, attrs }, backend) => {
+      const k = FusedKernel.rmsNormGrad;
+      const x = need(backend, inputs.x, k, "x");
+      const w = need(backend, inputs.weight, k, "weight");
+      const dy = need(backend, inputs.dy, k, "dy");
+      const { rows, cols } = dims(inputs.x);
+      const dx = take(backend, x.length);
+      const dw = take(backend, w.length);
+      native.rmsNormGrad(x, w, dy, dx, dw, rows, cols, Number(attrs?.eps));
+      return [output(backend, inputs.x.shape.slice(), dx), output(backend, inputs.weight.shape.slice(), dw)];
+    }),
+  ];
+}
+
+function ropeHeads(native: BlasAddon): KernelConfig {
+  return fused(FusedKernel.ropeHeads, ({ inputs, attrs }, backend) => {
+    const k = FusedKernel.ropeHeads;
+    const x = need(backend, inputs.x, k, "x");
+    const cos = need(backend, inputs.cos, k, "cos");
+    const sin = need(backend, inputs.sin, k, "sin");
+    const [cosBatch, , T, hd] = inputs.cos.shape;
+    const H = Number(attrs?.heads);
+    const inverse = !!attrs?.inverse;
+    // token-major [B, T, H, hd] strides (b, h, t) and head-major [B, H, T, hd] ones
+    const B = inverse ? inputs.x.shape[0] : inputs.x.shape[0] / T;
+    const tokenMajor = Int32Array.of(T * H * hd, hd, H * hd);
+    const headMajor = Int32Array.of(H * T * hd, T * hd, hd);
+    const out = take(backend, x.length);
+    native.rope(
+      x,
+      cos,
+      sin,
+      out,
+      B,
+      H,
+      T,
+      hd,
+      inverse ? headMajor : tokenMajor,
+      inverse ? tokenMajor : headMajor,
+      inverse ? 1 : 0,
+      cosBatch,
+    );
+    return output(backend, inverse ? [B * T, H * hd] : [B, H, T, hd], out);
+  });
+}
+
+function swigluKernels(native: BlasAddon): KernelConfig[] {
+  return [
+    fused(FusedKernel.swiglu, ({ inputs }, backend) => {
+      const k = FusedKernel.swiglu;
+      const gate = need(backend, inputs.gate, k, "gate");
+      const out = take(backend, gate.length);
+      native.swiglu(gate, need(backend, inputs.up, k, "up"), out);
+      return output(backend, inputs.gate.shape.slice(), out);
+    }),
+    fused(FusedKernel.swigluGrad, ({ inputs }, backend) => {
+      const k = FusedKernel.swigluGrad;
+      const gate = need(backend, inputs.gate, k, "gate");
+      const dGate = take(backend, gate.length);
+      const dUp = take(backend, gate.length);
+      native.swigluGrad(
+        gate,
+        need(backend, inputs.up, k, "up"),
+        need(backend, inputs.dy, k, "dy"),
+        dGate,
+        dUp,
+      );
+      const shape = inputs.gate.shape;
+      return [output(backend, shape.slice(), dGate), output(backend, shape.slice(), dUp)];
+    }),
+  ];
+}
+
+function attnSoftmax(native: BlasAddon): KernelConfig {
+  return fused(FusedKernel.attnSoftmax, ({ inputs, attrs }, backend) => {
+    const k = FusedKernel.attnSoftmax;
+    const scores = need(backend, inputs.scores, k, "scores");
+    const mask = inputs.mask ? need(backend, inputs.mask, k, "mask") : null;
+    const [B, H, T, Tk] = inputs.scores.shape;
+    const out = take(backend, scores.length);
+    native.attnSoftmax(scores, mask, out, B, H, T, Tk, Number(attrs?.scale), inputs.mask?.shape[0] ?? 1);
+    return output(backend, inputs.scores.shape.slice(), out);
+  });
+}
+
+function softmaxGrad(native: BlasAddon): KernelConfig {
+  return fused(FusedKernel.softmaxGrad, ({ inputs, attrs }, backend) => {
+    const k = FusedKernel.softmaxGrad;
+    const p = need(backend, inputs.probs, k, "probs");
+    const cols = inputs.probs.shape[inputs.probs.shape.length - 1] ?? 1;
+    const out = take(backend, p.length);
+    native.softmaxGrad(
+      p,
+      need(backend, inputs.dy, k, "dy"),
+      out,
+      cols ? p.length / cols : 0,
+      cols,
+      Number(attrs?.scale),
+    );
+    return output(backend, inputs.probs.shape.slice(), out);
+  });
+}
+
+function adamW(native: BlasAddon): KernelConfig {
+  return fused(FusedKernel.adamW, ({ inputs, attrs }, backend) => {
+    const k = FusedKernel.adamW;
+    const p = need(backend, inputs.param, k, "param");
+    const a = (name: string) => Number(attrs?.[name]);
+    const outs = [take(backend, p.length), take(backend, p.length), take(backend, p.length)];
+    native.adamW(
+      p,
+      need(backend, inputs.grad, k, "grad"),
+      need(backend, inputs.m, k, "m"),
+      need(backend, inputs.v, k, "v"),
+      outs[0],
+      outs[1],
+      outs[2],
+      a("lr"),
+      a("beta1"),
+      a("beta2"),
+      a("eps"),
+      a("c1"),
+      a("c2"),
+      a("decay"),
+    );
+    return outs.map((o) => output(backend, inputs.param.shape.slice(), o));
+  });
+}
+
+function sumSquares(native: BlasAddon): KernelConfig {
+  return fused(FusedKernel.sumSquares, ({ inputs }, backend) => {
+    let total = 0;
+    for (const [i, t] of Object.values(inputs).entries()) {
+      total += native.sumSquares(need(backend, t, FusedKernel.sumSquares, String(i)));
+    }
+    return backend.makeTensorInfo([], "float32", Float32Array.of(total));
+  });
+}
+
 /** Every kernel the blas backend overrides, ready for tf.registerKernel. */
 export function blasKernels(native: BlasAddon): KernelConfig[] {
   return [
@@ -507,5 +730,15 @@ export function blasKernels(native: BlasAddon): KernelConfig[] {
     splitV(native),
     concat(native),
     gatherV2(native),
+    unsortedSegmentSum(native),
+    oneHot(),
+    cast(),
+    ...rmsNormKernels(native),
+    ropeHeads(native),
+    ...swigluKernels(native),
+    attnSoftmax(native),
+    softmaxGrad(native),
+    adamW(native),
+    sumSquares(native),
   ];
 }

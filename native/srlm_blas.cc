@@ -25,7 +25,7 @@ namespace {
 constexpr int kMaxRank = 8;
 
 // Below this many elements a second thread costs more (spawn + join, ~20 us) than it saves.
-constexpr int64_t kParallelMin = 1 << 17;
+constexpr int64_t kParallelMin = 1 << 18;
 
 // Below this many FLOPs a matmul runs on one thread (about 100 us of work on one core).
 constexpr double kGemmParallelFlops = 4.0 * 1024 * 1024;
@@ -35,26 +35,37 @@ int Workers() {
   return n;
 }
 
+// Calls fn out of line. Inlined into the large N-API functions, the loop bodies lost their
+// vectorisation (GCC could no longer tell the output from the closure and the Napi objects
+// around it), so the single-threaded path, the common one at small shapes, ran scalar code
+// 5-8x slower than the same lambda on a worker thread.
+template <typename Fn>
+__attribute__((noinline)) void RunRange(const Fn& fn, int64_t from, int64_t to) {
+  fn(from, to);
+}
+
 // Runs fn(begin, end) over [0, n) split into contiguous chunks, one per core, when `work`
-// (elements touched) is big enough to pay for the threads; otherwise inline.
+// (elements touched) is big enough to pay for the threads; otherwise on this thread.
 template <typename Fn>
 void ParallelFor(int64_t n, int64_t work, Fn fn) {
   const int64_t workers = std::min<int64_t>(Workers(), n);
   if (workers < 2 || work < kParallelMin) {
-    fn(int64_t{0}, n);
+    RunRange(fn, int64_t{0}, n);
     return;
   }
   std::vector<std::thread> pool;
   pool.reserve(workers - 1);
   for (int64_t w = 1; w < workers; w++) pool.emplace_back(fn, n * w / workers, n * (w + 1) / workers);
-  fn(int64_t{0}, n / workers);
+  RunRange(fn, int64_t{0}, n / workers);
   for (auto& t : pool) t.join();
 }
 
 // exp(x) for float32 without libm's scalar call, so loops over it vectorise: Cody-Waite
 // reduction x = n ln2 + r, a degree-6 polynomial for e^r on |r| <= ln2/2 (~1 ulp), and 2^n
-// assembled in the exponent bits. Written branch-free (selects) for the same reason.
-inline float FastExp(float x) {
+// assembled in the exponent bits. Written branch-free (selects) for the same reason, and
+// always inlined: a loop that calls it out of line stays scalar (GCC's inliner gave up on it
+// inside the larger kernels, which made exp and sigmoid 5-8x slower than they should be).
+__attribute__((always_inline)) inline float FastExp(float x) {
   const float xc = std::min(std::max(x, -87.0f), 88.0f);
   const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
   float r = xc - n * 0.693359375f;
@@ -75,6 +86,29 @@ inline float FastExp(float x) {
   y = x < -87.0f ? 0.0f : y;
   y = x > 88.0f ? INFINITY : y;
   return x != x ? x : y;
+}
+
+// softmax of one row of C values into o (o may be x itself). Eight running lanes instead of one
+// accumulator, so the max and the sum vectorise.
+__attribute__((always_inline)) inline void SoftmaxRow(const float* x, float* o, int64_t C) {
+  float lanes[8];
+  std::fill(lanes, lanes + 8, -INFINITY);
+  int64_t c = 0;
+  for (; c + 8 <= C; c += 8) {
+    for (int j = 0; j < 8; j++) lanes[j] = x[c + j] > lanes[j] ? x[c + j] : lanes[j];
+  }
+  float mx = *std::max_element(lanes, lanes + 8);
+  for (; c < C; c++) mx = x[c] > mx ? x[c] : mx;
+  for (int64_t k = 0; k < C; k++) o[k] = FastExp(x[k] - mx);
+  std::fill(lanes, lanes + 8, 0.0f);
+  for (c = 0; c + 8 <= C; c += 8) {
+    for (int j = 0; j < 8; j++) lanes[j] += o[c + j];
+  }
+  float sum = 0.0f;
+  for (int j = 0; j < 8; j++) sum += lanes[j];
+  for (; c < C; c++) sum += o[c];
+  const float inv = 1.0f / sum;
+  for (int64_t k = 0; k < C; k++) o[k] *= inv;
 }
 
 bool Fail(const Napi::Env& env, const std::string& msg) {
@@ -351,6 +385,14 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// o[i] = f(p[i]) over [from, to). A plain function over restrict pointers: written inline in
+// the ParallelFor lambdas, some of these loops were left scalar (the pointers live in the
+// closure, and GCC would not prove the stores leave them alone).
+template <typename F>
+inline void Map(const float* __restrict p, float* __restrict o, int64_t from, int64_t to, F f) {
+  for (int64_t i = from; i < to; i++) o[i] = f(p[i]);
+}
+
 // unary(op, x, out)
 // op: 0 exp, 1 log, 2 neg, 3 sqrt, 4 rsqrt, 5 square, 6 relu, 7 sigmoid, 8 tanh,
 //     9 abs, 10 reciprocal, 11 step (x > 0 ? 1 : 0, NaN kept).
@@ -374,18 +416,18 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
   }
   ParallelFor(static_cast<int64_t>(n), static_cast<int64_t>(n), [=](int64_t from, int64_t to) {
     switch (code) {
-      case 0: for (int64_t i = from; i < to; i++) o[i] = FastExp(p[i]); break;
-      case 1: for (int64_t i = from; i < to; i++) o[i] = std::log(p[i]); break;
-      case 2: for (int64_t i = from; i < to; i++) o[i] = -p[i]; break;
-      case 3: for (int64_t i = from; i < to; i++) o[i] = std::sqrt(p[i]); break;
-      case 4: for (int64_t i = from; i < to; i++) o[i] = 1.0f / std::sqrt(p[i]); break;
-      case 5: for (int64_t i = from; i < to; i++) o[i] = p[i] * p[i]; break;
-      case 6: for (int64_t i = from; i < to; i++) o[i] = p[i] > 0.0f ? p[i] : (p[i] != p[i] ? p[i] : 0.0f); break;
-      case 7: for (int64_t i = from; i < to; i++) o[i] = 1.0f / (1.0f + FastExp(-p[i])); break;
-      case 8: for (int64_t i = from; i < to; i++) o[i] = std::tanh(p[i]); break;
-      case 9: for (int64_t i = from; i < to; i++) o[i] = std::fabs(p[i]); break;
-      case 10: for (int64_t i = from; i < to; i++) o[i] = 1.0f / p[i]; break;
-      case 11: for (int64_t i = from; i < to; i++) o[i] = p[i] != p[i] ? NAN : (p[i] > 0.0f ? 1.0f : 0.0f); break;
+      case 0: Map(p, o, from, to, [](float v) { return FastExp(v); }); break;
+      case 1: Map(p, o, from, to, [](float v) { return std::log(v); }); break;
+      case 2: Map(p, o, from, to, [](float v) { return -v; }); break;
+      case 3: Map(p, o, from, to, [](float v) { return std::sqrt(v); }); break;
+      case 4: Map(p, o, from, to, [](float v) { return 1.0f / std::sqrt(v); }); break;
+      case 5: Map(p, o, from, to, [](float v) { return v * v; }); break;
+      case 6: Map(p, o, from, to, [](float v) { return v > 0.0f ? v : (v != v ? v : 0.0f); }); break;
+      case 7: Map(p, o, from, to, [](float v) { return 1.0f / (1.0f + FastExp(-v)); }); break;
+      case 8: Map(p, o, from, to, [](float v) { return std::tanh(v); }); break;
+      case 9: Map(p, o, from, to, [](float v) { return std::fabs(v); }); break;
+      case 10: Map(p, o, from, to, [](float v) { return 1.0f / v; }); break;
+      case 11: Map(p, o, from, to, [](float v) { return v != v ? NAN : (v > 0.0f ? 1.0f : 0.0f); }); break;
       default: break;
     }
   });
@@ -410,27 +452,7 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   float* po = out.Data();
   ParallelFor(static_cast<int64_t>(R), static_cast<int64_t>(R * C), [=](int64_t from, int64_t to) {
     for (int64_t r = from; r < to; r++) {
-      const float* p = px + r * C;
-      float* o = po + r * C;
-      // eight running lanes instead of one accumulator, so the reductions vectorise
-      float lanes[8];
-      std::fill(lanes, lanes + 8, -INFINITY);
-      size_t c = 0;
-      for (; c + 8 <= C; c += 8) {
-        for (int j = 0; j < 8; j++) lanes[j] = p[c + j] > lanes[j] ? p[c + j] : lanes[j];
-      }
-      float mx = *std::max_element(lanes, lanes + 8);
-      for (; c < C; c++) mx = p[c] > mx ? p[c] : mx;
-      for (size_t k = 0; k < C; k++) o[k] = FastExp(p[k] - mx);
-      std::fill(lanes, lanes + 8, 0.0f);
-      for (c = 0; c + 8 <= C; c += 8) {
-        for (int j = 0; j < 8; j++) lanes[j] += o[c + j];
-      }
-      float sum = 0.0f;
-      for (int j = 0; j < 8; j++) sum += lanes[j];
-      for (; c < C; c++) sum += o[c];
-      const float inv = 1.0f / sum;
-      for (size_t c = 0; c < C; c++) o[c] *= inv;
+      SoftmaxRow(px + r * C, po + r * C, static_cast<int64_t>(C));
     }
   });
   return env.Undefined();
@@ -617,6 +639,415 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Row reductions in four double lanes: an in-order sum is a chain of dependent adds that
+// cannot be vectorised (reordering it changes the rounding), and at ~4 cycles per element
+// it was the slowest part of RMSNorm and the softmax gradient at the bench shape.
+inline double Dot(const float* a, const float* b, int64_t n) {
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    for (int j = 0; j < 4; j++) acc[j] += static_cast<double>(a[i + j]) * b[i + j];
+  }
+  for (; i < n; i++) acc[0] += static_cast<double>(a[i]) * b[i];
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+// Σ a[i]·b[i]·c[i] in four double lanes.
+inline double Dot3(const float* a, const float* b, const float* c, int64_t n) {
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    for (int j = 0; j < 4; j++) acc[j] += static_cast<double>(a[i + j] * b[i + j]) * c[i + j];
+  }
+  for (; i < n; i++) acc[0] += static_cast<double>(a[i] * b[i]) * c[i];
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+// --- fused model kernels ------------------------------------------------------
+//
+// Each replaces a run of small tfjs ops on the training path (see model/fused.ts, which owns
+// the formulas and the composite fallbacks these must match). Fewer, larger kernels matter more
+// than raw speed here: at small shapes a tfjs op costs more in engine bookkeeping than in math.
+
+__attribute__((always_inline)) inline float Sigmoid(float x) { return 1.0f / (1.0f + FastExp(-x)); }
+
+// rmsNorm(x, w, out, rows, cols, eps): out[r, c] = x[r, c] * rsqrt(mean_c x[r]^2 + eps) * w[c].
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "rmsNorm";
+  Napi::Float32Array x, w, out;
+  double rows, cols, eps;
+  if (!F32(info, 0, fn, &x) || !F32(info, 1, fn, &w) || !F32(info, 2, fn, &out) || !Num(info, 3, fn, &rows) ||
+      !Num(info, 4, fn, &cols) || !Num(info, 5, fn, &eps)) {
+    return env.Undefined();
+  }
+  const size_t R = static_cast<size_t>(rows), C = static_cast<size_t>(cols);
+  if (x.ElementLength() < R * C || out.ElementLength() < R * C || w.ElementLength() < C) {
+    Fail(env, "rmsNorm: rows x cols exceeds a buffer");
+    return env.Undefined();
+  }
+  const float* px = x.Data();
+  const float* pw = w.Data();
+  float* po = out.Data();
+  const float e = static_cast<float>(eps);
+  ParallelFor(static_cast<int64_t>(R), static_cast<int64_t>(R * C), [=](int64_t from, int64_t to) {
+    for (int64_t r = from; r < to; r++) {
+      const float* xr = px + r * C;
+      float* o = po + r * C;
+      const double ss = Dot(xr, xr, static_cast<int64_t>(C));
+      const float inv = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(C)) + e);
+      for (size_t c = 0; c < C; c++) o[c] = xr[c] * inv * pw[c];
+    }
+  });
+  return env.Undefined();
+}
+
+// rmsNormGrad(x, w, dy, dx, dw, rows, cols, eps): gradients of rmsNorm with r = rsqrt(mean x^2 + eps),
+// g = dy * w: dx = r g - x r^3 mean(g x), dw = sum over rows of dy x r.
+Napi::Value RmsNormGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "rmsNormGrad";
+  Napi::Float32Array x, w, dy, dx, dw;
+  double rows, cols, eps;
+  if (!F32(info, 0, fn, &x) || !F32(info, 1, fn, &w) || !F32(info, 2, fn, &dy) || !F32(info, 3, fn, &dx) ||
+      !F32(info, 4, fn, &dw) || !Num(info, 5, fn, &rows) || !Num(info, 6, fn, &cols) || !Num(info, 7, fn, &eps)) {
+    return env.Undefined();
+  }
+  const size_t R = static_cast<size_t>(rows), C = static_cast<size_t>(cols);
+  if (x.ElementLength() < R * C || dy.ElementLength() < R * C || dx.ElementLength() < R * C ||
+      w.ElementLength() < C || dw.ElementLength() < C) {
+    Fail(env, "rmsNormGrad: rows x cols exceeds a buffer");
+    return env.Undefined();
+  }
+  const float* px = x.Data();
+  const float* pw = w.Data();
+  const float* pdy = dy.Data();
+  float* pdx = dx.Data();
+  float* pdw = dw.Data();
+  const float e = static_cast<float>(eps);
+  std::vector<float> inv(R);
+  float* pinv = inv.data();
+  const int64_t work = static_cast<int64_t>(R * C);
+  ParallelFor(static_cast<int64_t>(R), work, [=](int64_t from, int64_t to) {
+    for (int64_t r = from; r < to; r++) {
+      const float* xr = px + r * C;
+      const float* g = pdy + r * C;
+      const double ss = Dot(xr, xr, static_cast<int64_t>(C));
+      const double dot = Dot3(g, pw, xr, static_cast<int64_t>(C));
+      const float ri = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(C)) + e);
+      pinv[r] = ri;
+      const float k = static_cast<float>(dot / static_cast<double>(C)) * ri * ri * ri;
+      float* o = pdx + r * C;
+      for (size_t c = 0; c < C; c++) o[c] = ri * g[c] * pw[c] - xr[c] * k;
+    }
+  });
+  // columns split across threads, rows summed in order, so dw is the same on any thread count
+  ParallelFor(static_cast<int64_t>(C), work, [=](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) pdw[c] = 0.0f;
+    for (size_t r = 0; r < R; r++) {
+      const float* xr = px + r * C;
+      const float* g = pdy + r * C;
+      const float ri = pinv[r];
+      for (int64_t c = c0; c < c1; c++) pdw[c] += g[c] * xr[c] * ri;
+    }
+  });
+  return env.Undefined();
+}
+
+// rope(x, cos, sin, out, B, H, T, hd, inStrides, outStrides, inverse, cosBatch)
+// Rotary embedding in HF's rotate_half layout over [B, H, T, hd] (cos and sin are [cosBatch, T, hd],
+// cosBatch 1 when every row shares its positions),
+// reading x and writing out through (b, h, t) strides so a head transpose comes for free:
+//   forward: out = x cos + [-x2, x1] sin;   inverse (the transpose, i.e. the gradient):
+//   out = x cos + [x2 sin2, -x1 sin1].
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "rope";
+  Napi::Float32Array x, cs, sn, out;
+  Napi::Int32Array is, os;
+  double b, h, t, d, inverse, cb;
+  if (!F32(info, 0, fn, &x) || !F32(info, 1, fn, &cs) || !F32(info, 2, fn, &sn) || !F32(info, 3, fn, &out) ||
+      !Num(info, 4, fn, &b) || !Num(info, 5, fn, &h) || !Num(info, 6, fn, &t) || !Num(info, 7, fn, &d) ||
+      !I32(info, 8, fn, &is) || !I32(info, 9, fn, &os) || !Num(info, 10, fn, &inverse) || !Num(info, 11, fn, &cb)) {
+    return env.Undefined();
+  }
+  const int64_t CB = static_cast<int64_t>(cb);
+  const int64_t B = static_cast<int64_t>(b), H = static_cast<int64_t>(h), T = static_cast<int64_t>(t),
+                D = static_cast<int64_t>(d);
+  const size_t n = static_cast<size_t>(B * H * T * D);
+  if (D % 2 != 0 || is.ElementLength() != 3 || os.ElementLength() != 3) {
+    Fail(env, "rope: head dim must be even, with 3 strides per side");
+    return env.Undefined();
+  }
+  const int64_t i0 = is[0], i1 = is[1], i2 = is[2], o0 = os[0], o1 = os[1], o2 = os[2];
+  const int64_t inMax = (B - 1) * i0 + (H - 1) * i1 + (T - 1) * i2 + D;
+  const int64_t outMax = (B - 1) * o0 + (H - 1) * o1 + (T - 1) * o2 + D;
+  if (n == 0) return env.Undefined();
+  if (x.ElementLength() < n || out.ElementLength() < n || inMax > static_cast<int64_t>(x.ElementLength()) ||
+      outMax > static_cast<int64_t>(out.ElementLength()) ||
+      (CB != 1 && CB != B) || cs.ElementLength() < static_cast<size_t>(CB * T * D) ||
+      sn.ElementLength() < static_cast<size_t>(CB * T * D)) {
+    Fail(env, "rope: shape and strides reach past the buffers");
+    return env.Undefined();
+  }
+  const float* px = x.Data();
+  const float* pc = cs.Data();
+  const float* ps = sn.Data();
+  float* po = out.Data();
+  const bool inv = inverse != 0;
+  const int64_t half = D / 2;
+  ParallelFor(B * H * T, static_cast<int64_t>(n), [=](int64_t from, int64_t to) {
+    for (int64_t row = from; row < to; row++) {
+      const int64_t tt = row % T, hh = (row / T) % H, bb = row / (T * H);
+      const float* xi = px + bb * i0 + hh * i1 + tt * i2;
+      float* o = po + bb * o0 + hh * o1 + tt * o2;
+      const int64_t table = ((CB == 1 ? 0 : bb) * T + tt) * D;
+      const float* c = pc + table;
+      const float* s = ps + table;
+      if (!inv) {
+        for (int64_t i = 0; i < half; i++) o[i] = xi[i] * c[i] + (-xi[i + half]) * s[i];
+        for (int64_t i = half; i < D; i++) o[i] = xi[i] * c[i] + xi[i - half] * s[i];
+      } else {
+        for (int64_t i = 0; i < half; i++) o[i] = xi[i] * c[i] + xi[i + half] * s[i + half];
+        for (int64_t i = half; i < D; i++) o[i] = xi[i] * c[i] - xi[i - half] * s[i - half];
+      }
+    }
+  });
+  return env.Undefined();
+}
+
+// swiglu(gate, up, out): out = gate * sigmoid(gate) * up.
+Napi::Value SwiGlu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "swiglu";
+  Napi::Float32Array g, u, out;
+  if (!F32(info, 0, fn, &g) || !F32(info, 1, fn, &u) || !F32(info, 2, fn, &out)) return env.Undefined();
+  const size_t n = g.ElementLength();
+  if (u.ElementLength() < n || out.ElementLength() < n) {
+    Fail(env, "swiglu: buffers differ in length");
+    return env.Undefined();
+  }
+  const float* pg = g.Data();
+  const float* pu = u.Data();
+  float* po = out.Data();
+  ParallelFor(static_cast<int64_t>(n), static_cast<int64_t>(n), [=](int64_t from, int64_t to) {
+    const float* __restrict g = pg;
+    const float* __restrict u = pu;
+    float* __restrict o = po;
+    for (int64_t i = from; i < to; i++) o[i] = g[i] * Sigmoid(g[i]) * u[i];
+  });
+  return env.Undefined();
+}
+
+// swigluGrad(gate, up, dy, dGate, dUp): with s = sigmoid(gate),
+// dUp = dy gate s and dGate = dy up s (1 + gate (1 - s)).
+Napi::Value SwiGluGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "swigluGrad";
+  Napi::Float32Array g, u, dy, dg, du;
+  if (!F32(info, 0, fn, &g) || !F32(info, 1, fn, &u) || !F32(info, 2, fn, &dy) || !F32(info, 3, fn, &dg) ||
+      !F32(info, 4, fn, &du)) {
+    return env.Undefined();
+  }
+  const size_t n = g.ElementLength();
+  if (u.ElementLength() < n || dy.ElementLength() < n || dg.ElementLength() < n || du.ElementLength() < n) {
+    Fail(env, "swigluGrad: buffers differ in length");
+    return env.Undefined();
+  }
+  const float* pg = g.Data();
+  const float* pu = u.Data();
+  const float* pdy = dy.Data();
+  float* pdg = dg.Data();
+  float* pdu = du.Data();
+  ParallelFor(static_cast<int64_t>(n), static_cast<int64_t>(n), [=](int64_t from, int64_t to) {
+    const float* __restrict g = pg;
+    const float* __restrict u = pu;
+    const float* __restrict d = pdy;
+    float* __restrict dg = pdg;
+    float* __restrict du = pdu;
+    for (int64_t i = from; i < to; i++) {
+      const float s = Sigmoid(g[i]);
+      du[i] = d[i] * g[i] * s;
+      dg[i] = d[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+    }
+  });
+  return env.Undefined();
+}
+
+// attnSoftmax(scores, mask | null, out, B, H, T, Tk, scale, maskBatch): softmax over each row of
+// scores [B, H, T, Tk] * scale + mask [maskBatch, 1, T, Tk] (shared by every head, and by every
+// row too when maskBatch is 1).
+Napi::Value AttnSoftmax(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "attnSoftmax";
+  Napi::Float32Array x, mask, out;
+  double b, h, t, tk, scale, mb;
+  if (!F32(info, 0, fn, &x)) return env.Undefined();
+  const bool hasMask = info.Length() > 1 && !info[1].IsNull() && !info[1].IsUndefined();
+  if (hasMask && !F32(info, 1, fn, &mask)) return env.Undefined();
+  if (!F32(info, 2, fn, &out) || !Num(info, 3, fn, &b) || !Num(info, 4, fn, &h) || !Num(info, 5, fn, &t) ||
+      !Num(info, 6, fn, &tk) || !Num(info, 7, fn, &scale) || !Num(info, 8, fn, &mb)) {
+    return env.Undefined();
+  }
+  const int64_t B = static_cast<int64_t>(b), H = static_cast<int64_t>(h), T = static_cast<int64_t>(t),
+                C = static_cast<int64_t>(tk), MB = static_cast<int64_t>(mb);
+  const size_t n = static_cast<size_t>(B * H * T * C);
+  if (x.ElementLength() < n || out.ElementLength() < n ||
+      (hasMask && ((MB != 1 && MB != B) || mask.ElementLength() < static_cast<size_t>(MB * T * C)))) {
+    Fail(env, "attnSoftmax: B x H x T x Tk exceeds a buffer");
+    return env.Undefined();
+  }
+  if (n == 0) return env.Undefined();
+  const float* px = x.Data();
+  const float* pm = hasMask ? mask.Data() : nullptr;
+  float* po = out.Data();
+  const float sc = static_cast<float>(scale);
+  ParallelFor(B * H * T, static_cast<int64_t>(n), [=](int64_t from, int64_t to) {
+    for (int64_t r = from; r < to; r++) {
+      const float* p = px + r * C;
+      float* o = po + r * C;
+      const float* m = pm ? pm + ((MB == 1 ? 0 : r / (H * T)) * T + r % T) * C : nullptr;
+      if (m) {
+        for (int64_t c = 0; c < C; c++) o[c] = p[c] * sc + m[c];
+      } else {
+        for (int64_t c = 0; c < C; c++) o[c] = p[c] * sc;
+      }
+      SoftmaxRow(o, o, C);
+    }
+  });
+  return env.Undefined();
+}
+
+// softmaxGrad(p, dp, out, rows, cols, scale): out = scale * p * (dp - sum_row(dp * p)), the
+// gradient through y = softmax(scale * x) given y = p and dL/dy = dp.
+Napi::Value SoftmaxGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "softmaxGrad";
+  Napi::Float32Array p, dp, out;
+  double rows, cols, scale;
+  if (!F32(info, 0, fn, &p) || !F32(info, 1, fn, &dp) || !F32(info, 2, fn, &out) || !Num(info, 3, fn, &rows) ||
+      !Num(info, 4, fn, &cols) || !Num(info, 5, fn, &scale)) {
+    return env.Undefined();
+  }
+  const size_t R = static_cast<size_t>(rows), C = static_cast<size_t>(cols);
+  if (p.ElementLength() < R * C || dp.ElementLength() < R * C || out.ElementLength() < R * C) {
+    Fail(env, "softmaxGrad: rows x cols exceeds a buffer");
+    return env.Undefined();
+  }
+  const float* pp = p.Data();
+  const float* pd = dp.Data();
+  float* po = out.Data();
+  const float sc = static_cast<float>(scale);
+  ParallelFor(static_cast<int64_t>(R), static_cast<int64_t>(R * C), [=](int64_t from, int64_t to) {
+    for (int64_t r = from; r < to; r++) {
+      const float* y = pp + r * C;
+      const float* g = pd + r * C;
+      float* o = po + r * C;
+      // in double: the row of the result sums to zero exactly in theory, and key gradients rely
+      // on that cancellation (a shift of every key leaves softmax unchanged)
+      const float d = static_cast<float>(Dot(g, y, static_cast<int64_t>(C)));
+      for (size_t c = 0; c < C; c++) o[c] = sc * (y[c] * (g[c] - d));
+    }
+  });
+  return env.Undefined();
+}
+
+// Restrict parameters (not locals, which GCC ignores for this) so the seven streams need no
+// run-time alias checks, of which the vectoriser allows ten.
+void AdamWRange(const float* __restrict p, const float* __restrict g, const float* __restrict m,
+                const float* __restrict v, float* __restrict pOut, float* __restrict mOut, float* __restrict vOut,
+                int64_t n, float b1, float b2, float gb1, float gb2, float lr, float eps, float c1, float c2,
+                float decay) {
+  for (int64_t i = 0; i < n; i++) {
+    const float gi = g[i];
+    const float m1 = m[i] * b1 + gi * gb1;
+    const float v1 = v[i] * b2 + (gi * gi) * gb2;
+    const float step = ((m1 / c1) / (std::sqrt(v1 / c2) + eps)) * lr;
+    mOut[i] = m1;
+    vOut[i] = v1;
+    pOut[i] = p[i] * decay - step;
+  }
+}
+
+// adamW(p, g, m, v, pOut, mOut, vOut, lr, beta1, beta2, eps, c1, c2, decay): one AdamW update,
+// the same float32 steps as model/optim.ts's composite: m' = b1 m + (1 - b1) g,
+// v' = b2 v + (1 - b2) g^2, p' = decay p - lr (m' / c1) / (sqrt(v' / c2) + eps).
+Napi::Value AdamW(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "adamW";
+  Napi::Float32Array p, g, m, v, po, mo, vo;
+  double lr, b1, b2, eps, c1, c2, decay;
+  if (!F32(info, 0, fn, &p) || !F32(info, 1, fn, &g) || !F32(info, 2, fn, &m) || !F32(info, 3, fn, &v) ||
+      !F32(info, 4, fn, &po) || !F32(info, 5, fn, &mo) || !F32(info, 6, fn, &vo) || !Num(info, 7, fn, &lr) ||
+      !Num(info, 8, fn, &b1) || !Num(info, 9, fn, &b2) || !Num(info, 10, fn, &eps) || !Num(info, 11, fn, &c1) ||
+      !Num(info, 12, fn, &c2) || !Num(info, 13, fn, &decay)) {
+    return env.Undefined();
+  }
+  const size_t n = p.ElementLength();
+  if (g.ElementLength() != n || m.ElementLength() != n || v.ElementLength() != n || po.ElementLength() < n ||
+      mo.ElementLength() < n || vo.ElementLength() < n) {
+    Fail(env, "adamW: parameter, gradient and moments differ in length");
+    return env.Undefined();
+  }
+  const float* pp = p.Data();
+  const float* pg = g.Data();
+  const float* pm = m.Data();
+  const float* pv = v.Data();
+  float* ppo = po.Data();
+  float* pmo = mo.Data();
+  float* pvo = vo.Data();
+  const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2);
+  const float gb1 = static_cast<float>(1.0 - b1), gb2 = static_cast<float>(1.0 - b2);
+  const float flr = static_cast<float>(lr), feps = static_cast<float>(eps);
+  const float fc1 = static_cast<float>(c1), fc2 = static_cast<float>(c2), fdecay = static_cast<float>(decay);
+  ParallelFor(static_cast<int64_t>(n), static_cast<int64_t>(n) * 4, [=](int64_t from, int64_t to) {
+    AdamWRange(pp + from, pg + from, pm + from, pv + from, ppo + from, pmo + from, pvo + from, to - from, fb1, fb2,
+               gb1, gb2, flr, feps, fc1, fc2, fdecay);
+  });
+  return env.Undefined();
+}
+
+// sumSquares(x): the sum of x[i]^2 in double (one term of a global gradient norm).
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  Napi::Float32Array x;
+  if (!F32(info, 0, "sumSquares", &x)) return info.Env().Undefined();
+  const float* p = x.Data();
+  const size_t n = x.ElementLength();
+  return Napi::Number::New(info.Env(), Dot(p, p, static_cast<int64_t>(n)));
+}
+
+// segmentSum(x, ids, out, rows, cols, numSegments): out[s, :] = sum of x[r, :] over rows with
+// ids[r] == s (ids outside [0, numSegments) are dropped, as in TensorFlow). The gradient of a
+// row gather, so the embedding can be a gather in training too.
+Napi::Value SegmentSum(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "segmentSum";
+  Napi::Float32Array x, out;
+  Napi::Int32Array ids;
+  double rows, cols, segments;
+  if (!F32(info, 0, fn, &x) || !I32(info, 1, fn, &ids) || !F32(info, 2, fn, &out) || !Num(info, 3, fn, &rows) ||
+      !Num(info, 4, fn, &cols) || !Num(info, 5, fn, &segments)) {
+    return env.Undefined();
+  }
+  const size_t R = static_cast<size_t>(rows), C = static_cast<size_t>(cols), S = static_cast<size_t>(segments);
+  if (x.ElementLength() < R * C || ids.ElementLength() < R || out.ElementLength() < S * C) {
+    Fail(env, "segmentSum: rows x cols or segments x cols exceeds a buffer");
+    return env.Undefined();
+  }
+  const float* px = x.Data();
+  const int32_t* pi = ids.Data();
+  float* po = out.Data();
+  std::fill(po, po + S * C, 0.0f);
+  for (size_t r = 0; r < R; r++) {
+    const int32_t s = pi[r];
+    if (s < 0 || static_cast<size_t>(s) >= S) continue;
+    const float* src = px + r * C;
+    float* dst = po + static_cast<size_t>(s) * C;
+    for (size_t c = 0; c < C; c++) dst[c] += src[c];
+  }
+  return env.Undefined();
+}
+
 // Tensors are large and short-lived. glibc serves big blocks with fresh mmap()s by default, so
 // every tensor would pay a page fault per 4 KiB on first write and an munmap on dispose; keeping
 // blocks up to 32 MiB on the heap lets freed tensors' memory be reused warm.
@@ -646,6 +1077,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
   exports.Set("strided", Napi::Function::New(env, Strided, "strided"));
   exports.Set("gather", Napi::Function::New(env, Gather, "gather"));
+  exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm, "rmsNorm"));
+  exports.Set("rmsNormGrad", Napi::Function::New(env, RmsNormGrad, "rmsNormGrad"));
+  exports.Set("rope", Napi::Function::New(env, Rope, "rope"));
+  exports.Set("swiglu", Napi::Function::New(env, SwiGlu, "swiglu"));
+  exports.Set("swigluGrad", Napi::Function::New(env, SwiGluGrad, "swigluGrad"));
+  exports.Set("attnSoftmax", Napi::Function::New(env, AttnSoftmax, "attnSoftmax"));
+  exports.Set("softmaxGrad", Napi::Function::New(env, SoftmaxGrad, "softmaxGrad"));
+  exports.Set("adamW", Napi::Function::New(env, AdamW, "adamW"));
+  exports.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
+  exports.Set("segmentSum", Napi::Function::New(env, SegmentSum, "segmentSum"));
   exports.Set("tuneAllocator", Napi::Function::New(env, TuneAllocator, "tuneAllocator"));
   exports.Set("threads", Napi::Function::New(env, Threads, "threads"));
   exports.Set("config", Napi::String::New(env, openblas_get_config()));

@@ -1,19 +1,25 @@
 // Shared by the model tests: which backends to run on, and tiny models and data.
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../../model/backend.ts";
+import { registerBlasBackend } from "../../model/backends/blas.ts";
 import { type LlamaConfigInput, presetConfig } from "../../model/config.ts";
 import { Llama } from "../../model/llama.ts";
 import { CharTokenizer } from "../../model/tokenizer.ts";
 
-/** SRLM_TEST_BACKENDS=cpu,wasm (default both). */
-export const BACKENDS = (process.env.SRLM_TEST_BACKENDS ?? "cpu,wasm").split(",").filter(Boolean) as (
-  | "cpu"
-  | "wasm"
-)[];
+/** The blas backend joins the defaults when its addon is built: its fused kernels replace whole
+ * blocks of the model, so the model's own tests must cover them. */
+const blas = await registerBlasBackend();
+
+/** SRLM_TEST_BACKENDS=cpu,wasm,blas (default: cpu, wasm, and blas when built). */
+export const BACKENDS = (process.env.SRLM_TEST_BACKENDS ?? (blas.ok ? "cpu,wasm,blas" : "cpu,wasm"))
+  .split(",")
+  .filter(Boolean) as TestBackend[];
+
+export type TestBackend = "cpu" | "wasm" | "blas";
 
 const quiet = { info() {} };
 
-export async function useBackend(name: "cpu" | "wasm"): Promise<void> {
+export async function useBackend(name: TestBackend): Promise<void> {
   await selectBackend(name, quiet);
 }
 
