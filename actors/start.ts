@@ -43,6 +43,25 @@ export async function publishJobResult(
   await publishResult(ctx.js, ctx.run, kind, env, resultMsgID(jobId));
 }
 
+/** Set by `srlm run` / `srlm up` on the actors they start: the supervisor's pid. */
+export const SUPERVISOR_PID_ENV = "SRLM_SUPERVISOR_PID";
+
+/**
+ * An actor started by a supervisor stops (draining, as on SIGTERM) once that supervisor is gone,
+ * so killing `srlm run` outright, or a closed pipe ending it, leaves no orphans holding jobs.
+ */
+function stopWhenOrphaned(): void {
+  const supervisor = Number(process.env[SUPERVISOR_PID_ENV]);
+  if (!Number.isInteger(supervisor) || supervisor <= 0) return;
+  const timer = setInterval(() => {
+    if (process.ppid !== supervisor) {
+      clearInterval(timer);
+      process.kill(process.pid, "SIGTERM");
+    }
+  }, 1000);
+  timer.unref();
+}
+
 export async function startActor(
   name: string,
   cfg: Config,
@@ -65,6 +84,7 @@ export async function startActor(
     version: VERSION,
     start: async (ctx) => {
       ctx.log.info({ backend }, "tfjs backend");
+      stopWhenOrphaned();
       switch (name) {
         case "generator":
           return (await import("./generator/main.ts")).startGenerator(ctx, cfg);

@@ -42,6 +42,12 @@ export interface WorkConsumerOptions {
   ackWaitMs?: number;
   /** Deliveries before a failing job is dead-lettered (default 5). */
   maxDeliver?: number;
+  /**
+   * Apply ackWaitMs / maxDeliver to a consumer that already exists. Only the process that owns the
+   * run's settings (the trainer) sets this: a worker joining later, started by hand with its own
+   * defaults, must not change how long the run's jobs wait or how often they are retried.
+   */
+  reconfigure?: boolean;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -94,13 +100,13 @@ export async function ensureStreams(
     storage: StorageType.File,
     max_age: nanos(opts.eventsMaxAgeMs ?? 7 * 24 * 3600_000),
   });
-  for (const q of QUEUES) await ensureWorkConsumer(jsm, run, q, opts);
+  // Settings given here are the run's own (the trainer's), so they apply to existing consumers too.
+  for (const q of QUEUES) await ensureWorkConsumer(jsm, run, q, { reconfigure: true, ...opts });
 }
 
 /**
  * Creates the queue's durable consumer if missing. An existing consumer keeps its settings unless
- * `ackWaitMs` / `maxDeliver` are given and differ, so actors started with defaults do not undo a
- * run's configuration.
+ * `reconfigure` is set and `ackWaitMs` / `maxDeliver` differ.
  */
 export async function ensureWorkConsumer(
   jsm: JetStreamManager,
@@ -112,6 +118,7 @@ export async function ensureWorkConsumer(
   const name = s.workConsumer(queue);
   try {
     const { config } = await jsm.consumers.info(s.workStream, name);
+    if (!opts.reconfigure) return;
     const update: { ack_wait?: number; max_deliver?: number } = {};
     if (opts.ackWaitMs !== undefined && config.ack_wait !== nanos(opts.ackWaitMs))
       update.ack_wait = nanos(opts.ackWaitMs);

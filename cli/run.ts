@@ -116,7 +116,12 @@ export async function runLoop(input: Config): Promise<number> {
       },
     });
   });
-  const interrupted = new Promise<"interrupted">((r) => process.once("SIGINT", () => r("interrupted")));
+  // Ctrl-C, a SIGTERM, or a closed stdout (`srlm run | head`) all stop the actors before exiting.
+  const interrupted = new Promise<"interrupted">((r) => {
+    process.once("SIGINT", () => r("interrupted"));
+    process.once("SIGTERM", () => r("interrupted"));
+    process.stdout.once("error", () => r("interrupted"));
+  });
   const outcome = await Promise.race([
     finished.then(() => "done" as const),
     interrupted,

@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SUPERVISOR_PID_ENV } from "../actors/start.ts";
 
 const srlmBin = fileURLToPath(new URL("../bin/srlm.js", import.meta.url));
 
@@ -41,7 +42,10 @@ export class Supervisor {
   start(spec: ActorSpec, restarts = 0): void {
     const args = [srlmBin, "actor", spec.actor, "--config", spec.configFile, "--instance", spec.instance];
     if (spec.impl) args.push("--impl", spec.impl);
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: process.env });
+    const child = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, [SUPERVISOR_PID_ENV]: String(process.pid) },
+    });
     const log = createWriteStream(join(this.logDir, `${spec.actor}-${spec.instance}.log`), { flags: "a" });
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });

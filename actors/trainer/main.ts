@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { ActorContext } from "../../bus/actor.ts";
 import { decodeEnvelope } from "../../bus/envelope.ts";
 import type { ControlBody } from "../../bus/messages.ts";
+import { ensureStreams } from "../../bus/queues.ts";
 import { subjects } from "../../bus/subjects.ts";
 import type { Config } from "../../config/schema.ts";
 import { JobBoard } from "./jobs.ts";
@@ -43,6 +44,11 @@ export async function startTrainer(
   backend: string,
 ): Promise<() => Promise<void>> {
   const s = subjects(ctx.run);
+  // The trainer owns the run, so its retry settings are the queues' (workers only create them).
+  await ensureStreams(ctx.jsm, ctx.run, {
+    ackWaitMs: cfg.actors.ackWaitMs,
+    maxDeliver: cfg.actors.maxDeliver,
+  });
   const board = await JobBoard.open(ctx.nc, ctx.js, ctx.run, ctx.producer);
   const lastProgress = new Map<string, number>();
   const control = new RunControl();

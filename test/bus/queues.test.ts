@@ -92,7 +92,8 @@ test("bad messages are dead-lettered with a reason, counted, term()'d, and do no
 
 test("a failing job is retried with backoff, then dead-lettered with its last error after max_deliver", async () => {
   const run = "retry";
-  await ensureStreams(jsm, run);
+  // The run's owner sets the retry policy; a worker started with other settings leaves it alone.
+  await ensureStreams(jsm, run, { maxDeliver: 3, ackWaitMs: 5000 });
   const dead = collectDead(run);
   const deliveries: number[] = [];
   const h = await consume(
@@ -103,8 +104,10 @@ test("a failing job is retried with backoff, then dead-lettered with its last er
       deliveries.push(ctl.deliveryCount);
       throw new Error(`boom ${ctl.deliveryCount}`);
     },
-    { maxDeliver: 3, ackWaitMs: 5000, nakDelayMs: () => 50 },
+    { maxDeliver: 7, ackWaitMs: 30_000, nakDelayMs: () => 50 },
   );
+  const { config } = await jsm.consumers.info(subjects(run).workStream, subjects(run).workConsumer("judge"));
+  assert.equal(config.max_deliver, 3, "a worker's defaults do not override the run's max_deliver");
   await enqueue(js, run, "judge", makeEnvelope(TestJob, { n: 1, sleepMs: 0 }, ctx(run)));
   await until(() => dead.length === 1);
   await h.stop();

@@ -131,19 +131,22 @@ test("two worker processes split 40 jobs: none lost, none done twice", async () 
 test("a worker SIGKILLed mid-job: the job completes exactly once on another process", async () => {
   const run = "kill";
   await ensureStreams(jsm, run, { ackWaitMs: 2000 });
-  const workers = [startWorker(run), startWorker(run)];
-  await Promise.all(workers.map((w) => w.waitFor((l) => l.event === "ready")));
-  await enqueue(js, run, "judge", makeEnvelope(TestJob, { n: 1, sleepMs: 1500 }, { run, producer }));
-  const started = await Promise.any(workers.map((w) => w.waitFor((l) => l.event === "start")));
-  const victim = workers.find((w) => w.proc.pid === started.pid)!;
-  const survivor = workers.find((w) => w !== victim)!;
+  // The survivor starts only once the victim holds the job: with both up from the start, a
+  // stalled first holder on a loaded machine could lose the job to ack_wait before the kill.
+  const victim = startWorker(run);
+  await victim.waitFor((l) => l.event === "ready");
+  await enqueue(js, run, "judge", makeEnvelope(TestJob, { n: 1, sleepMs: 4000 }, { run, producer }));
+  const started = await victim.waitFor((l) => l.event === "start");
+  assert.equal(started.delivery, 1);
+  const survivor = startWorker(run);
+  await survivor.waitFor((l) => l.event === "ready");
   victim.proc.kill("SIGKILL");
   assert.notEqual(await victim.exit, 0);
 
   const done = await survivor.waitFor((l) => l.event === "done", 20_000);
   assert.equal(done.id, started.id);
   const redelivered = survivor.lines.find((l) => l.event === "start")!;
-  assert.equal(redelivered.delivery, 2, "redelivered after ack_wait");
+  assert.ok((redelivered.delivery ?? 0) >= 2, "redelivered after ack_wait");
   survivor.proc.kill("SIGTERM");
   assert.equal(await survivor.exit, 0);
   assert.ok(!victim.lines.some((l) => l.event === "done"));
