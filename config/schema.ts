@@ -32,8 +32,9 @@ export const modelSchema = z
     // A checkpoint folder (config.json + model.safetensors + tokenizer.json) to start from instead.
     base: z.string().default(""),
     seed: nonNegativeInt.default(1234),
-    // Start the iterations from <out>/checkpoints/M1 when an earlier run wrote it (skips M0 and SFT).
-    reuseM1: z.boolean().default(false),
+    // Load <out>/checkpoints/M0 and M1 when an earlier run wrote them from the same inputs
+    // (config fields recorded in their srlm_stage.json) instead of training them again.
+    reuse: z.boolean().default(true),
   })
   .strict();
 

@@ -3,7 +3,7 @@
 //   then per iteration t: M_t writes prompts → samples N answers each → judges each answer K times
 //   → pairs best against worst → reference log-probs under frozen M_t → DPO → M_{t+1}.
 // Every step but the training itself is a job on a queue, done by whichever actor process takes it.
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -56,6 +56,7 @@ import {
   type RunReport,
   summaryTable,
 } from "./report.ts";
+import { forgetStage, m0Inputs, m1Inputs, recordStage, stageKey, stageMatches } from "./stageCache.ts";
 
 export interface ScheduleIO {
   nc: NatsConnection;
@@ -143,6 +144,20 @@ export class SelfRewardingSchedule {
     this.io.log.info({ version, label, bytes: ref.bytes }, "published weights");
   }
 
+  /** The checkpoint an earlier run wrote for `label` from the same inputs, or null (then the
+   * folder's key is cleared, since the stage is about to be trained again). */
+  private reusedStage(label: "M0" | "M1", key: string): Policy | null {
+    const dir = this.checkpointDir(label);
+    if (!this.cfg.model.reuse || !stageMatches(dir, key)) {
+      forgetStage(dir);
+      return null;
+    }
+    const { model, tokenizer } = loadCheckpoint(dir);
+    this.io.log.info({ dir }, `reusing ${label}: an earlier run made it from the same inputs`);
+    this.io.progress(`reuse ${label}`, 0, 1, 1, "made by an earlier run from the same inputs");
+    return { version: 0, model, tokenizer };
+  }
+
   /** M0: the configured base checkpoint, or a small model pretrained on the task domain's text. */
   private async baseModel(): Promise<Policy> {
     const { cfg } = this;
@@ -150,6 +165,10 @@ export class SelfRewardingSchedule {
       const { model, tokenizer } = loadCheckpoint(cfg.model.base);
       return { version: 0, model, tokenizer };
     }
+    const dir = this.checkpointDir("M0");
+    const key = stageKey(m0Inputs(cfg));
+    const reused = this.reusedStage("M0", key);
+    if (reused) return reused;
     const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
     const config = presetConfig(cfg.model.preset, tokenizer);
     const model = Llama.init(config, { seed: cfg.model.seed });
@@ -161,7 +180,8 @@ export class SelfRewardingSchedule {
       deriveSeed(cfg.model.seed, "pretrain"),
       (r) => this.io.progress("pretrain M0", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
     );
-    saveCheckpoint(this.checkpointDir("M0"), model, tokenizer);
+    saveCheckpoint(dir, model, tokenizer);
+    recordStage(dir, key, m0Inputs(cfg));
     return policy;
   }
 
@@ -170,13 +190,11 @@ export class SelfRewardingSchedule {
     const started = performance.now();
     // Return to the caller first: the actor finishes starting before the long work begins.
     await new Promise((resolve) => setImmediate(resolve));
-    const m1Dir = this.checkpointDir("M1");
-    if (cfg.model.reuseM1 && checkpointExists(m1Dir)) {
-      // Iterating on the self-rewarding stage alone: start from the M1 an earlier run wrote here.
-      const { model, tokenizer } = loadCheckpoint(m1Dir);
-      this.policy = { version: 0, model, tokenizer };
-      io.log.info({ dir: m1Dir }, "reusing M1 from an earlier run");
-    } else {
+    const m1Key = stageKey(m1Inputs(cfg));
+    // Iterating on the self-rewarding stage alone: M1 depends only on what came before it.
+    const reusedM1 = this.reusedStage("M1", m1Key);
+    if (reusedM1) this.policy = reusedM1;
+    else {
       this.policy = await this.timed("pretrain", () => this.baseModel());
       await this.timed("sft", () =>
         supervisedFineTune(
@@ -189,6 +207,7 @@ export class SelfRewardingSchedule {
       );
     }
     await this.publish(1, "M1");
+    if (!reusedM1) recordStage(this.checkpointDir("M1"), m1Key, m1Inputs(cfg));
     const iterations: IterationReport[] = [];
     let evalM1 = await this.evaluate(1);
     iterations.push({
@@ -666,8 +685,4 @@ export class SelfRewardingSchedule {
         : {}),
     };
   }
-}
-
-export function checkpointExists(dir: string): boolean {
-  return existsSync(join(dir, "config.json"));
 }

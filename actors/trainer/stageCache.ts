@@ -1,0 +1,62 @@
+// M0 and M1 take most of a run's time and depend only on config, not on the iterations after
+// them. Each checkpoint folder records the key of the inputs that made it; a later run with the
+// same --out and the same inputs loads it instead of training again, and any change to those
+// inputs (or `model.reuse=false`) trains afresh.
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Config } from "../../config/schema.ts";
+
+export const STAGE_FILE = "srlm_stage.json";
+
+// Bumped when the code that builds seed data or trains a stage changes what it produces.
+const STAGE_FORMAT = 1;
+
+/** Canonical JSON (sorted keys), so equal inputs give equal keys whatever their key order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function stageKey(inputs: unknown): string {
+  return createHash("sha256")
+    .update(canonical({ format: STAGE_FORMAT, inputs }))
+    .digest("hex");
+}
+
+/** What M0 depends on: the model shape and seed, the seed data, the pretraining settings. */
+export function m0Inputs(cfg: Config): unknown {
+  return { preset: cfg.model.preset, seed: cfg.model.seed, data: cfg.data, pretrain: cfg.train.pretrain };
+}
+
+/** What M1 depends on: M0 (srlm's own, or the --base folder), the seed data, the SFT settings. */
+export function m1Inputs(cfg: Config): unknown {
+  const base = cfg.model.base ? { base: cfg.model.base } : { m0: m0Inputs(cfg) };
+  return { ...base, data: cfg.data, fewShot: cfg.selfReward.fewShot, sft: cfg.train.sft };
+}
+
+/** True when `dir` holds a checkpoint written for exactly these inputs. */
+export function stageMatches(dir: string, key: string): boolean {
+  const file = join(dir, STAGE_FILE);
+  if (!existsSync(join(dir, "config.json")) || !existsSync(file)) return false;
+  try {
+    return (JSON.parse(readFileSync(file, "utf8")) as { key?: string }).key === key;
+  } catch {
+    return false;
+  }
+}
+
+export function recordStage(dir: string, key: string, inputs: unknown): void {
+  writeFileSync(join(dir, STAGE_FILE), `${JSON.stringify({ key, inputs }, null, 2)}\n`);
+}
+
+/** Called before a stage is trained again, so a crash mid-save never leaves a stale key behind. */
+export function forgetStage(dir: string): void {
+  rmSync(join(dir, STAGE_FILE), { force: true });
+}
