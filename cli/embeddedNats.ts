@@ -1,5 +1,9 @@
 // The embedded default: when no NATS URL is configured, srlm starts its own nats-server with
 // JetStream on a free port and a temporary store, as a child process that dies with srlm.
+//
+// nats-server has no parent watch of its own, so a SIGKILLed srlm would leave it running. A
+// POSIX-shell guard sits between them: it starts the server, stops it when srlm's pid is gone
+// (checked every second) or when the guard itself gets SIGTERM, and exits with it.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, Socket } from "node:net";
@@ -57,7 +61,15 @@ export async function startEmbeddedNats(options: EmbeddedOptions = {}): Promise<
   const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), "srlm-nats-"));
   const args = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir];
   if (options.maxPayload) args.push("--max_payload", String(options.maxPayload));
-  const child: ChildProcess = spawn("nats-server", args, { stdio: ["ignore", "ignore", "pipe"] });
+  const guard = [
+    `"$0" "$@" & server=$!`,
+    `trap 'kill $server 2>/dev/null; wait $server; exit 0' TERM INT`,
+    `while kill -0 ${process.pid} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done`,
+    `kill $server 2>/dev/null; wait $server`,
+  ].join("\n");
+  const child: ChildProcess = spawn("sh", ["-c", guard, "nats-server", ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
@@ -70,7 +82,8 @@ export async function startEmbeddedNats(options: EmbeddedOptions = {}): Promise<
     if (!exited) {
       const done = new Promise((resolve) => child.once("exit", resolve));
       child.kill("SIGTERM");
-      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 3000))]);
+      // The guard answers SIGTERM after its current one-second sleep at most.
+      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 4000))]);
       if (!exited) child.kill("SIGKILL");
     }
     if (ownStore) rmSync(storeDir, { recursive: true, force: true });
