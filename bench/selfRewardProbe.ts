@@ -19,7 +19,7 @@ import { loadCheckpoint } from "../model/checkpoint.ts";
 import {
   buildSeedData,
   dedupe,
-  families,
+  familyByName,
   judgePrompt,
   makeRng,
   parsePrompt,
@@ -112,7 +112,7 @@ function writePrompts(t: number, wanted: number): string[] {
   if (opt.source === "generator") {
     const out: string[] = [];
     while (out.length < wanted) {
-      const x = rng.pick([...families]).makeInstance(rng);
+      const x = familyByName(rng.pick(cfg.data.families)).makeInstance(rng);
       if (!seen.has(x.prompt)) out.push(x.prompt);
       seen.add(x.prompt);
     }
@@ -124,7 +124,7 @@ function writePrompts(t: number, wanted: number): string[] {
   );
   const texts = samplePolicy(policy, inputs, 1, sampling(1, 100 + t)).map((s) => s[0].text);
   const fresh = dedupe(
-    texts.map(parseWrittenPrompt).filter((p): p is string => p !== null),
+    texts.map((x) => parseWrittenPrompt(x, cfg.data.families)).filter((p): p is string => p !== null),
     seen,
   ).slice(0, wanted);
   for (const p of fresh) seen.add(p);

@@ -31,6 +31,7 @@ export const presets: Record<string, Preset> = {
       sft: { steps: 1500, learningRate: 2e-3 },
       dpo: { steps: 40, learningRate: 1e-4 },
     },
+    selfReward: { nllWeight: 1 },
   },
 };
 

@@ -1,6 +1,7 @@
 // The one typed configuration of srlm. Every field has a default, so an empty file is a valid
 // config; presets (presets.ts) override a few fields for a purpose (CI smoke test, README demo).
 import { z } from "zod";
+import { FAMILY_NAMES } from "../tasks/families.ts";
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
@@ -41,6 +42,12 @@ export const modelSchema = z
 export const dataSchema = z
   .object({
     seed: nonNegativeInt.default(7),
+    // Task families to train and evaluate on (tasks/families.ts): the six answer families by
+    // default; the constraint families (word, number) are there to study judge/policy gaps.
+    families: z
+      .array(z.enum(FAMILY_NAMES))
+      .min(1)
+      .default(["reverse", "sort", "upper", "add", "repeat", "vowels"]),
     pretrainSize: nonNegativeInt.default(4000),
     iftSize: positiveInt.default(600),
     eftSize: nonNegativeInt.default(600),

@@ -1,10 +1,12 @@
-// The additive 5-point rubric, as pure checks of a response against the known answer. One point
-// per criterion met; the criteria are independent on purpose, so partly right responses land on
-// intermediate scores and best-vs-worst pairs carry signal for DPO.
+// The additive 5-point rubric: one point per criterion met. The criteria are independent on
+// purpose, so partly right responses land on intermediate scores and best-vs-worst pairs carry
+// signal for DPO. Answer families (one correct answer) check a response against that answer with
+// `grade`; constraint families (many correct answers) bring their own five checks.
 
 /** Longest response the rubric accepts as well-formed; answers of every family are shorter. */
 export const MAX_RESPONSE_CHARS = 24;
 
+/** The criteria of answer families. */
 export const CRITERIA = ["form", "len", "chars", "most", "exact"] as const;
 export type Criterion = (typeof CRITERIA)[number];
 
@@ -18,10 +20,20 @@ export const CRITERION_TEXT: Record<Criterion, string> = {
 };
 
 export interface Rubric {
-  /** Number of criteria met, 0..5. */
+  /** Number of criteria met, 0..5; 5 is a correct response. */
   score: number;
-  /** One flag per entry of CRITERIA, in that order. */
+  /** One flag per criterion, in the order of `names`. */
   criteria: boolean[];
+  /** The criteria's names, as the judge writes them (`+len`, `-exact`). */
+  names: readonly string[];
+}
+
+/** A rubric from its five flags. */
+export function rubricOf(names: readonly string[], criteria: boolean[]): Rubric {
+  if (names.length !== criteria.length) {
+    throw new Error(`rubricOf: ${names.length} criteria names for ${criteria.length} flags`);
+  }
+  return { score: criteria.filter(Boolean).length, criteria, names };
 }
 
 export function grade(answer: string, alphabet: string, response: string): Rubric {
@@ -37,8 +49,7 @@ export function grade(answer: string, alphabet: string, response: string): Rubri
   }
   const most = matches * 2 >= answer.length && matches > 0;
   const exact = response === answer;
-  const criteria = [form, len, chars, most, exact];
-  return { score: criteria.filter(Boolean).length, criteria };
+  return rubricOf(CRITERIA, [form, len, chars, most, exact]);
 }
 
 function isSubMultiset(part: string, whole: string): boolean {

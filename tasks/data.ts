@@ -1,8 +1,14 @@
 // srlm's own seed data, generated from the task families: pretraining text for M0, IFT and EFT
 // for SFT (M1), held-out prompts for accuracy and a held-out judge set for judge agreement.
 // Deterministic for a seed; each split draws from its own random stream.
-import { grade } from "./criteria.ts";
-import { type Family, type FamilyName, families, promptMaterial, type TaskInstance } from "./families.ts";
+import {
+  families as allFamilies,
+  type Family,
+  type FamilyName,
+  familyByName,
+  promptMaterial,
+  type TaskInstance,
+} from "./families.ts";
 import { formatSample } from "./format.ts";
 import { deriveSeed, makeRng, type Rng } from "./random.ts";
 import { judgePrompt, judgeTarget } from "./rubric.ts";
@@ -10,6 +16,8 @@ import { promptWritingPrompt } from "./selfinstruct.ts";
 
 export interface SeedDataOptions {
   seed: number;
+  /** The task families to draw from (default all). */
+  families?: readonly string[];
   iftSize: number;
   eftSize: number;
   heldOutSize: number;
@@ -164,7 +172,13 @@ export function corruptResponse(
   answer: string,
   family: Family,
   input?: string,
-): { response: string; kind: CorruptionKind } {
+  instanceOf?: TaskInstance,
+): { response: string; kind: CorruptionKind | "flaw" } {
+  // Constraint families mostly get their own mistakes: generic edits of a correct answer rarely
+  // let in the banned character or leave out the required one, which is what their judge must see.
+  if (family.flaw !== undefined && instanceOf !== undefined && rng.chance(0.6)) {
+    return { response: family.flaw(rng, instanceOf), kind: "flaw" };
+  }
   const total = CORRUPTION_KINDS.reduce((s, k) => s + KIND_WEIGHTS[k], 0);
   let r = rng.next() * total;
   let kind: CorruptionKind = CORRUPTION_KINDS[0];
@@ -179,20 +193,28 @@ export function corruptResponse(
 }
 
 function familyOf(instance: TaskInstance): Family {
-  return families.find((f) => f.name === instance.family)!;
+  return allFamilies.find((f) => f.name === instance.family)!;
+}
+
+function rubricOf(instance: TaskInstance, response: string) {
+  return familyOf(instance).verify(instance.prompt, response);
 }
 
 function scoreOf(instance: TaskInstance, response: string): number {
-  return grade(instance.answer, familyOf(instance).alphabet, response).score;
+  return rubricOf(instance, response).score;
+}
+
+/** A flawed response to `instance`, of any kind its family gets. */
+function flawed(rng: Rng, instance: TaskInstance): string {
+  return corruptResponse(rng, instance.answer, familyOf(instance), promptMaterial(instance.meta), instance)
+    .response;
 }
 
 /** A response to `instance` whose true score is `target`, or null if none turned up. */
 export function responseWithScore(rng: Rng, instance: TaskInstance, target: number): string | null {
   if (target === 5) return instance.answer;
-  const family = familyOf(instance);
-  const input = promptMaterial(instance.meta);
   for (let tries = 0; tries < 64; tries++) {
-    const { response } = corruptResponse(rng, instance.answer, family, input);
+    const response = flawed(rng, instance);
     if (scoreOf(instance, response) === target) return response;
   }
   return null;
@@ -202,7 +224,14 @@ export function responseWithScore(rng: Rng, instance: TaskInstance, target: numb
  * Draws instances, skipping prompts in `taken` (and repeats, if `unique`). Families go round-robin
  * so splits are balanced; a single draw picks its family at random instead.
  */
-function draw(rng: Rng, split: string, count: number, taken: Set<string>, unique: boolean): TaskInstance[] {
+function draw(
+  families: readonly Family[],
+  rng: Rng,
+  split: string,
+  count: number,
+  taken: Set<string>,
+  unique: boolean,
+): TaskInstance[] {
   const out: TaskInstance[] = [];
   const mine = new Set<string>();
   const first = count === 1 ? rng.int(0, families.length - 1) : 0;
@@ -235,6 +264,8 @@ function checkSizes(options: SeedDataOptions): void {
 export function buildSeedData(options: SeedDataOptions): SeedData {
   checkSizes(options);
   const { seed } = options;
+  const families = (options.families ?? allFamilies.map((f) => f.name)).map(familyByName);
+  if (families.length === 0) throw new Error("buildSeedData: families must name at least one task family");
   const pretrainCorrect = options.pretrainCorrect ?? 0.5;
   const perPrompt = options.candidatesPerPrompt ?? 4;
   const stream = (label: string) => makeRng(deriveSeed(seed, label));
@@ -242,10 +273,10 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
   // Held-out prompts first, from their own streams, so they never depend on the training sizes.
   const reserved = new Set<string>();
   const heldOutRng = stream("heldOut");
-  const heldOutInstances = draw(heldOutRng, "heldOut", options.heldOutSize, reserved, true);
+  const heldOutInstances = draw(families, heldOutRng, "heldOut", options.heldOutSize, reserved, true);
   for (const x of heldOutInstances) reserved.add(x.prompt);
   const judgeRng = stream("judgeEval");
-  const judgeInstances = draw(judgeRng, "judgeEval", options.judgeEvalSize, reserved, true);
+  const judgeInstances = draw(families, judgeRng, "judgeEval", options.judgeEvalSize, reserved, true);
   for (const x of judgeInstances) reserved.add(x.prompt);
 
   const heldOut = heldOutInstances.map((x) => ({ prompt: x.prompt, answer: x.answer, family: x.family }));
@@ -254,7 +285,7 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
     candidates: candidatesFor(judgeRng, x, perPrompt),
   }));
 
-  const ift = draw(stream("ift"), "ift", options.iftSize, reserved, true).map((x) => ({
+  const ift = draw(families, stream("ift"), "ift", options.iftSize, reserved, true).map((x) => ({
     prompt: x.prompt,
     response: x.answer,
   }));
@@ -265,21 +296,30 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
   for (let i = 0; i < options.eftSize; i++) {
     const target = i % 6;
     for (;;) {
-      const [instance] = draw(eftRng, "eft", 1, eftTaken, true);
+      const [instance] = draw(families, eftRng, "eft", 1, eftTaken, true);
       const response = responseWithScore(eftRng, instance, target);
       if (response === null) continue;
       eftTaken.add(instance.prompt);
-      const rubric = grade(instance.answer, familyOf(instance).alphabet, response);
-      eft.push({ prompt: judgePrompt(instance.prompt, response), response: judgeTarget(rubric) });
+      eft.push({
+        prompt: judgePrompt(instance.prompt, response),
+        response: judgeTarget(rubricOf(instance, response)),
+      });
       break;
     }
   }
 
-  const pretrain = buildPretrain(stream("pretrain"), options.pretrainSize, reserved, pretrainCorrect);
+  const pretrain = buildPretrain(
+    families,
+    stream("pretrain"),
+    options.pretrainSize,
+    reserved,
+    pretrainCorrect,
+  );
   const seedPrompts = ift.map((x) => x.prompt);
   const writeRng = stream("selfInstruct");
   const shots = options.fewShot ?? 3;
   const selfInstruct = draw(
+    families,
     writeRng,
     "selfInstruct",
     options.selfInstructSize ?? Math.ceil(options.iftSize / 4),
@@ -301,15 +341,11 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
 }
 
 function candidatesFor(rng: Rng, instance: TaskInstance, count: number): JudgeEvalItem["candidates"] {
-  const family = familyOf(instance);
-  const input = promptMaterial(instance.meta);
   let candidates: JudgeEvalItem["candidates"] = [];
   // Resample until the scores differ: a set of ties says nothing about a judge's ranking.
   for (let tries = 0; tries < 20; tries++) {
     candidates = Array.from({ length: count }, () => {
-      const response = rng.chance(0.25)
-        ? instance.answer
-        : corruptResponse(rng, instance.answer, family, input).response;
+      const response = rng.chance(0.25) ? instance.answer : flawed(rng, instance);
       return { response, trueScore: scoreOf(instance, response) };
     });
     if (new Set(candidates.map((c) => c.trueScore)).size > 1) break;
@@ -318,29 +354,28 @@ function candidatesFor(rng: Rng, instance: TaskInstance, count: number): JudgeEv
 }
 
 /** Domain text for M0: task lines (answers of mixed quality), judge lines and prompt-writing lines. */
-function buildPretrain(rng: Rng, size: number, reserved: Set<string>, correctShare: number): string[] {
+function buildPretrain(
+  families: readonly Family[],
+  rng: Rng,
+  size: number,
+  reserved: Set<string>,
+  correctShare: number,
+): string[] {
   const docs: string[] = [];
-  const one = () => draw(rng, "pretrain", 1, reserved, false)[0];
+  const one = () => draw(families, rng, "pretrain", 1, reserved, false)[0];
   while (docs.length < size) {
     const r = rng.next();
     if (r < 0.6) {
       const x = one();
-      const response = rng.chance(correctShare)
-        ? x.answer
-        : corruptResponse(rng, x.answer, familyOf(x), promptMaterial(x.meta)).response;
+      const response = rng.chance(correctShare) ? x.answer : flawed(rng, x);
       docs.push(formatSample(x.prompt, response));
     } else if (r < 0.85) {
       const x = one();
       const response = responseWithScore(rng, x, rng.int(0, 5));
       if (response === null) continue;
-      docs.push(
-        formatSample(
-          judgePrompt(x.prompt, response),
-          judgeTarget(grade(x.answer, familyOf(x).alphabet, response)),
-        ),
-      );
+      docs.push(formatSample(judgePrompt(x.prompt, response), judgeTarget(rubricOf(x, response))));
     } else {
-      const shots = draw(rng, "pretrain", rng.int(2, 4), reserved, true).map((x) => x.prompt);
+      const shots = draw(families, rng, "pretrain", rng.int(2, 4), reserved, true).map((x) => x.prompt);
       docs.push(formatSample(promptWritingPrompt(shots), one().prompt));
     }
   }

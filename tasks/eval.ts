@@ -15,7 +15,7 @@ export function wilson(successes: number, n: number, z = 1.96): Interval {
 }
 
 export interface AccuracyReport {
-  /** Share of responses exactly correct. */
+  /** Share of correct responses (every criterion met: the exact answer, or every constraint). */
   accuracy: number;
   n: number;
   correct: number;
@@ -29,7 +29,7 @@ export function accuracy(pairs: readonly { prompt: string; response: string }[])
   let total = 0;
   for (const { prompt, response } of pairs) {
     const rubric = trueScore(prompt, response);
-    if (rubric.criteria[rubric.criteria.length - 1]) correct++;
+    if (rubric.criteria.every(Boolean)) correct++;
     total += rubric.score;
   }
   const n = pairs.length;

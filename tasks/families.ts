@@ -1,8 +1,14 @@
-// Instruction task families. Each prompt alone determines its answer, so any response to any
-// prompt (seed data, model-written prompts alike) gets an exact rubric score from the verifier.
-// Sized for a character-level model: prompts ≤ 25 chars, answers ≤ 19 chars.
-import { grade, type Rubric } from "./criteria.ts";
-import type { Rng } from "./random.ts";
+// Instruction task families. Each prompt alone determines its rubric, so any response to any
+// prompt (seed data, model-written prompts alike) gets an exact score from the verifier.
+//
+// Two kinds. Answer families (reverse, sort, upper, add, repeat, vowels) have one correct answer,
+// and judging a response means working that answer out: as hard as answering. Constraint
+// families (word, number) ask for any string that meets four constraints; many responses are
+// correct, and checking one ("does it start with b, contain o, avoid e?") is easier than writing
+// one, which is the gap a self-rewarding model needs between its judge and its policy.
+// Sized for a character-level model: prompts ≤ 32 chars, answers ≤ 19 chars.
+import { grade, MAX_RESPONSE_CHARS, type Rubric, rubricOf } from "./criteria.ts";
+import { deriveSeed, makeRng, type Rng } from "./random.ts";
 
 export type TaskArgs = Record<string, string | number>;
 
@@ -21,13 +27,24 @@ export interface Family {
   makeInstance(rng: Rng): TaskInstance;
   /** The arguments of a prompt of this family, or null if it is not one (canonical text only). */
   parse(prompt: string): TaskArgs | null;
-  /** The correct answer, or null if the prompt is not of this family. */
+  /** A correct answer (the only one, for answer families), or null if the prompt is not of this family. */
   solve(prompt: string): string | null;
   /** The true rubric of a response; throws if the prompt is not of this family. */
   verify(prompt: string, response: string): Rubric;
+  /** A flawed response the way a model gets this family wrong (constraint families only). */
+  flaw?(rng: Rng, instance: TaskInstance): string;
 }
 
-export const FAMILY_NAMES = ["reverse", "sort", "upper", "add", "repeat", "vowels"] as const;
+export const FAMILY_NAMES = [
+  "reverse",
+  "sort",
+  "upper",
+  "add",
+  "repeat",
+  "vowels",
+  "word",
+  "number",
+] as const;
 export type FamilyName = (typeof FAMILY_NAMES)[number];
 
 const LOWER = "abcdefghijklmnopqrstuvwxyz";
@@ -158,7 +175,146 @@ export const repeat = makeFamily<{ word: string; n: number }>({
   solve: ({ word, n }) => Array.from({ length: n }, () => word).join(" "),
 });
 
-export const families: readonly Family[] = [reverse, sort, upper, add, repeat, vowels];
+// ---- Constraint families ----------------------------------------------------------------
+
+/** The four constraints of a constraint prompt: length, one anchored character, one required, one banned. */
+interface Constraints extends TaskArgs {
+  n: number;
+  /** The character at the anchored end (first for `word`, last for `number`). */
+  anchor: string;
+  with: string;
+  not: string;
+}
+
+interface ConstraintSpec {
+  name: FamilyName;
+  alphabet: string;
+  lengths: [number, number];
+  /** Which end `anchor` pins. */
+  end: "start" | "end";
+  render(c: Constraints): string;
+  pattern: RegExp;
+  /** `n` random characters of the alphabet, before the constraints are imposed. */
+  filler(rng: Rng, n: number): string;
+  /** Characters drawn for the banned one: the likely ones, so the ban bites. */
+  banPool: string;
+}
+
+const CONSTRAINT_CRITERIA = (end: "start" | "end") => ["form", "len", end, "with", "not"] as const;
+
+function constraintFamily(spec: ConstraintSpec): Family {
+  const names = CONSTRAINT_CRITERIA(spec.end);
+  const anchorAt = (text: string) => (spec.end === "start" ? text[0] : text[text.length - 1]);
+  const parse = (prompt: string): Constraints | null => {
+    const m = spec.pattern.exec(prompt);
+    if (m === null) return null;
+    const c: Constraints = { n: Number(m[1]), anchor: m[2], with: m[3], not: m[4] };
+    const [lo, hi] = spec.lengths;
+    const distinct = c.anchor !== c.with && c.not !== c.anchor && c.not !== c.with;
+    return c.n >= lo && c.n <= hi && distinct && spec.render(c) === prompt ? c : null;
+  };
+  // One correct answer: filler characters, with the anchor and the required character put in and
+  // the banned one replaced. Seeded by the prompt, so every prompt has a fixed reference answer.
+  const answerFor = (c: Constraints): string => {
+    const rng = makeRng(deriveSeed(0, spec.render(c)));
+    const chars = [...spec.filler(rng, c.n)].map((ch) =>
+      ch === c.not ? rng.pick([...spec.alphabet].filter((a) => a !== c.not)) : ch,
+    );
+    const anchorIndex = spec.end === "start" ? 0 : c.n - 1;
+    chars[anchorIndex] = c.anchor;
+    const free = [...chars.keys()].filter((i) => i !== anchorIndex);
+    if (!chars.some((ch, i) => ch === c.with && i !== anchorIndex)) chars[rng.pick(free)] = c.with;
+    return chars.join("");
+  };
+  const check = (c: Constraints, response: string): Rubric => {
+    // The judge sees overlong responses cut (rubric.ts displayResponse), so what lies past the
+    // limit cannot count for or against them: they fail the checks that read the whole response.
+    const whole = response.length > 0 && response.length <= MAX_RESPONSE_CHARS;
+    const form = whole && [...response].every((ch) => spec.alphabet.includes(ch));
+    return rubricOf(names, [
+      form,
+      response.length === c.n,
+      whole && anchorAt(response) === c.anchor,
+      whole && response.includes(c.with),
+      // An empty response meets no criterion, so score 0 exists.
+      whole && !response.includes(c.not),
+    ]);
+  };
+  const family: Family = {
+    name: spec.name,
+    alphabet: spec.alphabet,
+    makeInstance(rng) {
+      const n = rng.int(spec.lengths[0], spec.lengths[1]);
+      const anchor = rng.pick([...spec.alphabet]);
+      const withChar = rng.pick([...spec.alphabet].filter((ch) => ch !== anchor));
+      const not = rng.pick([...spec.banPool].filter((ch) => ch !== anchor && ch !== withChar));
+      const c: Constraints = { n, anchor, with: withChar, not };
+      return { family: spec.name, prompt: spec.render(c), answer: answerFor(c), meta: { ...c } };
+    },
+    parse,
+    solve(prompt) {
+      const c = parse(prompt);
+      return c === null ? null : answerFor(c);
+    },
+    verify(prompt, response) {
+      const c = parse(prompt);
+      if (c === null)
+        throw new Error(`${spec.name}.verify: ${JSON.stringify(prompt)} is not a ${spec.name} prompt`);
+      return check(c, response);
+    },
+    flaw(rng, instance) {
+      const c = instance.meta as Constraints;
+      const chars = [...instance.answer];
+      const other = (not: string[]) => rng.pick([...spec.alphabet].filter((a) => !not.includes(a)));
+      // One to three of the mistakes a small model makes: a length off by one or two, the wrong
+      // character at the anchored end, the required character left out, the banned one let in.
+      const mistakes = rng.shuffle(["len", "anchor", "with", "not"]).slice(0, rng.int(1, 3));
+      for (const mistake of mistakes) {
+        if (mistake === "len") {
+          const delta = rng.pick([-2, -1, 1, 1, 2]);
+          if (delta < 0) chars.splice(rng.int(1, Math.max(1, chars.length - 2)), -delta);
+          else
+            for (let k = 0; k < delta; k++)
+              chars.splice(rng.int(1, chars.length - 1), 0, other([c.not, c.with]));
+        } else if (mistake === "anchor" && chars.length > 0) {
+          chars[spec.end === "start" ? 0 : chars.length - 1] = other([c.anchor, c.not, c.with]);
+        } else if (mistake === "with") {
+          for (let i = 0; i < chars.length; i++) if (chars[i] === c.with) chars[i] = other([c.with, c.not]);
+        } else if (mistake === "not" && chars.length > 2) {
+          chars[rng.int(1, chars.length - 2)] = c.not;
+        }
+      }
+      return chars.join("");
+    },
+  };
+  return family;
+}
+
+/** `Word of 5: starts b with o not e` — a lowercase word meeting four constraints. */
+export const word = constraintFamily({
+  name: "word",
+  alphabet: LOWER,
+  lengths: [4, 7],
+  end: "start",
+  render: (c) => `Word of ${c.n}: starts ${c.anchor} with ${c.with} not ${c.not}`,
+  pattern: /^Word of (\d): starts ([a-z]) with ([a-z]) not ([a-z])$/,
+  filler: (rng, n) => pseudoWord(rng, n, n),
+  banPool: "aeioustrnl",
+});
+
+/** `Number of 4: ends 7 with 2 not 5` — a digit string meeting four constraints. */
+export const number = constraintFamily({
+  name: "number",
+  alphabet: DIGITS,
+  lengths: [3, 6],
+  end: "end",
+  render: (c) => `Number of ${c.n}: ends ${c.anchor} with ${c.with} not ${c.not}`,
+  pattern: /^Number of (\d): ends (\d) with (\d) not (\d)$/,
+  filler: (rng, n) => Array.from({ length: n }, () => rng.pick([...DIGITS])).join(""),
+  banPool: DIGITS,
+});
+
+export const families: readonly Family[] = [reverse, sort, upper, add, repeat, vowels, word, number];
 
 export function familyByName(name: string): Family {
   const family = families.find((f) => f.name === name);
@@ -183,7 +339,9 @@ export function parsePrompt(prompt: string): ParsedPrompt | null {
   return null;
 }
 
-/** The part of the prompt a response should be built from (the word, or the two numbers). */
+/** The part of the prompt a response should be built from (the word, the two numbers, the named characters). */
 export function promptMaterial(args: TaskArgs): string {
-  return "word" in args ? String(args.word) : `${args.a}${args.b}`;
+  if ("word" in args) return String(args.word);
+  if ("anchor" in args) return `${args.anchor}${args.with}${args.not}`;
+  return `${args.a}${args.b}`;
 }

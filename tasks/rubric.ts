@@ -1,17 +1,24 @@
 // The LLM-as-a-Judge side of the rubric: the true score from the verifier, the compact judge
 // prompt a character model reads, the short justification it is trained to write, and the
 // parser that turns a judge's text back into a score (or says why it cannot).
-import { CRITERIA, grade, MAX_RESPONSE_CHARS, type Rubric } from "./criteria.ts";
+import { CRITERIA, MAX_RESPONSE_CHARS, type Rubric } from "./criteria.ts";
 import { parsePrompt } from "./families.ts";
 
-export { CRITERIA, CRITERION_TEXT, type Criterion, MAX_RESPONSE_CHARS, type Rubric } from "./criteria.ts";
+export {
+  CRITERIA,
+  CRITERION_TEXT,
+  type Criterion,
+  MAX_RESPONSE_CHARS,
+  type Rubric,
+  rubricOf,
+} from "./criteria.ts";
 
 /** The exact rubric of `response` to `prompt`; throws if the prompt is no task family's. */
 export function trueScore(prompt: string, response: string): Rubric {
   const parsed = parsePrompt(prompt);
   if (parsed === null)
     throw new Error(`trueScore: ${JSON.stringify(prompt)} is not a prompt of any task family`);
-  return grade(parsed.answer, parsed.family.alphabet, response);
+  return parsed.family.verify(prompt, response);
 }
 
 /**
@@ -37,10 +44,10 @@ export function judgePrompt(prompt: string, response: string): string {
 
 /** `+form +len +chars +most -exact Score: 4` — the criteria met, then the final score. */
 export function judgeTarget(rubric: Rubric): string {
-  if (rubric.criteria.length !== CRITERIA.length) {
-    throw new Error(`judgeTarget: expected ${CRITERIA.length} criteria flags, got ${rubric.criteria.length}`);
+  if (rubric.criteria.length !== CRITERIA.length || rubric.names.length !== CRITERIA.length) {
+    throw new Error(`judgeTarget: expected ${CRITERIA.length} criteria, got ${rubric.criteria.length}`);
   }
-  const marks = CRITERIA.map((name, i) => `${rubric.criteria[i] ? "+" : "-"}${name}`);
+  const marks = rubric.names.map((name, i) => `${rubric.criteria[i] ? "+" : "-"}${name}`);
   return `${marks.join(" ")} Score: ${rubric.score}`;
 }
 

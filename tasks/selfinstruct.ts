@@ -17,10 +17,16 @@ export function promptWritingPrompt(fewShot: readonly string[]): string {
   return `${WRITE_TAG}|${fewShot.join("|")}|`;
 }
 
-/** The prompt the model wrote (its first line, spaces trimmed) if it is a valid task prompt. */
-export function parseWrittenPrompt(text: string): string | null {
+/**
+ * The prompt the model wrote (its first line, spaces trimmed) if it is a valid task prompt, of one
+ * of `families` when given (the run's families: a prompt of another one would train what the run
+ * does not evaluate).
+ */
+export function parseWrittenPrompt(text: string, families?: readonly string[]): string | null {
   const line = text.split("\n", 1)[0].trim();
-  return parsePrompt(line) === null ? null : line;
+  const parsed = parsePrompt(line);
+  if (parsed === null) return null;
+  return families === undefined || families.includes(parsed.family.name) ? line : null;
 }
 
 /** Prompts in first-seen order, without repeats and without any in `seen` (e.g. seed and held-out prompts). */

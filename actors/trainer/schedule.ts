@@ -362,7 +362,9 @@ export class SelfRewardingSchedule {
       io.log,
     );
     const texts = results.flatMap((r) => r.texts);
-    const parsed = texts.map(parseWrittenPrompt).filter((p): p is string => p !== null);
+    const parsed = texts
+      .map((text) => parseWrittenPrompt(text, this.cfg.data.families))
+      .filter((p): p is string => p !== null);
     const fresh = dedupe(parsed, this.seenPrompts).slice(0, wanted);
     for (const p of fresh) this.seenPrompts.add(p);
     io.log.info(

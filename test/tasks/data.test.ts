@@ -11,8 +11,8 @@ const small: SeedDataOptions = {
   seed: 11,
   iftSize: 120,
   eftSize: 120,
-  heldOutSize: 60,
-  judgeEvalSize: 12,
+  heldOutSize: 80,
+  judgeEvalSize: 16,
   pretrainSize: 300,
 };
 
@@ -121,6 +121,15 @@ test("corrupted responses spread over quality levels", () => {
   }
   // A flaw can cancel out (shuffling "aab"), so 5 may turn up too.
   for (const score of [0, 1, 2, 3, 4]) assert.ok(seen.has(score), `no corruption scored ${score}`);
+});
+
+test("a family subset draws only from those families", () => {
+  const d = buildSeedData({ ...small, families: ["word", "number"] });
+  const names = new Set([...d.ift, ...d.heldOut].map((x) => parsePrompt(x.prompt)?.family.name));
+  assert.deepEqual([...names].sort(), ["number", "word"]);
+  assert.equal(d.heldOut.filter((x) => x.family === "word").length, 40);
+  assert.throws(() => buildSeedData({ ...small, families: ["nope"] }), /unknown task family "nope"/);
+  assert.throws(() => buildSeedData({ ...small, families: [] }), /at least one task family/);
 });
 
 test("bad sizes are refused with the field named", () => {

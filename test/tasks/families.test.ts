@@ -16,10 +16,9 @@ test("every family's correct answers score 5 and prompts parse back to the same 
       assert.ok(parsed, `does not parse: ${x.prompt}`);
       assert.equal(parsed.family.name, family.name);
       assert.equal(parsed.answer, x.answer);
-      assert.deepEqual(family.verify(x.prompt, x.answer), {
-        score: 5,
-        criteria: [true, true, true, true, true],
-      });
+      const rubric = family.verify(x.prompt, x.answer);
+      assert.equal(rubric.score, 5, `${x.prompt} → ${x.answer}`);
+      assert.deepEqual(rubric.criteria, [true, true, true, true, true]);
     }
   }
 });
@@ -78,10 +77,11 @@ test("partial answers get intermediate scores, ordered by how close they are", (
   assert.deepEqual(trueScore("Repeat ka 2 times", "ka ka").criteria, [true, true, true, true, true]);
 });
 
-test("the rubric is additive, and every corruption of a correct answer scores less than 5", () => {
+test("answer families: the rubric is additive, and every corruption of the answer scores less than 5", () => {
   const rng = makeRng(2);
   for (const name of FAMILY_NAMES) {
     const family = familyByName(name);
+    if (family.flaw !== undefined) continue;
     for (let i = 0; i < 60; i++) {
       const x = family.makeInstance(rng);
       for (const kind of CORRUPTION_KINDS) {
@@ -94,6 +94,56 @@ test("the rubric is additive, and every corruption of a correct answer scores le
         if (kind === "empty") assert.equal(r.score, 0);
         if (kind === "junk") assert.equal(r.criteria[0], false, `junk is malformed: ${response}`);
       }
+    }
+  }
+});
+
+test("constraint families: each criterion checks one constraint, and flaws always cost a point", () => {
+  const p = "Word of 5: starts b with o not e";
+  const cases: [string, boolean[]][] = [
+    ["bonka", [true, true, true, true, true]],
+    ["bonk", [true, false, true, true, true]],
+    ["zonka", [true, true, false, true, true]],
+    ["banka", [true, true, true, false, true]],
+    ["boneka", [true, false, true, true, false]],
+    ["Bonka", [false, true, false, true, true]],
+    ["", [false, false, false, false, false]],
+  ];
+  for (const [response, criteria] of cases)
+    assert.deepEqual(trueScore(p, response).criteria, criteria, response);
+  assert.deepEqual(trueScore(p, "bonka").names, ["form", "len", "start", "with", "not"]);
+  assert.deepEqual(trueScore("Number of 4: ends 7 with 2 not 5", "1327").criteria, [
+    true,
+    true,
+    true,
+    true,
+    true,
+  ]);
+  assert.deepEqual(trueScore("Number of 4: ends 7 with 2 not 5", "7325").names, [
+    "form",
+    "len",
+    "end",
+    "with",
+    "not",
+  ]);
+  assert.equal(trueScore("Number of 4: ends 7 with 2 not 5", "7325").score, 3);
+  for (const bad of [
+    "Word of 5: starts b with b not e",
+    "Word of 5: starts b with o not o",
+    "Word of 9: starts b with o not e",
+    "Word of 5: starts B with o not e",
+    "Number of 2: ends 7 with 2 not 5",
+    "Number of 4: ends 7 with 2 not 7",
+  ]) {
+    assert.equal(parsePrompt(bad), null, `should not parse: ${bad}`);
+  }
+  const rng = makeRng(4);
+  for (const name of ["word", "number"]) {
+    const family = familyByName(name);
+    for (let i = 0; i < 300; i++) {
+      const x = family.makeInstance(rng);
+      const flawed = family.flaw!(rng, x);
+      assert.ok(family.verify(x.prompt, flawed).score < 5, `${x.prompt} -> ${flawed}`);
     }
   }
 });

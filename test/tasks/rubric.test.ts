@@ -16,14 +16,16 @@ test("judge prompt and target have the compact format", () => {
   const target = judgeTarget(trueScore("Reverse: garden", "nedrga"));
   assert.equal(target, "+form +len +chars +most -exact Score: 4");
   assert.throws(() => judgePrompt("a|b", "x"), /contains '\|'/);
-  assert.throws(() => judgeTarget({ score: 1, criteria: [true] }), /expected 5 criteria/);
+  assert.throws(() => judgeTarget({ score: 1, criteria: [true], names: ["form"] }), /expected 5 criteria/);
+  const constraint = judgeTarget(trueScore("Word of 5: starts b with o not e", "bonke"));
+  assert.equal(constraint, "+form +len +start +with -not Score: 4");
 });
 
 test("every judge target parses back to its score", () => {
   for (let mask = 0; mask < 32; mask++) {
     const criteria = [0, 1, 2, 3, 4].map((b) => ((mask >> b) & 1) === 1);
     const score = criteria.filter(Boolean).length;
-    const j = parseJudgement(judgeTarget({ score, criteria }));
+    const j = parseJudgement(judgeTarget({ score, criteria, names: ["a", "b", "c", "d", "e"] }));
     assert.deepEqual(j, { ok: true, score });
   }
   assert.deepEqual(parseJudgement("Score: 3\nmore text"), { ok: true, score: 3 });

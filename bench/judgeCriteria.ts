@@ -1,0 +1,93 @@
+// Per-criterion accuracy of a self-judge: for each rubric criterion, how often the judge's +/- mark
+// agrees with the verifier, on the model's own samples and on the synthetic judge-evaluation set.
+// Shows which checks a model has learned, which is what decides whether its pairs carry signal.
+//
+//   node --import tsx bench/judgeCriteria.ts --m1 runs/demo/checkpoints/M1 [--prompts 200]
+//
+// --judge DIR judges with another checkpoint (default: the --m1 model judges its own samples).
+import { parseArgs } from "node:util";
+import { type Policy, samplePolicy } from "../actors/policy.ts";
+import { loadConfig } from "../config/load.ts";
+import { selectBackend } from "../model/backend.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
+import { buildSeedData, familyByName, judgePrompt, makeRng, trueScore } from "../tasks/index.ts";
+
+const { values: opt } = parseArgs({
+  options: {
+    m1: { type: "string" },
+    judge: { type: "string" },
+    prompts: { type: "string", default: "200" },
+    candidates: { type: "string", default: "4" },
+    preset: { type: "string", default: "demo" },
+  },
+});
+if (!opt.m1) throw new Error("judgeCriteria: --m1 DIR (a checkpoint folder) is required");
+await selectBackend("auto", { info() {} });
+const { model, tokenizer } = loadCheckpoint(opt.m1);
+const policy: Policy = { version: 1, model, tokenizer };
+const judgeCheckpoint = opt.judge ? loadCheckpoint(opt.judge) : { model, tokenizer };
+const judge: Policy = { version: 1, ...judgeCheckpoint };
+const cfg = loadConfig({ preset: opt.preset, env: {} });
+const data = buildSeedData({ ...cfg.data, fewShot: cfg.selfReward.fewShot });
+const sampling = (temperature: number, seed: number, maxNewTokens: number) => ({
+  temperature,
+  topP: cfg.selfReward.topP,
+  topK: 0,
+  maxNewTokens,
+  seed,
+});
+
+/** Agreement per criterion, with the share of responses that truly meet it. */
+function agreement(items: { prompt: string; response: string }[]) {
+  const texts = samplePolicy(
+    judge,
+    items.map((x) => judgePrompt(x.prompt, x.response)),
+    1,
+    sampling(0, 7, cfg.selfReward.judgeMaxNewTokens),
+  ).map((s) => s[0].text);
+  const rows: Record<string, { agree: number; n: number; truePositive: number }> = {};
+  let scoreRight = 0;
+  items.forEach((x, i) => {
+    const truth = trueScore(x.prompt, x.response);
+    const marks = new Map(
+      [...texts[i].matchAll(/([+-])([a-z]+)/g)].map((m) => [m[2], m[1] === "+"] as [string, boolean]),
+    );
+    truth.names.forEach((name, k) => {
+      const key = name;
+      rows[key] ??= { agree: 0, n: 0, truePositive: 0 };
+      rows[key].n++;
+      if (truth.criteria[k]) rows[key].truePositive++;
+      if (marks.get(name) === truth.criteria[k]) rows[key].agree++;
+    });
+    const m = /Score:\s*(\d)/.exec(texts[i]);
+    if (m && Number(m[1]) === truth.score) scoreRight++;
+  });
+  return {
+    scoreExact: scoreRight / items.length,
+    criteria: Object.fromEntries(
+      Object.entries(rows).map(([k, v]) => [
+        k,
+        { agree: +(v.agree / v.n).toFixed(3), met: +(v.truePositive / v.n).toFixed(3) },
+      ]),
+    ),
+  };
+}
+
+const rng = makeRng(99);
+const prompts = Array.from(
+  { length: Number(opt.prompts) },
+  () => familyByName(rng.pick(cfg.data.families)).makeInstance(rng).prompt,
+);
+const own = samplePolicy(
+  policy,
+  prompts,
+  Number(opt.candidates),
+  sampling(cfg.selfReward.temperature, 3, 32),
+).flatMap((samples, i) => samples.map((s) => ({ prompt: prompts[i], response: s.text })));
+const synthetic = data.judgeEval.flatMap((j) =>
+  j.candidates.map((c) => ({ prompt: j.prompt, response: c.response })),
+);
+const result = { own: agreement(own), synthetic: agreement(synthetic) };
+console.log("own samples:", JSON.stringify(result.own));
+console.log("synthetic:  ", JSON.stringify(result.synthetic));
+console.log(JSON.stringify({ bench: "judgeCriteria", ...result }));
