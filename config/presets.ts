@@ -21,8 +21,8 @@ export const presets: Record<string, Preset> = {
     selfReward: { iterations: 2, promptsPerIteration: 12 },
     actors: { ackWaitMs: 10_000 },
   },
-  // The README's run, about 12 minutes on 2 cores (blas): an M1 that answers ~18% of held-out
-  // prompts exactly and judges at ~79% pairwise accuracy, then two DPO iterations.
+  // The README's run, about 9 minutes on 2 cores (blas): an M1 that answers ~18% of held-out
+  // prompts exactly and judges at ~78% pairwise accuracy, then two DPO iterations.
   demo: {
     model: { preset: "small" },
     data: { pretrainSize: 6000, iftSize: 1500, eftSize: 1500 },

@@ -11,6 +11,9 @@ test("prompt-writing prompt is compact few-shot", () => {
 test("written prompts survive only if they are valid task instances", () => {
   assert.equal(parseWrittenPrompt("Sort the letters: mop"), "Sort the letters: mop");
   assert.equal(parseWrittenPrompt(" Add 3 and 9 \nAdd 1 and 2"), "Add 3 and 9");
+  // A valid prompt of a family the run does not use is dropped: the run would not evaluate it.
+  assert.equal(parseWrittenPrompt("Add 3 and 9", ["add", "sort"]), "Add 3 and 9");
+  assert.equal(parseWrittenPrompt("Add 3 and 9", ["word", "number"]), null);
   for (const bad of [
     "",
     "Sort the letters:",
