@@ -53,11 +53,10 @@ function agreement(items: { prompt: string; response: string }[]) {
       [...texts[i].matchAll(/([+-])([a-z]+)/g)].map((m) => [m[2], m[1] === "+"] as [string, boolean]),
     );
     truth.names.forEach((name, k) => {
-      const key = name;
-      rows[key] ??= { agree: 0, n: 0, truePositive: 0 };
-      rows[key].n++;
-      if (truth.criteria[k]) rows[key].truePositive++;
-      if (marks.get(name) === truth.criteria[k]) rows[key].agree++;
+      rows[name] ??= { agree: 0, n: 0, truePositive: 0 };
+      rows[name].n++;
+      if (truth.criteria[k]) rows[name].truePositive++;
+      if (marks.get(name) === truth.criteria[k]) rows[name].agree++;
     });
     const m = /Score:\s*(\d)/.exec(texts[i]);
     if (m && Number(m[1]) === truth.score) scoreRight++;

@@ -172,13 +172,7 @@ export function corruptResponse(
   answer: string,
   family: Family,
   input?: string,
-  instanceOf?: TaskInstance,
-): { response: string; kind: CorruptionKind | "flaw" } {
-  // Constraint families mostly get their own mistakes: generic edits of a correct answer rarely
-  // let in the banned character or leave out the required one, which is what their judge must see.
-  if (family.flaw !== undefined && instanceOf !== undefined && rng.chance(0.6)) {
-    return { response: family.flaw(rng, instanceOf), kind: "flaw" };
-  }
+): { response: string; kind: CorruptionKind } {
   const total = CORRUPTION_KINDS.reduce((s, k) => s + KIND_WEIGHTS[k], 0);
   let r = rng.next() * total;
   let kind: CorruptionKind = CORRUPTION_KINDS[0];
@@ -196,18 +190,21 @@ function familyOf(instance: TaskInstance): Family {
   return allFamilies.find((f) => f.name === instance.family)!;
 }
 
-function rubricOf(instance: TaskInstance, response: string) {
+function rubricFor(instance: TaskInstance, response: string) {
   return familyOf(instance).verify(instance.prompt, response);
 }
 
 function scoreOf(instance: TaskInstance, response: string): number {
-  return rubricOf(instance, response).score;
+  return rubricFor(instance, response).score;
 }
 
 /** A flawed response to `instance`, of any kind its family gets. */
 function flawed(rng: Rng, instance: TaskInstance): string {
-  return corruptResponse(rng, instance.answer, familyOf(instance), promptMaterial(instance.meta), instance)
-    .response;
+  const family = familyOf(instance);
+  // Constraint families mostly get their own mistakes: generic edits of a correct answer rarely
+  // let in the banned character or leave out the required one, which is what their judge must see.
+  if (family.flaw !== undefined && rng.chance(0.6)) return family.flaw(rng, instance);
+  return corruptResponse(rng, instance.answer, family, promptMaterial(instance.meta)).response;
 }
 
 /** A response to `instance` whose true score is `target`, or null if none turned up. */
@@ -302,7 +299,7 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
       eftTaken.add(instance.prompt);
       eft.push({
         prompt: judgePrompt(instance.prompt, response),
-        response: judgeTarget(rubricOf(instance, response)),
+        response: judgeTarget(rubricFor(instance, response)),
       });
       break;
     }
@@ -373,7 +370,7 @@ function buildPretrain(
       const x = one();
       const response = responseWithScore(rng, x, rng.int(0, 5));
       if (response === null) continue;
-      docs.push(formatSample(judgePrompt(x.prompt, response), judgeTarget(rubricOf(x, response))));
+      docs.push(formatSample(judgePrompt(x.prompt, response), judgeTarget(rubricFor(x, response))));
     } else {
       const shots = draw(families, rng, "pretrain", rng.int(2, 4), reserved, true).map((x) => x.prompt);
       docs.push(formatSample(promptWritingPrompt(shots), one().prompt));

@@ -4,8 +4,9 @@
 // Two kinds. Answer families (reverse, sort, upper, add, repeat, vowels) have one correct answer,
 // and judging a response means working that answer out: as hard as answering. Constraint
 // families (word, number) ask for any string that meets four constraints; many responses are
-// correct, and checking one ("does it start with b, contain o, avoid e?") is easier than writing
-// one, which is the gap a self-rewarding model needs between its judge and its policy.
+// correct, and checking one ("does it start with b, contain o, avoid e?") was meant to be easier
+// than writing one. At the demo's size it is not: the model learns to copy a character from the
+// prompt but not to compare two (bench/judgeCriteria.ts measures each check).
 // Sized for a character-level model: prompts ≤ 32 chars, answers ≤ 19 chars.
 import { grade, MAX_RESPONSE_CHARS, type Rubric, rubricOf } from "./criteria.ts";
 import { deriveSeed, makeRng, type Rng } from "./random.ts";

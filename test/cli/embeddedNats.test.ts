@@ -1,22 +1,9 @@
 // The embedded nats-server must not outlive srlm, even when srlm gets no chance to stop it.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { Socket } from "node:net";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
-import { startEmbeddedNats } from "../../cli/embeddedNats.ts";
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-    socket.connect(port, "127.0.0.1");
-  });
-}
+import { accepts, startEmbeddedNats } from "../../cli/embeddedNats.ts";
 
 async function closesWithin(port: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;

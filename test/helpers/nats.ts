@@ -2,10 +2,9 @@
 // own store directory, so tests never touch a server the machine may already run on 4222.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "../../cli/embeddedNats.ts";
+import { accepts, freePort } from "../../cli/embeddedNats.ts";
 
 export interface NatsServerOptions {
   /** Largest message the server accepts, in bytes (nats-server default: 1 MiB). */
@@ -16,17 +15,6 @@ export interface NatsServerHandle {
   url: string;
   port: number;
   stop(): Promise<void>;
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ host: "127.0.0.1", port });
-    sock.once("connect", () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once("error", () => resolve(false));
-  });
 }
 
 function assertBinary(): void {
@@ -64,7 +52,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   );
 
   const deadline = Date.now() + 10_000;
-  while (!(await canConnect(port))) {
+  while (!(await accepts(port))) {
     if (exited || Date.now() > deadline) {
       child.kill("SIGKILL");
       await rm(dir, { recursive: true, force: true });
