@@ -4,7 +4,8 @@
 //
 //   node --import tsx bench/judgeCriteria.ts --m1 runs/demo/checkpoints/M1 [--prompts 200]
 //
-// --judge DIR judges with another checkpoint (default: the --m1 model judges its own samples).
+// --judge DIR judges with another checkpoint (default: the --m1 model judges its own samples);
+// --families word,number picks the task families (default: the preset's).
 import { parseArgs } from "node:util";
 import { type Policy, samplePolicy } from "../actors/policy.ts";
 import { loadConfig } from "../config/load.ts";
@@ -19,6 +20,8 @@ const { values: opt } = parseArgs({
     prompts: { type: "string", default: "200" },
     candidates: { type: "string", default: "4" },
     preset: { type: "string", default: "demo" },
+    // Comma-separated task families, as the run's data.families (default: the preset's).
+    families: { type: "string" },
   },
 });
 if (!opt.m1) throw new Error("judgeCriteria: --m1 DIR (a checkpoint folder) is required");
@@ -27,7 +30,11 @@ const { model, tokenizer } = loadCheckpoint(opt.m1);
 const policy: Policy = { version: 1, model, tokenizer };
 const judgeCheckpoint = opt.judge ? loadCheckpoint(opt.judge) : { model, tokenizer };
 const judge: Policy = { version: 1, ...judgeCheckpoint };
-const cfg = loadConfig({ preset: opt.preset, env: {} });
+const cfg = loadConfig({
+  preset: opt.preset,
+  env: {},
+  ...(opt.families ? { flags: { "data.families": opt.families.split(",") } } : {}),
+});
 const data = buildSeedData({ ...cfg.data, fewShot: cfg.selfReward.fewShot });
 const sampling = (temperature: number, seed: number, maxNewTokens: number) => ({
   temperature,

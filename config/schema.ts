@@ -43,7 +43,7 @@ export const dataSchema = z
   .object({
     seed: nonNegativeInt.default(7),
     // Task families to train and evaluate on (tasks/families.ts): the six answer families by
-    // default; the constraint families (word, number) are there to study judge/policy gaps.
+    // default; the demo runs on the two constraint families (word, number).
     families: z
       .array(z.enum(FAMILY_NAMES))
       .min(1)
@@ -98,6 +98,9 @@ export const trainSchema = z
 
 export const selfRewardSchema = z
   .object({
+    // Seed of the loop's sampling (prompts, candidates, judgements), apart from the model's, so the
+    // iterations can be repeated from the same M1 to see how much of a gain is luck.
+    seed: nonNegativeInt.default(0),
     // DPO iterations after M1: 2 gives M1 → M2 → M3 as in the paper.
     iterations: nonNegativeInt.default(2),
     promptsPerIteration: positiveInt.default(120),
@@ -110,7 +113,7 @@ export const selfRewardSchema = z
     judgeTemperature: z.number().nonnegative().default(0.7),
     maxNewTokens: positiveInt.default(32),
     // Judgements are longer than answers: the justification, then `Score: N`.
-    judgeMaxNewTokens: positiveInt.default(48),
+    judgeMaxNewTokens: positiveInt.default(96),
     beta: z.number().positive().default(0.1),
     // Pairs whose mean judge scores differ by less than this are dropped as ties (0 = the paper).
     minScoreGap: z.number().nonnegative().default(0),

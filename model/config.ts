@@ -110,7 +110,7 @@ export const PRESETS = {
     num_hidden_layers: 2,
     num_attention_heads: 4,
     num_key_value_heads: 2,
-    max_position_embeddings: 128,
+    max_position_embeddings: 192,
   },
   small: {
     hidden_size: 128,

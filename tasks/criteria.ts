@@ -26,14 +26,33 @@ export interface Rubric {
   criteria: boolean[];
   /** The criteria's names, as the judge writes them (`+len`, `-exact`). */
   names: readonly string[];
+  /**
+   * A worked check the judge writes before its marks, for families whose checks need the
+   * response compared with the prompt character by character (see `constraintEvidence`).
+   */
+  evidence?: string;
 }
 
 /** A rubric from its five flags. */
-export function rubricOf(names: readonly string[], criteria: boolean[]): Rubric {
+export function rubricOf(names: readonly string[], criteria: boolean[], evidence?: string): Rubric {
   if (names.length !== criteria.length) {
     throw new Error(`rubricOf: ${names.length} criteria names for ${criteria.length} flags`);
   }
-  return { score: criteria.filter(Boolean).length, criteria, names };
+  const rubric: Rubric = { score: criteria.filter(Boolean).length, criteria, names };
+  if (evidence !== undefined) rubric.evidence = evidence;
+  return rubric;
+}
+
+/**
+ * How a response appears inside a judge prompt. Characters that would break the line format
+ * ('|', newlines, non-printable) become '?', and overlong responses are cut one past the limit.
+ * Neither changes the true score: '?' is in no family's alphabet, and every answer is shorter
+ * than the cut, so the judge sees everything the score depends on.
+ */
+export function displayResponse(response: string): string {
+  const clipped =
+    response.length > MAX_RESPONSE_CHARS + 1 ? response.slice(0, MAX_RESPONSE_CHARS + 1) : response;
+  return clipped.replace(/[^ -{}~]/g, "?");
 }
 
 export function grade(answer: string, alphabet: string, response: string): Rubric {

@@ -66,6 +66,30 @@ export function winRate(scoresA: readonly number[], scoresB: readonly number[]):
   return { win: share(win), loss: share(loss), tie: share(n - win - loss), n, ci95: wilson(win, n) };
 }
 
+export interface PairedGain {
+  /** Accuracy of A minus accuracy of B on the same prompts. */
+  gain: number;
+  n: number;
+  /** 95% interval of the gain from the per-prompt differences, so prompt difficulty cancels out. */
+  ci95: Interval;
+}
+
+/**
+ * How much more often model A is right than model B on the same prompts. Pairing the two answers
+ * to each prompt removes the variance of which prompts were drawn, which two independent accuracy
+ * intervals still carry: a gain can stand outside noise while the two intervals overlap.
+ */
+export function pairedGain(correctA: readonly boolean[], correctB: readonly boolean[], z = 1.96): PairedGain {
+  sameLength("pairedGain", correctA, correctB);
+  const n = correctA.length;
+  if (n === 0) return { gain: 0, n, ci95: [-1, 1] };
+  const d = correctA.map((a, i) => Number(a) - Number(correctB[i]));
+  const mean = d.reduce((s, x) => s + x, 0) / n;
+  const variance = n > 1 ? d.reduce((s, x) => s + (x - mean) ** 2, 0) / (n - 1) : 0;
+  const half = z * Math.sqrt(variance / n);
+  return { gain: mean, n, ci95: [Math.max(-1, mean - half), Math.min(1, mean + half)] };
+}
+
 export interface PairwiseAgreement {
   /** Share of pairs with different true scores that the judge orders the same way (judge ties count half). */
   accuracy: number;

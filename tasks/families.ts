@@ -4,11 +4,10 @@
 // Two kinds. Answer families (reverse, sort, upper, add, repeat, vowels) have one correct answer,
 // and judging a response means working that answer out: as hard as answering. Constraint
 // families (word, number) ask for any string that meets four constraints; many responses are
-// correct, and checking one ("does it start with b, contain o, avoid e?") was meant to be easier
-// than writing one. At the demo's size it is not: the model learns to copy a character from the
-// prompt but not to compare two (bench/judgeCriteria.ts measures each check).
+// correct, and the judge checks one character by character in a worked check it writes before
+// its verdict (`constraintEvidence`). The demo runs on them.
 // Sized for a character-level model: prompts ≤ 32 chars, answers ≤ 19 chars.
-import { grade, MAX_RESPONSE_CHARS, type Rubric, rubricOf } from "./criteria.ts";
+import { displayResponse, grade, MAX_RESPONSE_CHARS, type Rubric, rubricOf } from "./criteria.ts";
 import { deriveSeed, makeRng, type Rng } from "./random.ts";
 
 export type TaskArgs = Record<string, string | number>;
@@ -203,6 +202,22 @@ interface ConstraintSpec {
 
 const CONSTRAINT_CRITERIA = (end: "start" | "end") => ["form", "len", end, "with", "not"] as const;
 
+/**
+ * The judge's worked check of a constraint response: each character it sees, followed by `*` if
+ * it is the required one, `!` if it is the banned one, `.` otherwise (`bonke`, with o not e:
+ * `b.o*n.k.e!`). Without it the judge must find a character anywhere in the response from a
+ * single position, and a 2-layer character model does not learn that: its with/not marks stay at
+ * the base rate. Writing the check teaches the comparison character by character, and the policy
+ * gains most from it: on `word`+`number` the demo's M1 went from 10.5% to 61% held-out accuracy.
+ * (Marks alone, against the response padded to a fixed width so each character sits at a fixed
+ * offset, taught neither: M1 at 34%.)
+ */
+export function constraintEvidence(response: string, withChar: string, notChar: string): string {
+  return [...displayResponse(response)]
+    .map((ch) => ch + (ch === withChar ? "*" : ch === notChar ? "!" : "."))
+    .join("");
+}
+
 function constraintFamily(spec: ConstraintSpec): Family {
   const names = CONSTRAINT_CRITERIA(spec.end);
   const anchorAt = (text: string) => (spec.end === "start" ? text[0] : text[text.length - 1]);
@@ -232,14 +247,18 @@ function constraintFamily(spec: ConstraintSpec): Family {
     // limit cannot count for or against them: they fail the checks that read the whole response.
     const whole = response.length > 0 && response.length <= MAX_RESPONSE_CHARS;
     const form = whole && [...response].every((ch) => spec.alphabet.includes(ch));
-    return rubricOf(names, [
-      form,
-      response.length === c.n,
-      whole && anchorAt(response) === c.anchor,
-      whole && response.includes(c.with),
-      // An empty response meets no criterion, so score 0 exists.
-      whole && !response.includes(c.not),
-    ]);
+    return rubricOf(
+      names,
+      [
+        form,
+        response.length === c.n,
+        whole && anchorAt(response) === c.anchor,
+        whole && response.includes(c.with),
+        // An empty response meets no criterion, so score 0 exists.
+        whole && !response.includes(c.not),
+      ],
+      constraintEvidence(response, c.with, c.not),
+    );
   };
   const family: Family = {
     name: spec.name,

@@ -22,6 +22,7 @@ export function cutAtEnd(generated: string): { text: string; complete: boolean }
 
 /**
  * Every character srlm's own data uses, so a character tokenizer built from it covers all
- * seed data, judge prompts and targets. ('?' stands in for unprintable characters of responses.)
+ * seed data, judge prompts and targets. ('?' stands in for unprintable characters of responses;
+ * '.', '*' and '!' are the marks of the constraint judge's worked check.)
  */
-export const DOMAIN_CHARSET = "\n abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:|+-?";
+export const DOMAIN_CHARSET = "\n abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:|+-?.*!";

@@ -1,13 +1,14 @@
 // The LLM-as-a-Judge side of the rubric: the true score from the verifier, the compact judge
 // prompt a character model reads, the short justification it is trained to write, and the
 // parser that turns a judge's text back into a score (or says why it cannot).
-import { CRITERIA, MAX_RESPONSE_CHARS, type Rubric } from "./criteria.ts";
+import { CRITERIA, displayResponse, type Rubric } from "./criteria.ts";
 import { parsePrompt } from "./families.ts";
 
 export {
   CRITERIA,
   CRITERION_TEXT,
   type Criterion,
+  displayResponse,
   MAX_RESPONSE_CHARS,
   type Rubric,
   rubricOf,
@@ -21,18 +22,6 @@ export function trueScore(prompt: string, response: string): Rubric {
   return parsed.family.verify(prompt, response);
 }
 
-/**
- * How a response appears inside a judge prompt. Characters that would break the line format
- * ('|', newlines, non-printable) become '?', and overlong responses are cut one past the limit.
- * Neither changes the true score: '?' is in no family's alphabet, and every answer is shorter
- * than the cut, so the judge sees everything the score depends on.
- */
-export function displayResponse(response: string): string {
-  const clipped =
-    response.length > MAX_RESPONSE_CHARS + 1 ? response.slice(0, MAX_RESPONSE_CHARS + 1) : response;
-  return clipped.replace(/[^ -{}~]/g, "?");
-}
-
 export const JUDGE_TAG = "Judge";
 
 /** `Judge|Reverse: garden|nedrag|` */
@@ -42,13 +31,17 @@ export function judgePrompt(prompt: string, response: string): string {
   return `${JUDGE_TAG}|${prompt}|${displayResponse(response)}|`;
 }
 
-/** `+form +len +chars +most -exact Score: 4` — the criteria met, then the final score. */
+/**
+ * `+form +len +chars +most -exact Score: 4` — the criteria met, then the final score; families
+ * with a worked check put it first (`b.o*n.k.e! +form +len +start +with -not Score: 4`).
+ */
 export function judgeTarget(rubric: Rubric): string {
   if (rubric.criteria.length !== CRITERIA.length || rubric.names.length !== CRITERIA.length) {
     throw new Error(`judgeTarget: expected ${CRITERIA.length} criteria, got ${rubric.criteria.length}`);
   }
   const marks = rubric.names.map((name, i) => `${rubric.criteria[i] ? "+" : "-"}${name}`);
-  return `${marks.join(" ")} Score: ${rubric.score}`;
+  const verdict = `${marks.join(" ")} Score: ${rubric.score}`;
+  return rubric.evidence === undefined ? verdict : `${rubric.evidence} ${verdict}`;
 }
 
 export type Judgement = { ok: true; score: number } | { ok: false; reason: string };

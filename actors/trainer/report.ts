@@ -9,6 +9,8 @@ export interface ModelEval {
   /** Exact-match accuracy per task family. */
   heldOutByFamily: Record<string, number>;
   winRateVsPrevious: { win: number; loss: number; tie: number; ci95: [number, number]; n: number } | null;
+  /** Held-out accuracy minus the first evaluated model's (M1), paired by prompt; null for M1. */
+  gainOverFirst: { model: string; gain: number; ci95: [number, number]; n: number } | null;
   judge: {
     impl: string;
     pairwiseAccuracy: number;
@@ -59,6 +61,7 @@ export interface RunReport {
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const signedPts = (x: number) => `${x >= 0 ? "+" : ""}${(100 * x).toFixed(1)}`;
 const num = (x: number | undefined | null, digits = 3) =>
   x === undefined || x === null || !Number.isFinite(x) ? "–" : x.toFixed(digits);
 
@@ -66,6 +69,7 @@ export function summaryTable(report: RunReport): string {
   const header = [
     "model",
     "held-out acc (95% CI)",
+    "gain vs M1 (95% CI)",
     "win/loss/tie vs prev",
     "judge pairwise",
     "spearman",
@@ -78,6 +82,9 @@ export function summaryTable(report: RunReport): string {
   const rows = report.iterations.map((it) => [
     it.model,
     `${pct(it.heldOutAccuracy)} (${pct(it.heldOutAccuracyCi95[0])}–${pct(it.heldOutAccuracyCi95[1])})`,
+    it.gainOverFirst
+      ? `${signedPts(it.gainOverFirst.gain)} (${signedPts(it.gainOverFirst.ci95[0])} to ${signedPts(it.gainOverFirst.ci95[1])})`
+      : "–",
     it.winRateVsPrevious
       ? `${pct(it.winRateVsPrevious.win)}/${pct(it.winRateVsPrevious.loss)}/${pct(it.winRateVsPrevious.tie)}`
       : "–",

@@ -30,6 +30,7 @@ import {
   deriveSeed,
   type JudgeEvalItem,
   makeRng,
+  pairedGain,
   pairwiseAccuracy,
   parseWrittenPrompt,
   type SeedData,
@@ -91,6 +92,7 @@ export class SelfRewardingSchedule {
   private weights!: WeightRef;
   private seenPrompts = new Set<string>();
   private previousHeldOutScores: number[] | null = null;
+  private firstHeldOutCorrect: { model: string; correct: boolean[] } | null = null;
   private stageSeconds: Record<string, number> = {};
   // Seconds the trainer spent computing (pretraining, SFT, DPO); the rest of its time it waited.
   private trainingSeconds = 0;
@@ -125,8 +127,14 @@ export class SelfRewardingSchedule {
       topP,
       topK: s.topK,
       maxNewTokens: s.maxNewTokens,
-      seed: deriveSeed(this.cfg.model.seed, seedLabel),
+      seed: this.loopSeed(seedLabel),
     };
+  }
+
+  /** Seeds of the self-rewarding iterations: the model's seed, varied by `selfReward.seed`. */
+  private loopSeed(label: string): number {
+    const { seed } = this.cfg.selfReward;
+    return deriveSeed(this.cfg.model.seed, seed === 0 ? label : `${label}#${seed}`);
   }
 
   private checkpointDir(label: string): string {
@@ -312,7 +320,7 @@ export class SelfRewardingSchedule {
           training,
           cfg.train.dpo,
           s.beta,
-          deriveSeed(cfg.model.seed, `dpo-${t}`),
+          this.loopSeed(`dpo-${t}`),
           (r) => io.progress(`DPO → M${t + 1}`, t, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
           s.nllWeight,
         ),
@@ -341,7 +349,7 @@ export class SelfRewardingSchedule {
   private async writePrompts(t: number): Promise<string[]> {
     const { cfg, io } = this;
     const s = cfg.selfReward;
-    const rng = makeRng(deriveSeed(cfg.model.seed, `fewshot-${t}`));
+    const rng = makeRng(this.loopSeed(`fewshot-${t}`));
     // Ask for more than needed: some come back malformed or duplicated and are filtered out.
     const wanted = s.promptsPerIteration;
     const asks = Math.ceil(wanted * 1.5);
@@ -412,7 +420,7 @@ export class SelfRewardingSchedule {
       this.policy,
       cfg.train.dpo,
       s.beta,
-      deriveSeed(cfg.model.seed, `dpo-${t}`),
+      this.loopSeed(`dpo-${t}`),
       s.nllWeight,
     );
     const staleness: number[] = [];
@@ -504,7 +512,7 @@ export class SelfRewardingSchedule {
     sampled: [string, JudgedCandidate[]][],
   ): Promise<[string, JudgedCandidate[]][]> {
     const { io } = this;
-    const rng = makeRng(deriveSeed(this.cfg.model.seed, `judge-order-${t}`));
+    const rng = makeRng(this.loopSeed(`judge-order-${t}`));
     const jobs = sampled.map(([prompt, cands], i) => {
       // The judge sees candidates in a shuffled order, so position cannot leak quality.
       const order = rng.shuffle(cands.map((_, k) => k));
@@ -608,6 +616,10 @@ export class SelfRewardingSchedule {
     });
     const win = this.previousHeldOutScores ? winRate(scores, this.previousHeldOutScores) : null;
     this.previousHeldOutScores = scores;
+    const correct = scores.map((x) => x === 5);
+    const first = this.firstHeldOutCorrect;
+    const gain = first ? { model: first.model, ...pairedGain(correct, first.correct) } : null;
+    this.firstHeldOutCorrect ??= { model: `M${version}`, correct };
     const judge = await this.evaluateJudge(version, data.judgeEval);
     this.stageSeconds.evaluate = (performance.now() - start) / 1000;
     return {
@@ -619,6 +631,7 @@ export class SelfRewardingSchedule {
       winRateVsPrevious: win
         ? { win: win.win, loss: win.loss, tie: win.tie, ci95: win.ci95, n: win.n }
         : null,
+      gainOverFirst: gain,
       judge,
       samples: rows.slice(0, 6),
     };

@@ -73,7 +73,15 @@ test("srlm run --preset tiny: M1 → M2 → M3 over NATS with trained pairs and 
     assert.ok(Math.abs(win + loss + tie - 1) < 1e-9);
     assert.ok(it.pairs > 0, `${it.model}: no preference pairs were trained`);
     assert.ok(it.dpo && Number.isFinite(it.dpo.loss), `${it.model}: DPO ran`);
+    // The paired gain over M1 agrees with the two accuracies it pairs.
+    const m1 = report.iterations[0];
+    assert.equal(it.gainOverFirst.model, "M1");
+    assert.ok(Math.abs(it.gainOverFirst.gain - (it.heldOutAccuracy - m1.heldOutAccuracy)) < 1e-9);
+    assert.ok(
+      it.gainOverFirst.ci95[0] <= it.gainOverFirst.gain && it.gainOverFirst.gain <= it.gainOverFirst.ci95[1],
+    );
   }
+  assert.equal(report.iterations[0].gainOverFirst, null);
   // The weights advanced: each published version is a different model.
   const weights = (label: string) => readFileSync(join(out, "checkpoints", label, "model.safetensors"));
   assert.ok(existsSync(join(out, "checkpoints", "M3", "config.json")));

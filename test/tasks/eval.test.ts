@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { accuracy, averageRanks, pairwiseAccuracy, spearman, wilson, winRate } from "../../tasks/eval.ts";
+import {
+  accuracy,
+  averageRanks,
+  pairedGain,
+  pairwiseAccuracy,
+  spearman,
+  wilson,
+  winRate,
+} from "../../tasks/eval.ts";
 
 const close = (a: number, b: number, eps = 1e-4) => assert.ok(Math.abs(a - b) < eps, `${a} vs ${b}`);
 
@@ -63,4 +71,20 @@ test("Spearman with average ranks for ties", () => {
   close(spearman([1, 2, 3], [30, 20, 10]), -1);
   assert.ok(Number.isNaN(spearman([1, 1, 1], [1, 2, 3])));
   assert.ok(Number.isNaN(spearman([1], [1])));
+});
+
+test("paired gain: the interval of per-prompt differences, narrower than two independent ones", () => {
+  // 400 prompts: B right on 240; A right on those same 240 and 24 more. Independent Wilson
+  // intervals of 60% and 66% overlap; every difference is +1 or 0, so the paired gain stands clear.
+  const b = Array.from({ length: 400 }, (_, i) => i < 240);
+  const a = Array.from({ length: 400 }, (_, i) => i < 264);
+  const g = pairedGain(a, b);
+  assert.ok(Math.abs(g.gain - 0.06) < 1e-12);
+  assert.ok(g.ci95[0] > 0.03 && g.ci95[1] < 0.09, JSON.stringify(g));
+  assert.ok(wilson(264, 400)[0] < wilson(240, 400)[1]);
+  // Wins and losses that cancel give a gain of 0 with an interval around it.
+  const flip = pairedGain([true, false, true, false], [false, true, false, true]);
+  assert.equal(flip.gain, 0);
+  assert.ok(flip.ci95[0] < 0 && flip.ci95[1] > 0);
+  assert.throws(() => pairedGain([true], [true, false]), /lengths differ/);
 });

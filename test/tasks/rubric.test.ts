@@ -18,7 +18,22 @@ test("judge prompt and target have the compact format", () => {
   assert.throws(() => judgePrompt("a|b", "x"), /contains '\|'/);
   assert.throws(() => judgeTarget({ score: 1, criteria: [true], names: ["form"] }), /expected 5 criteria/);
   const constraint = judgeTarget(trueScore("Word of 5: starts b with o not e", "bonke"));
-  assert.equal(constraint, "+form +len +start +with -not Score: 4");
+  assert.equal(constraint, "b.o*n.k.e! +form +len +start +with -not Score: 4");
+});
+
+test("the constraint judge's worked check marks each character it sees", () => {
+  // `*` is the required character, `!` the banned one; both may repeat.
+  assert.equal(
+    judgeTarget(trueScore("Number of 4: ends 7 with 2 not 5", "2257")),
+    "2*2*5!7. +form +len +end +with -not Score: 4",
+  );
+  // An overlong response is checked as the judge sees it: cut one past the limit, odd characters as '?'.
+  const long = `b${"x".repeat(30)}`;
+  const evidence = trueScore("Word of 5: starts b with o not e", long).evidence ?? "";
+  assert.equal(evidence, `b.${"x.".repeat(24)}`);
+  assert.equal(trueScore("Word of 5: starts b with o not e", "b|o\nke").evidence, "b.?.o*?.k.e!");
+  // Answer families keep the plain verdict: their checks are not character lookups.
+  assert.equal(trueScore("Reverse: garden", "nedrag").evidence, undefined);
 });
 
 test("every judge target parses back to its score", () => {
@@ -73,5 +88,5 @@ test("what the judge sees scores the same as the raw response, and keeps samples
       longest = Math.max(longest, good.length);
     }
   }
-  assert.ok(longest <= 90, `longest judge sample on a correct answer: ${longest}`);
+  assert.ok(longest <= 112, `longest judge sample on a correct answer: ${longest}`);
 });
