@@ -606,17 +606,17 @@ export class SelfRewardingSchedule {
     const rows = heldOut.map((h) => ({ prompt: h.prompt, response: answers.get(h.prompt) ?? "" }));
     const acc = accuracy(rows);
     const scores = rows.map((r) => trueScore(r.prompt, r.response).score);
+    const correct = scores.map((x) => x === 5);
     // Per family: the self-written prompts need not cover the families as the held-out set does.
     const byFamily: Record<string, { n: number; exact: number }> = {};
     heldOut.forEach((h, i) => {
       byFamily[h.family] ??= { n: 0, exact: 0 };
       const f = byFamily[h.family];
       f.n++;
-      if (scores[i] === 5) f.exact++;
+      if (correct[i]) f.exact++;
     });
     const win = this.previousHeldOutScores ? winRate(scores, this.previousHeldOutScores) : null;
     this.previousHeldOutScores = scores;
-    const correct = scores.map((x) => x === 5);
     const first = this.firstHeldOutCorrect;
     const gain = first ? { model: first.model, ...pairedGain(correct, first.correct) } : null;
     this.firstHeldOutCorrect ??= { model: `M${version}`, correct };
