@@ -1,5 +1,6 @@
 // Per-criterion accuracy of a self-judge: for each rubric criterion, how often the judge's +/- mark
-// agrees with the verifier, on the model's own samples and on the synthetic judge-evaluation set.
+// agrees with the verifier, on the model's own samples and on the synthetic judge-evaluation set,
+// and (constraint families) how often its worked check copies the answer exactly (`checkExact`).
 // Shows which checks a model has learned, which is what decides whether its pairs carry signal.
 //
 //   node --import tsx bench/judgeCriteria.ts --m1 runs/demo/checkpoints/M1 [--prompts 200]
@@ -54,8 +55,16 @@ function agreement(items: { prompt: string; response: string }[]) {
   ).map((s) => s[0].text);
   const rows: Record<string, { agree: number; n: number; truePositive: number }> = {};
   let scoreRight = 0;
+  // The worked check (constraint families) is what the marks are read from: a copy slip there
+  // is the likeliest cause of a wrong mark, so count how often it is written exactly.
+  let checks = 0;
+  let checkExact = 0;
   items.forEach((x, i) => {
     const truth = trueScore(x.prompt, x.response);
+    if (truth.evidence !== undefined) {
+      checks++;
+      if (texts[i].startsWith(`${truth.evidence} `)) checkExact++;
+    }
     const marks = new Map(
       [...texts[i].matchAll(/([+-])([a-z]+)/g)].map((m) => [m[2], m[1] === "+"] as [string, boolean]),
     );
@@ -70,6 +79,7 @@ function agreement(items: { prompt: string; response: string }[]) {
   });
   return {
     scoreExact: scoreRight / items.length,
+    checkExact: checks === 0 ? null : +(checkExact / checks).toFixed(3),
     criteria: Object.fromEntries(
       Object.entries(rows).map(([k, v]) => [
         k,

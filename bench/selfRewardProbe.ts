@@ -48,6 +48,8 @@ const { values: opt } = parseArgs({
     nllWeight: { type: "string", default: "0" },
     minScoreGap: { type: "string", default: "0" },
     heldOut: { type: "string", default: "400" },
+    // Offsets every sampling and DPO seed, to see how much of a result is luck.
+    seed: { type: "string", default: "0" },
   },
 });
 if (!opt.m1) throw new Error("selfRewardProbe: --m1 DIR (an M1 checkpoint folder) is required");
@@ -60,6 +62,7 @@ if (!["self", "verifier", "exact"].includes(opt.judge ?? "")) {
   throw new Error(`selfRewardProbe: --judge must be self, verifier or exact, got ${opt.judge}`);
 }
 
+const seedOffset = 7919 * num("seed");
 const silent = { info() {}, warn() {} };
 const backend = await selectBackend("auto", silent);
 const { model, tokenizer } = loadCheckpoint(opt.m1);
@@ -108,7 +111,7 @@ function evaluate(label: string) {
 }
 
 function writePrompts(t: number, wanted: number): string[] {
-  const rng = makeRng(1000 + t);
+  const rng = makeRng(1000 + t + seedOffset);
   if (opt.source === "generator") {
     const out: string[] = [];
     while (out.length < wanted) {
@@ -122,7 +125,7 @@ function writePrompts(t: number, wanted: number): string[] {
   const inputs = Array.from({ length: asks }, () =>
     promptWritingPrompt(rng.shuffle(data.seedPrompts).slice(0, cfg.selfReward.fewShot)),
   );
-  const texts = samplePolicy(policy, inputs, 1, sampling(1, 100 + t)).map((s) => s[0].text);
+  const texts = samplePolicy(policy, inputs, 1, sampling(1, 100 + t + seedOffset)).map((s) => s[0].text);
   const fresh = dedupe(
     texts.map((x) => parseWrittenPrompt(x, cfg.data.families)).filter((p): p is string => p !== null),
     seen,
@@ -150,13 +153,18 @@ const results: unknown[] = [evaluate("M1")];
 for (let t = 1; t <= num("iterations"); t++) {
   const started = performance.now();
   const prompts = writePrompts(t, num("prompts"));
-  const samples = samplePolicy(policy, prompts, num("candidates"), sampling(num("temperature"), 200 + t));
+  const samples = samplePolicy(
+    policy,
+    prompts,
+    num("candidates"),
+    sampling(num("temperature"), 200 + t + seedOffset),
+  );
   const pairs: PreferencePair[] = [];
   let anyExact = 0;
   prompts.forEach((prompt, i) => {
     const responses = samples[i].map((s) => s.text);
     if (responses.some((r) => trueScore(prompt, r).score === 5)) anyExact++;
-    const scores = judge(prompt, responses, t * 100_000 + i);
+    const scores = judge(prompt, responses, t * 100_000 + i + seedOffset);
     const judged: JudgedCandidate[] = responses.map((response, k) => ({
       response,
       scores: scores[k],
@@ -195,7 +203,7 @@ for (let t = 1; t <= num("iterations"); t++) {
       gradClip: 1,
     },
     num("beta"),
-    t,
+    t + seedOffset,
     () => {},
     num("nllWeight"),
   );
