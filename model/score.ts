@@ -45,19 +45,28 @@ export function responseLogProbsTensor(
   });
   const B = batch.length;
   const V = model.config.vocab_size;
-  const P = Math.max(...batch.map((ex) => ex.prompt.length));
   const R = Math.max(1, ...batch.map((ex) => ex.response.length));
-  const L = P + R - 1; // the last response token is a target only, never an input
+  // The longest row sets the width: the last response token is a target only, never an input.
+  // (Padding every row to the longest prompt plus the longest response made judge and
+  // prompt-writing rows, long prompts with short answers or the reverse, half again as wide.)
+  const L = Math.max(1, ...batch.map((ex) => ex.prompt.length + ex.response.length - 1));
   const pad = model.config.pad_token_id ?? 0;
 
   const inputs = new Int32Array(B * L).fill(pad);
   const targets = new Int32Array(B * L).fill(pad);
   const maskData = new Float32Array(B * R);
+  // Row b's response token i is predicted at position prompt_b - 1 + i. A 0/1 selection matrix
+  // lines every row up in one batched matmul, whose gradient every backend has (gather's needs
+  // UnsortedSegmentSum, which wasm lacks); padding columns select nothing.
+  const select = new Float32Array(B * R * L);
   batch.forEach((ex, b) => {
     const seq = [...ex.prompt, ...ex.response];
     for (let t = 0; t < Math.min(L, seq.length); t++) inputs[b * L + t] = seq[t];
     for (let t = 0; t + 1 < seq.length; t++) targets[b * L + t] = seq[t + 1];
-    for (let i = 0; i < ex.response.length; i++) maskData[b * R + i] = 1;
+    for (let i = 0; i < ex.response.length; i++) {
+      maskData[b * R + i] = 1;
+      select[(b * R + i) * L + ex.prompt.length - 1 + i] = 1;
+    }
   });
 
   const { logits, hidden } = model.forward(tf.tensor2d(inputs, [B, L], "int32"), {
@@ -67,16 +76,9 @@ export function responseLogProbsTensor(
   const logp = tf.logSoftmax(logits, -1); // [B, L, V]
   const picked = logp.mul(oneHotFloat(tf.tensor2d(targets, [B, L], "int32"), V)).sum(-1) as tf.Tensor2D;
 
-  // Row b's response token i is predicted at position prompt_b - 1 + i: a per-row slice lines them
-  // up (one slice for the whole batch when every prompt has the same length).
-  const uniform = batch.every((ex) => ex.prompt.length === batch[0].prompt.length);
+  const selection = tf.tensor3d(select, [B, R, L]);
   const align = (x: tf.Tensor2D): tf.Tensor2D =>
-    uniform
-      ? x.slice([0, batch[0].prompt.length - 1], [B, R])
-      : tf.concat(
-          batch.map((ex, b) => x.slice([b, ex.prompt.length - 1], [1, R])),
-          0,
-        );
+    tf.matMul(selection, x.reshape([B, L, 1])).reshape([B, R]) as tf.Tensor2D;
   const mask = tf.tensor2d(maskData, [B, R]);
   const logProbs = align(picked).mul(mask) as tf.Tensor2D;
   const out: ResponseScores = { logProbs, mask, sum: logProbs.sum(1) };
