@@ -129,10 +129,14 @@ export class PreferenceTrainer {
     this.rng = makeRng(seed);
   }
 
-  /** One DPO step on a minibatch drawn from `pairs`. */
+  /** One DPO step on a minibatch drawn at random from `pairs`. */
   step(pairs: TrainingPair[]): number {
+    return this.stepOn(batchOf(this.rng, pairs, this.optim.batchSize));
+  }
+
+  /** One DPO step on exactly this minibatch. */
+  stepOn(batch: TrainingPair[]): number {
     const { tokenizer } = this.policy;
-    const batch = batchOf(this.rng, pairs, this.optim.batchSize);
     const stats = this.trainer.dpoStep(
       batch.map((p) => ({
         prompt: promptIds(tokenizer, p.prompt),

@@ -61,3 +61,35 @@ export function pairFromJudged(prompt: string, candidates: JudgedCandidate[], mi
 export function isFreshEnough(pairVersion: number, trainerVersion: number, maxStaleness: number): boolean {
   return trainerVersion - pairVersion <= maxStaleness;
 }
+
+/**
+ * How far streaming DPO may run ahead of the pairs: after a share of the iteration's prompts has
+ * been judged, at most that share of its steps. Without this pacing the trainer spent its whole
+ * step budget on the first few pairs to arrive (the demo's M3 lost 23 points to it) and trained
+ * on none of the rest.
+ */
+export function stepsAllowed(totalSteps: number, promptsDone: number, promptsTotal: number): number {
+  if (promptsTotal <= 0) return totalSteps;
+  return Math.floor((totalSteps * Math.min(promptsDone, promptsTotal)) / promptsTotal);
+}
+
+/**
+ * Minibatches for streaming DPO that draw the least-drawn pairs first (ties at random), so that a
+ * pair which arrived early is not trained on many times more than one which arrived late: over
+ * the iteration every pair is drawn about equally often, as in strict mode's random draws.
+ */
+export class EvenDraws<T> {
+  private draws = new Map<T, number>();
+
+  constructor(private random: () => number) {}
+
+  next(pool: readonly T[], size: number): T[] {
+    const ranked = pool
+      .map((item) => ({ item, draws: this.draws.get(item) ?? 0, tie: this.random() }))
+      .sort((a, b) => a.draws - b.draws || a.tie - b.tie)
+      .slice(0, Math.min(size, pool.length))
+      .map((r) => r.item);
+    for (const item of ranked) this.draws.set(item, (this.draws.get(item) ?? 0) + 1);
+    return ranked;
+  }
+}

@@ -49,7 +49,14 @@ import {
   type TrainingPair,
   yieldToEventLoop,
 } from "./loops.ts";
-import { isFreshEnough, type JudgedCandidate, type PreferencePair, pairFromJudged } from "./pairs.ts";
+import {
+  EvenDraws,
+  isFreshEnough,
+  type JudgedCandidate,
+  type PreferencePair,
+  pairFromJudged,
+  stepsAllowed,
+} from "./pairs.ts";
 import {
   type ActorUsage,
   type IterationReport,
@@ -386,7 +393,9 @@ export class SelfRewardingSchedule {
    * Streaming: prompts flow through sample → judge → pair → reference in small groups while the
    * trainer takes DPO steps on the pairs that have arrived, publishing new weights every
    * `publishEvery` steps for the generators to pick up. A pair more than `maxStaleness` versions
-   * behind the trainer is dropped, never trained on. The frozen reference stays M_t.
+   * behind the trainer is dropped, never trained on. The trainer keeps pace with the pipeline
+   * (`stepsAllowed`) and draws the least-drawn pairs first (`EvenDraws`), so the iteration's
+   * steps spread over all its pairs as in strict mode. The frozen reference stays M_t.
    */
   private async iterateStreaming(t: number) {
     const { cfg, io } = this;
@@ -394,7 +403,7 @@ export class SelfRewardingSchedule {
     const prompts = await this.timed("write prompts", () => this.writePrompts(t));
     const reference = this.weights;
     const arrived: (TrainingPair & { policyVersion: number })[] = [];
-    const counts = { candidates: 0, pairs: 0, ties: 0, tooFew: 0, stale: 0, gap: 0 };
+    const counts = { candidates: 0, pairs: 0, ties: 0, tooFew: 0, stale: 0, gap: 0, promptsDone: 0 };
     let pipelineDone = false;
     const pipelineStart = performance.now();
     const pipeline = Promise.all(
@@ -410,6 +419,7 @@ export class SelfRewardingSchedule {
         for (const p of pairs)
           counts.gap += trueScore(p.prompt, p.chosen).score - trueScore(p.prompt, p.rejected).score;
         if (pairs.length) arrived.push(...(await this.referenceLogProbs(t, pairs, reference)));
+        counts.promptsDone += group.length;
       }),
     ).finally(() => {
       pipelineDone = true;
@@ -429,7 +439,9 @@ export class SelfRewardingSchedule {
     // Staleness is checked when a pair joins the training pool: it may then be at most
     // maxStaleness versions behind the trainer, and stays in the pool for this iteration.
     const pool: TrainingPair[] = [];
-    while (trainer.steps < cfg.train.dpo.steps) {
+    const draws = new EvenDraws<TrainingPair>(makeRng(this.loopSeed(`dpo-draws-${t}`)).next);
+    const totalSteps = cfg.train.dpo.steps;
+    while (trainer.steps < totalSteps) {
       const version = this.weights.version;
       for (const p of arrived.splice(0)) {
         if (!isFreshEnough(p.policyVersion, version, s.maxStaleness)) {
@@ -439,15 +451,16 @@ export class SelfRewardingSchedule {
         staleness.push(version - p.policyVersion);
         pool.push(p);
       }
-      if (!pipelineDone && pool.length < cfg.train.dpo.batchSize) {
+      const paced = trainer.steps >= stepsAllowed(totalSteps, counts.promptsDone, prompts.length);
+      if (!pipelineDone && (pool.length < cfg.train.dpo.batchSize || paced)) {
         const w = performance.now();
         await new Promise((r) => setTimeout(r, 25));
         waitingMs += performance.now() - w;
         continue;
       }
       if (pool.length === 0) break;
-      const loss = trainer.step(pool);
-      io.progress(`DPO → M${t + 1}`, t, trainer.steps, cfg.train.dpo.steps, `loss ${loss.toFixed(3)}`);
+      const loss = trainer.stepOn(draws.next(pool, cfg.train.dpo.batchSize));
+      io.progress(`DPO → M${t + 1}`, t, trainer.steps, totalSteps, `loss ${loss.toFixed(3)}`);
       // New weights only help while generators are still sampling for this iteration.
       if (!pipelineDone && trainer.steps % s.publishEvery === 0) await this.publish(version + 1);
       await yieldToEventLoop();

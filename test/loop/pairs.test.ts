@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { isFreshEnough, meanScore, pairFromJudged } from "../../actors/trainer/pairs.ts";
+import {
+  EvenDraws,
+  isFreshEnough,
+  meanScore,
+  pairFromJudged,
+  stepsAllowed,
+} from "../../actors/trainer/pairs.ts";
+import { makeRng } from "../../tasks/random.ts";
 
 const c = (response: string, scores: (number | null)[], policyVersion = 1) => ({
   response,
@@ -42,4 +49,33 @@ test("a minimum score gap drops near-ties too", () => {
   const cands = [c("a", [4, 4, 3]), c("b", [3, 3, 3])];
   assert.equal(pairFromJudged("p", cands).kind, "pair");
   assert.equal(pairFromJudged("p", cands, 1).kind, "tie");
+});
+
+test("streaming DPO keeps pace with the judged share of prompts", () => {
+  assert.equal(stepsAllowed(40, 0, 120), 0);
+  assert.equal(stepsAllowed(40, 30, 120), 10);
+  assert.equal(stepsAllowed(40, 119, 120), 39);
+  assert.equal(stepsAllowed(40, 120, 120), 40);
+  assert.equal(stepsAllowed(40, 200, 120), 40);
+  assert.equal(stepsAllowed(40, 0, 0), 40);
+});
+
+test("streaming minibatches draw every pair about equally often", () => {
+  const draws = new EvenDraws<string>(makeRng(1).next);
+  const pool = ["a", "b", "c"];
+  const counts = new Map<string, number>();
+  const tally = (batch: string[]) => {
+    for (const x of batch) counts.set(x, (counts.get(x) ?? 0) + 1);
+  };
+  for (let i = 0; i < 5; i++) tally(draws.next(pool, 2));
+  // The early pairs were drawn 10 times in all; a late arrival is drawn until it catches up.
+  pool.push("d", "e");
+  for (let i = 0; i < 10; i++) tally(draws.next(pool, 2));
+  const n = [...counts.values()];
+  assert.equal(
+    n.reduce((a, b) => a + b, 0),
+    30,
+  );
+  assert.ok(Math.max(...n) - Math.min(...n) <= 1, `uneven draws ${JSON.stringify([...counts])}`);
+  assert.deepEqual(new Set(draws.next(["x", "y"], 5)), new Set(["x", "y"]));
 });
