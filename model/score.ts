@@ -79,16 +79,17 @@ export function responseLogProbsTensor(
   const selection = tf.tensor3d(select, [B, R, L]);
   const align = (x: tf.Tensor2D): tf.Tensor2D =>
     tf.matMul(selection, x.reshape([B, L, 1])).reshape([B, R]) as tf.Tensor2D;
+  // The selection already leaves padding columns at 0, so nothing after it needs the mask.
   const mask = tf.tensor2d(maskData, [B, R]);
-  const logProbs = align(picked).mul(mask) as tf.Tensor2D;
+  const logProbs = align(picked);
   const out: ResponseScores = { logProbs, mask, sum: logProbs.sum(1) };
   if (opts.withEntropy) {
     const entropyAll = logp.exp().mul(logp).sum(-1).neg() as tf.Tensor2D;
-    out.entropy = align(entropyAll).mul(mask) as tf.Tensor2D;
+    out.entropy = align(entropyAll);
   }
   if (opts.withValues) {
     if (!model.hasValueHead) throw new Error("responseLogProbs: withValues needs a model with a value head");
-    out.values = align(model.values(hidden)).mul(mask) as tf.Tensor2D;
+    out.values = align(model.values(hidden));
   }
   return out;
 }

@@ -87,7 +87,7 @@ export class EvenDraws<T> {
     const ranked = pool
       .map((item) => ({ item, draws: this.draws.get(item) ?? 0, tie: this.random() }))
       .sort((a, b) => a.draws - b.draws || a.tie - b.tie)
-      .slice(0, Math.min(size, pool.length))
+      .slice(0, size)
       .map((r) => r.item);
     for (const item of ranked) this.draws.set(item, (this.draws.get(item) ?? 0) + 1);
     return ranked;
