@@ -20,6 +20,7 @@ import {
   buildSeedData,
   dedupe,
   familyByName,
+  fewShotSets,
   judgePrompt,
   makeRng,
   parsePrompt,
@@ -122,9 +123,7 @@ function writePrompts(t: number, wanted: number): string[] {
     return out;
   }
   const asks = Math.ceil(wanted * 1.5);
-  const inputs = Array.from({ length: asks }, () =>
-    promptWritingPrompt(rng.shuffle(data.seedPrompts).slice(0, cfg.selfReward.fewShot)),
-  );
+  const inputs = fewShotSets(rng, data.seedPrompts, asks, cfg.selfReward.fewShot).map(promptWritingPrompt);
   const texts = samplePolicy(policy, inputs, 1, sampling(1, 100 + t + seedOffset)).map((s) => s[0].text);
   const fresh = dedupe(
     texts.map((x) => parseWrittenPrompt(x, cfg.data.families)).filter((p): p is string => p !== null),

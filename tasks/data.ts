@@ -12,7 +12,7 @@ import {
 import { formatSample } from "./format.ts";
 import { deriveSeed, makeRng, type Rng } from "./random.ts";
 import { judgePrompt, judgeTarget } from "./rubric.ts";
-import { promptWritingPrompt } from "./selfinstruct.ts";
+import { promptsByFamily, promptWritingPrompt } from "./selfinstruct.ts";
 
 export interface SeedDataOptions {
   seed: number;
@@ -315,6 +315,7 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
     pretrainCorrect,
   );
   const seedPrompts = ift.map((x) => x.prompt);
+  const seedByFamily = promptsByFamily(seedPrompts);
   const writeRng = stream("selfInstruct");
   const shots = options.fewShot ?? 3;
   const selfInstruct = draw(
@@ -325,7 +326,9 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
     reserved,
     true,
   ).map((x) => ({
-    prompt: promptWritingPrompt(writeRng.shuffle(seedPrompts).slice(0, shots)),
+    // Examples of the family the model is to write, so that at run time the family it is shown
+    // decides the family it writes (selfinstruct.ts fewShotSets).
+    prompt: promptWritingPrompt(writeRng.shuffle(seedByFamily.get(x.family) ?? seedPrompts).slice(0, shots)),
     response: x.prompt,
   }));
   return {

@@ -203,18 +203,22 @@ interface ConstraintSpec {
 const CONSTRAINT_CRITERIA = (end: "start" | "end") => ["form", "len", end, "with", "not"] as const;
 
 /**
- * The judge's worked check of a constraint response: each character it sees, followed by `*` if
- * it is the required one, `!` if it is the banned one, `.` otherwise (`bonke`, with o not e:
- * `b.o*n.k.e!`). Without it the judge must find a character anywhere in the response from a
- * single position, and a 2-layer character model does not learn that: its with/not marks stay at
- * the base rate. Writing the check teaches the comparison character by character, and the policy
- * gains most from it: on `word`+`number` the demo's M1 went from 10.5% to 61% held-out accuracy.
- * (Marks alone, against the response padded to a fixed width so each character sits at a fixed
- * offset, taught neither: M1 at 34%.)
+ * The judge's worked check of a constraint response: for each character it sees, the required and
+ * the banned character restated, then the character, then `*` if it is the required one, `!` if it
+ * is the banned one, `.` otherwise (`bonke`, with o not e: `oeb.oeo*oen.oek.oee!`).
+ *
+ * Each mark compares the token just written with the two written just before it, at fixed offsets.
+ * That is a comparison a 2-layer character model learns. Marks after the bare characters
+ * (`b.o*n.k.e!`) had to compare with the prompt's `with o not e`, at a distance that changes along
+ * the check, and they stayed at the base rate: trained on the judge data alone, with/not verdicts
+ * agreed with the verifier 60% and 58% of the time that way, 87% and 90% with the restatement.
+ * Without any check the judge must find a character anywhere in the response from one position;
+ * writing the check also teaches the policy, whose held-out accuracy went from 10.5% to 61% when
+ * the first check was added.
  */
 export function constraintEvidence(response: string, withChar: string, notChar: string): string {
   return [...displayResponse(response)]
-    .map((ch) => ch + (ch === withChar ? "*" : ch === notChar ? "!" : "."))
+    .map((ch) => withChar + notChar + ch + (ch === withChar ? "*" : ch === notChar ? "!" : "."))
     .join("");
 }
 

@@ -1,6 +1,7 @@
 // Self-instruct: the model writes new prompts from a few seed prompts. Only prompts that parse as
 // an instance of a known family survive, so every written prompt has a verifiable answer.
 import { parsePrompt } from "./families.ts";
+import type { Rng } from "./random.ts";
 
 export const WRITE_TAG = "Write";
 
@@ -39,4 +40,37 @@ export function dedupe(prompts: Iterable<string>, seen: Iterable<string> = []): 
     out.push(p);
   }
   return out;
+}
+
+/** Prompts grouped by task family (family names sorted, so the grouping is deterministic). */
+export function promptsByFamily(prompts: readonly string[]): Map<string, string[]> {
+  const groups = new Map<string, string[]>();
+  for (const p of prompts) {
+    const parsed = parsePrompt(p);
+    if (parsed === null) throw new Error(`promptsByFamily: ${JSON.stringify(p)} is no task family's prompt`);
+    const group = groups.get(parsed.family.name) ?? [];
+    group.push(p);
+    groups.set(parsed.family.name, group);
+  }
+  return new Map([...groups].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/**
+ * `count` few-shot sets of `shots` seed prompts, each set from one family, the families in turn
+ * from a random first one. The model writes a prompt of the family it is shown, so every family
+ * gets its share of new prompts. With mixed sets the demo's model wrote about 80% `word` prompts,
+ * and DPO on so few `number` pairs lowered `number` accuracy by 12 points in the second iteration.
+ */
+export function fewShotSets(
+  rng: Rng,
+  seedPrompts: readonly string[],
+  count: number,
+  shots: number,
+): string[][] {
+  const groups = [...promptsByFamily(seedPrompts).values()];
+  if (groups.length === 0) throw new Error("fewShotSets: no seed prompts");
+  const first = rng.int(0, groups.length - 1);
+  return Array.from({ length: count }, (_, i) =>
+    rng.shuffle(groups[(first + i) % groups.length]).slice(0, shots),
+  );
 }

@@ -28,6 +28,7 @@ import {
   DOMAIN_CHARSET,
   dedupe,
   deriveSeed,
+  fewShotSets,
   type JudgeEvalItem,
   makeRng,
   pairedGain,
@@ -360,9 +361,7 @@ export class SelfRewardingSchedule {
     // Ask for more than needed: some come back malformed or duplicated and are filtered out.
     const wanted = s.promptsPerIteration;
     const asks = Math.ceil(wanted * 1.5);
-    const fewShot = Array.from({ length: asks }, () =>
-      rng.shuffle(this.data.seedPrompts).slice(0, s.fewShot),
-    );
+    const fewShot = fewShotSets(rng, this.data.seedPrompts, asks, s.fewShot);
     const jobs = chunk(fewShot, 16).map((sets, i) => ({
       iteration: t,
       fewShot: sets,

@@ -18,20 +18,21 @@ test("judge prompt and target have the compact format", () => {
   assert.throws(() => judgePrompt("a|b", "x"), /contains '\|'/);
   assert.throws(() => judgeTarget({ score: 1, criteria: [true], names: ["form"] }), /expected 5 criteria/);
   const constraint = judgeTarget(trueScore("Word of 5: starts b with o not e", "bonke"));
-  assert.equal(constraint, "b.o*n.k.e! +form +len +start +with -not Score: 4");
+  assert.equal(constraint, "oeb.oeo*oen.oek.oee! +form +len +start +with -not Score: 4");
 });
 
 test("the constraint judge's worked check marks each character it sees", () => {
+  // Each step restates the required and banned characters, then the character and its mark:
   // `*` is the required character, `!` the banned one; both may repeat.
   assert.equal(
     judgeTarget(trueScore("Number of 4: ends 7 with 2 not 5", "2257")),
-    "2*2*5!7. +form +len +end +with -not Score: 4",
+    "252*252*255!257. +form +len +end +with -not Score: 4",
   );
   // An overlong response is checked as the judge sees it: cut one past the limit, odd characters as '?'.
   const long = `b${"x".repeat(30)}`;
   const evidence = trueScore("Word of 5: starts b with o not e", long).evidence ?? "";
-  assert.equal(evidence, `b.${"x.".repeat(24)}`);
-  assert.equal(trueScore("Word of 5: starts b with o not e", "b|o\nke").evidence, "b.?.o*?.k.e!");
+  assert.equal(evidence, `oeb.${"oex.".repeat(24)}`);
+  assert.equal(trueScore("Word of 5: starts b with o not e", "b|o\nke").evidence, "oeb.oe?.oeo*oe?.oek.oee!");
   // Answer families keep the plain verdict: their checks are not character lookups.
   assert.equal(trueScore("Reverse: garden", "nedrag").evidence, undefined);
 });
@@ -88,5 +89,6 @@ test("what the judge sees scores the same as the raw response, and keeps samples
       longest = Math.max(longest, good.length);
     }
   }
-  assert.ok(longest <= 112, `longest judge sample on a correct answer: ${longest}`);
+  // Training rows are padded to the longest in the batch: a long judge sample makes every step dearer.
+  assert.ok(longest <= 128, `longest judge sample on a correct answer: ${longest}`);
 });
