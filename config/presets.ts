@@ -21,8 +21,8 @@ export const presets: Record<string, Preset> = {
     selfReward: { iterations: 2, promptsPerIteration: 12 },
     actors: { ackWaitMs: 10_000 },
   },
-  // The README's run, about 12 minutes on 2 cores (blas), on the constraint families, where the
-  // judge writes a worked check: an M1 that meets every constraint on about 55% of held-out
+  // The README's run, 14 to 17 minutes on 2 cores (blas), on the constraint families, where the
+  // judge writes a worked check: an M1 that meets every constraint on about 80-87% of held-out
   // prompts, then two DPO iterations judged by itself. EFT reuses prompts with fresh answers
   // (tasks/data.ts), six times as many examples as before, so the check generalises.
   demo: {
