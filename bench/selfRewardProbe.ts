@@ -84,11 +84,18 @@ const mean = (xs: ArrayLike<number>) => Array.from(xs).reduce((a, b) => a + b, 0
 function evaluate(label: string) {
   const prompts = data.heldOut.map((h) => h.prompt);
   const answers = samplePolicy(policy, prompts, 1, sampling(0, 1)).map((s) => s[0].text);
-  const exact = prompts.map((p, i) => trueScore(p, answers[i]).score === 5);
+  const rubrics = prompts.map((p, i) => trueScore(p, answers[i]));
+  const exact = rubrics.map((r) => r.score === 5);
   const byFamily: Record<string, number[]> = {};
+  // Which criteria the greedy answers miss, per family: where an iteration helped or hurt.
+  const missedByFamily: Record<string, Record<string, number>> = {};
   prompts.forEach((p, i) => {
     byFamily[familyOf(p)] ??= [];
     byFamily[familyOf(p)].push(exact[i] ? 1 : 0);
+    const missed = (missedByFamily[familyOf(p)] ??= {});
+    rubrics[i].names.forEach((name, k) => {
+      if (!rubrics[i].criteria[k]) missed[name] = (missed[name] ?? 0) + 1;
+    });
   });
   const logProbCorrect = mean(
     completionLogProbs(
@@ -101,6 +108,7 @@ function evaluate(label: string) {
     heldOutAccuracy: mean(exact.map(Number)),
     logProbCorrect,
     byFamily: Object.fromEntries(Object.entries(byFamily).map(([f, xs]) => [f, mean(xs)])),
+    missedByFamily,
   };
   const fam = Object.entries(result.byFamily)
     .map(([f, a]) => `${f} ${(100 * a).toFixed(0)}`)
@@ -108,6 +116,7 @@ function evaluate(label: string) {
   console.log(
     `${label}: held-out ${(100 * result.heldOutAccuracy).toFixed(1)}%, mean log p(correct) ${logProbCorrect.toFixed(2)} (${fam})`,
   );
+  console.log(`  missed criteria: ${JSON.stringify(missedByFamily)}`);
   return result;
 }
 
