@@ -92,7 +92,8 @@ function evaluate(label: string) {
   prompts.forEach((p, i) => {
     byFamily[familyOf(p)] ??= [];
     byFamily[familyOf(p)].push(exact[i] ? 1 : 0);
-    const missed = (missedByFamily[familyOf(p)] ??= {});
+    missedByFamily[familyOf(p)] ??= {};
+    const missed = missedByFamily[familyOf(p)];
     rubrics[i].names.forEach((name, k) => {
       if (!rubrics[i].criteria[k]) missed[name] = (missed[name] ?? 0) + 1;
     });
