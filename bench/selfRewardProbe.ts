@@ -90,10 +90,11 @@ function evaluate(label: string) {
   // Which criteria the greedy answers miss, per family: where an iteration helped or hurt.
   const missedByFamily: Record<string, Record<string, number>> = {};
   prompts.forEach((p, i) => {
-    byFamily[familyOf(p)] ??= [];
-    byFamily[familyOf(p)].push(exact[i] ? 1 : 0);
-    missedByFamily[familyOf(p)] ??= {};
-    const missed = missedByFamily[familyOf(p)];
+    const family = familyOf(p);
+    byFamily[family] ??= [];
+    byFamily[family].push(exact[i] ? 1 : 0);
+    missedByFamily[family] ??= {};
+    const missed = missedByFamily[family];
     rubrics[i].names.forEach((name, k) => {
       if (!rubrics[i].criteria[k]) missed[name] = (missed[name] ?? 0) + 1;
     });
