@@ -18,16 +18,13 @@ import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import {
   buildSeedData,
-  dedupe,
   familyByName,
-  fewShotSets,
   judgePrompt,
   makeRng,
   parsePrompt,
-  parseWrittenPrompt,
-  promptWritingPrompt,
   summariseJudgements,
   trueScore,
+  writePromptsInTurn,
 } from "../tasks/index.ts";
 
 const { values: opt } = parseArgs({
@@ -122,7 +119,7 @@ function evaluate(label: string) {
   return result;
 }
 
-function writePrompts(t: number, wanted: number): string[] {
+async function writePrompts(t: number, wanted: number): Promise<string[]> {
   const rng = makeRng(1000 + t + seedOffset);
   if (opt.source === "generator") {
     const out: string[] = [];
@@ -133,15 +130,21 @@ function writePrompts(t: number, wanted: number): string[] {
     }
     return out;
   }
-  const asks = Math.ceil(wanted * 1.5);
-  const inputs = fewShotSets(rng, data.seedPrompts, asks, cfg.selfReward.fewShot).map(promptWritingPrompt);
-  const texts = samplePolicy(policy, inputs, 1, sampling(1, 100 + t + seedOffset)).map((s) => s[0].text);
-  const fresh = dedupe(
-    texts.map((x) => parseWrittenPrompt(x, cfg.data.families)).filter((p): p is string => p !== null),
+  let round = 0;
+  const written = await writePromptsInTurn({
+    rng,
+    seedPrompts: data.seedPrompts,
+    wanted,
+    shots: cfg.selfReward.fewShot,
+    families: cfg.data.families,
     seen,
-  ).slice(0, wanted);
-  for (const p of fresh) seen.add(p);
-  return fresh;
+    write: async (inputs) =>
+      samplePolicy(policy, inputs, 1, sampling(1, 100 + t + 31 * round++ + seedOffset)).map((s) => s[0].text),
+  });
+  console.log(
+    `  wrote ${JSON.stringify(written.byFamily)} in ${written.rounds} rounds of ${written.asked} asks`,
+  );
+  return written.prompts;
 }
 
 function judge(prompt: string, responses: string[], seed: number): (number | null)[][] {
@@ -162,7 +165,7 @@ function judge(prompt: string, responses: string[], seed: number): (number | nul
 const results: unknown[] = [evaluate("M1")];
 for (let t = 1; t <= num("iterations"); t++) {
   const started = performance.now();
-  const prompts = writePrompts(t, num("prompts"));
+  const prompts = await writePrompts(t, num("prompts"));
   const samples = samplePolicy(
     policy,
     prompts,

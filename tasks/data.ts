@@ -327,7 +327,7 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
     true,
   ).map((x) => ({
     // Examples of the family the model is to write, so that at run time the family it is shown
-    // decides the family it writes (selfinstruct.ts fewShotSets).
+    // decides the family it writes (selfinstruct.ts writePromptsInTurn).
     prompt: promptWritingPrompt(writeRng.shuffle(seedByFamily.get(x.family) ?? seedPrompts).slice(0, shots)),
     response: x.prompt,
   }));

@@ -26,18 +26,16 @@ import {
   accuracy,
   buildSeedData,
   DOMAIN_CHARSET,
-  dedupe,
   deriveSeed,
-  fewShotSets,
   type JudgeEvalItem,
   makeRng,
   pairedGain,
   pairwiseAccuracy,
-  parseWrittenPrompt,
   type SeedData,
   spearman,
   trueScore,
   winRate,
+  writePromptsInTurn,
 } from "../../tasks/index.ts";
 import { type Policy, policyToBlob } from "../policy.ts";
 import type { JobBoard, JobOutcome } from "./jobs.ts";
@@ -357,35 +355,47 @@ export class SelfRewardingSchedule {
   private async writePrompts(t: number): Promise<string[]> {
     const { cfg, io } = this;
     const s = cfg.selfReward;
-    const rng = makeRng(this.loopSeed(`fewshot-${t}`));
-    // Ask for more than needed: some come back malformed or duplicated and are filtered out.
-    const wanted = s.promptsPerIteration;
-    const asks = Math.ceil(wanted * 1.5);
-    const fewShot = fewShotSets(rng, this.data.seedPrompts, asks, s.fewShot);
-    const jobs = chunk(fewShot, 16).map((sets, i) => ({
-      iteration: t,
-      fewShot: sets,
-      weights: this.weights,
-      sampling: this.sampling(1.0, s.topP, `prompts-${t}-${i}`),
-    }));
-    const results = okResults(
-      await io.board.submitAll<PromptsResultBody>("prompts", "job.prompts", jobs, (d, n) =>
-        io.progress("write prompts", t, d, n),
-      ),
-      "write prompts",
-      io.log,
-    );
-    const texts = results.flatMap((r) => r.texts);
-    const parsed = texts
-      .map((text) => parseWrittenPrompt(text, this.cfg.data.families))
-      .filter((p): p is string => p !== null);
-    const fresh = dedupe(parsed, this.seenPrompts).slice(0, wanted);
-    for (const p of fresh) this.seenPrompts.add(p);
+    let round = 0;
+    const written = await writePromptsInTurn({
+      rng: makeRng(this.loopSeed(`fewshot-${t}`)),
+      seedPrompts: this.data.seedPrompts,
+      wanted: s.promptsPerIteration,
+      shots: s.fewShot,
+      families: cfg.data.families,
+      seen: this.seenPrompts,
+      write: async (inputs) => {
+        round++;
+        const jobs = chunk(inputs, 16).map((sets, i) => ({
+          iteration: t,
+          fewShot: sets,
+          weights: this.weights,
+          // Round 1 keeps the seeds of the single-round writer, so its prompts are unchanged.
+          sampling: this.sampling(
+            1.0,
+            s.topP,
+            round === 1 ? `prompts-${t}-${i}` : `prompts-${t}-r${round}-${i}`,
+          ),
+        }));
+        const outcomes = await io.board.submitAll<PromptsResultBody>("prompts", "job.prompts", jobs, (d, n) =>
+          io.progress("write prompts", t, d, n, round > 1 ? `round ${round}` : undefined),
+        );
+        okResults(outcomes, "write prompts", io.log);
+        // A failed job's prompt-writing prompts count as written with no text (no prompt).
+        return outcomes.flatMap((o, k) => (o.ok ? o.result.texts : jobs[k].fewShot.map(() => "")));
+      },
+    });
     io.log.info(
-      { iteration: t, written: texts.length, wellFormed: parsed.length, kept: fresh.length },
+      {
+        iteration: t,
+        written: written.asked,
+        wellFormed: written.wellFormed,
+        kept: written.prompts.length,
+        rounds: written.rounds,
+        byFamily: written.byFamily,
+      },
       "self-instruct",
     );
-    return fresh;
+    return written.prompts;
   }
 
   /**

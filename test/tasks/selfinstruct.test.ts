@@ -4,10 +4,12 @@ import { parsePrompt } from "../../tasks/families.ts";
 import { makeRng } from "../../tasks/random.ts";
 import {
   dedupe,
-  fewShotSets,
+  fewShotSetsOf,
   parseWrittenPrompt,
   promptsByFamily,
   promptWritingPrompt,
+  takeInTurn,
+  writePromptsInTurn,
 } from "../../tasks/selfinstruct.ts";
 
 test("prompt-writing prompt is compact few-shot", () => {
@@ -39,24 +41,84 @@ test("dedupe keeps first-seen order and drops what was seen", () => {
   assert.deepEqual(dedupe([]), []);
 });
 
-test("few-shot sets show one family each, the families in turn", () => {
-  const seed = [
-    "Word of 5: starts b with o not e",
-    "Number of 4: ends 7 with 2 not 5",
-    "Word of 4: starts k with a not u",
-    "Number of 3: ends 1 with 9 not 0",
-    "Word of 6: starts s with i not t",
-  ];
-  assert.deepEqual([...promptsByFamily(seed).keys()], ["number", "word"]);
-  const sets = fewShotSets(makeRng(1), seed, 6, 2);
-  const familyOf = (set: string[]) => [...new Set(set.map((p) => parsePrompt(p)?.family.name))];
-  const families = sets.map(familyOf);
+const SEED = [
+  "Word of 5: starts b with o not e",
+  "Number of 4: ends 7 with 2 not 5",
+  "Word of 4: starts k with a not u",
+  "Number of 3: ends 1 with 9 not 0",
+  "Word of 6: starts s with i not t",
+];
+const familyOf = (p: string) => parsePrompt(p)?.family.name;
+
+test("few-shot sets are drawn from one family's prompts", () => {
+  assert.deepEqual([...promptsByFamily(SEED).keys()], ["number", "word"]);
+  const words = promptsByFamily(SEED).get("word")!;
+  const sets = fewShotSetsOf(makeRng(1), words, 5, 2);
+  assert.equal(sets.length, 5);
   assert.ok(
-    families.every((f) => f.length === 1),
-    JSON.stringify(sets),
+    sets.every((set) => set.length === 2 && new Set(set).size === 2 && set.every((p) => words.includes(p))),
   );
-  assert.ok(sets.every((set) => set.length === 2 && new Set(set).size === 2));
-  for (let i = 1; i < 6; i++) assert.notEqual(families[i][0], families[i - 1][0]);
   assert.throws(() => promptsByFamily(["Sing: la"]), /"Sing: la" is no task family's prompt/);
-  assert.throws(() => fewShotSets(makeRng(1), [], 1, 2), /no seed prompts/);
+  assert.throws(() => fewShotSetsOf(makeRng(1), [], 1, 2), /no seed prompts/);
+});
+
+test("prompts are taken from each family in turn, the rest from families that have more", () => {
+  assert.deepEqual(takeInTurn([["a1", "a2", "a3", "a4"], ["b1"]], 4), ["a1", "b1", "a2", "a3"]);
+  assert.deepEqual(takeInTurn([["a1"], []], 3), ["a1"]);
+});
+
+test("self-instruct asks a family again until it has its share of fresh prompts", async () => {
+  const seen = new Set(SEED);
+  let n = 0;
+  const asks: string[][] = [];
+  // Writes a fresh prompt of the family it is shown, except that 3 of 4 `number` answers are
+  // malformed or repeat a seed prompt: the family the demo's model writes badly.
+  const write = async (inputs: string[]) => {
+    asks.push(inputs);
+    return inputs.map((input) => {
+      n++;
+      if (input.includes("Word of"))
+        return `Word of 5: starts ${"abcdefghijklmnopqrstuvwxyz"[n % 26]} with ${n % 2 ? "y" : "z"} not ${n % 3 ? "q" : "x"}`;
+      if (n % 4 === 1)
+        return `Number of ${3 + (n % 4)}: ends ${n % 10} with ${(n + 3) % 10} not ${(n + 6) % 10}`;
+      return n % 2 ? "Number of 9:" : "Number of 4: ends 7 with 2 not 5";
+    });
+  };
+  const written = await writePromptsInTurn({
+    rng: makeRng(3),
+    seedPrompts: SEED,
+    wanted: 10,
+    shots: 2,
+    families: ["word", "number"],
+    seen,
+    write,
+  });
+  assert.deepEqual(written.byFamily, { number: 5, word: 5 });
+  assert.equal(written.prompts.length, 10);
+  // In turn: number, word, number, word… (families sorted by name).
+  assert.deepEqual(
+    written.prompts.map(familyOf),
+    Array.from({ length: 10 }, (_, i) => (i % 2 ? "word" : "number")),
+  );
+  assert.ok(written.rounds > 1, `rounds ${written.rounds}`);
+  // Later rounds ask only for the family still short, and ask it more often than it is short.
+  assert.ok(asks.slice(1).every((inputs) => inputs.every((x) => x.includes("Number of"))));
+  for (const p of written.prompts) assert.ok(seen.has(p) && !SEED.includes(p));
+  assert.equal(seen.size, SEED.length + 10, "prompts written but not taken are not marked seen");
+  assert.equal(written.asked, asks.flat().length);
+});
+
+test("self-instruct with no seed prompt of the run's families is an error", async () => {
+  await assert.rejects(
+    writePromptsInTurn({
+      rng: makeRng(1),
+      seedPrompts: SEED,
+      wanted: 4,
+      shots: 2,
+      families: ["reverse"],
+      seen: new Set(),
+      write: async (x) => x,
+    }),
+    /no seed prompts of the run's families/,
+  );
 });
