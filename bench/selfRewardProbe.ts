@@ -22,6 +22,7 @@ import {
   judgePrompt,
   makeRng,
   parsePrompt,
+  promptWritingPrompt,
   summariseJudgements,
   trueScore,
   writePromptsInTurn,
@@ -38,6 +39,7 @@ const { values: opt } = parseArgs({
     prompts: { type: "string", default: "120" },
     candidates: { type: "string", default: "4" },
     judgeSamples: { type: "string", default: "3" },
+    judgeTemperature: { type: "string", default: "0.7" },
     temperature: { type: "string", default: "0.7" },
     steps: { type: "string", default: "40" },
     batchSize: { type: "string", default: "8" },
@@ -138,8 +140,13 @@ async function writePrompts(t: number, wanted: number): Promise<string[]> {
     shots: cfg.selfReward.fewShot,
     families: cfg.data.families,
     seen,
-    write: async (inputs) =>
-      samplePolicy(policy, inputs, 1, sampling(1, 100 + t + 31 * round++ + seedOffset)).map((s) => s[0].text),
+    write: async (sets) =>
+      samplePolicy(
+        policy,
+        sets.map(promptWritingPrompt),
+        1,
+        sampling(1, 100 + t + 31 * round++ + seedOffset),
+      ).map((s) => s[0].text),
   });
   console.log(
     `  wrote ${JSON.stringify(written.byFamily)} in ${written.rounds} rounds of ${written.asked} asks`,
@@ -154,7 +161,7 @@ function judge(prompt: string, responses: string[], seed: number): (number | nul
     policy,
     responses.map((r) => judgePrompt(prompt, r)),
     num("judgeSamples"),
-    sampling(cfg.selfReward.judgeTemperature, seed, cfg.selfReward.judgeMaxNewTokens),
+    sampling(num("judgeTemperature"), seed, cfg.selfReward.judgeMaxNewTokens),
   );
   return outs.map((samples) => {
     const s = summariseJudgements(samples.map((x) => x.text));

@@ -93,8 +93,8 @@ export interface WritePromptsOptions {
   families: readonly string[];
   /** Prompts already used (seed, held-out, earlier iterations'); kept prompts are added to it. */
   seen: Set<string>;
-  /** Sends the prompt-writing prompts to the model; one text back per prompt, in order. */
-  write(prompts: string[]): Promise<string[]>;
+  /** Has the model write one prompt per few-shot set (promptWritingPrompt); one text back per set, in order. */
+  write(fewShotSets: string[][]): Promise<string[]>;
   maxRounds?: number;
 }
 
@@ -135,7 +135,7 @@ export async function writePromptsInTurn(opts: WritePromptsOptions): Promise<Wri
       }
     }
     if (sets.length === 0) break;
-    const texts = await opts.write(sets.map(promptWritingPrompt));
+    const texts = await opts.write(sets);
     asked += sets.length;
     texts.forEach((text, i) => {
       tries.get(askedFor[i])!.asked++;

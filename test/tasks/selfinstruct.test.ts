@@ -73,7 +73,8 @@ test("self-instruct asks a family again until it has its share of fresh prompts"
   const asks: string[][] = [];
   // Writes a fresh prompt of the family it is shown, except that 3 of 4 `number` answers are
   // malformed or repeat a seed prompt: the family the demo's model writes badly.
-  const write = async (inputs: string[]) => {
+  const write = async (sets: string[][]) => {
+    const inputs = sets.map(promptWritingPrompt);
     asks.push(inputs);
     return inputs.map((input) => {
       n++;
@@ -117,7 +118,7 @@ test("self-instruct with no seed prompt of the run's families is an error", asyn
       shots: 2,
       families: ["reverse"],
       seen: new Set(),
-      write: async (x) => x,
+      write: async (sets) => sets.map((set) => set[0]),
     }),
     /no seed prompts of the run's families/,
   );
