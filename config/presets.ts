@@ -31,9 +31,9 @@ export const presets: Record<string, Preset> = {
     train: {
       pretrain: { steps: 1500 },
       sft: { steps: 3000, learningRate: 2e-3 },
-      dpo: { steps: 40, learningRate: 1e-4 },
+      dpo: { steps: 60, learningRate: 1e-4 },
     },
-    selfReward: { nllWeight: 1 },
+    selfReward: { nllWeight: 1, promptsPerIteration: 240 },
   },
 };
 
