@@ -3,7 +3,6 @@
 // Deterministic for a seed; each split draws from its own random stream.
 import {
   families as allFamilies,
-  constraintEvidence,
   type Family,
   type FamilyName,
   familyByName,
@@ -64,8 +63,6 @@ export interface SeedData {
   seedPrompts: string[];
   /** Prompt-writing prompt (few-shot seed prompts) → a new task prompt, for SFT. */
   selfInstruct: PromptResponse[];
-  /** Worked checks with no prompt (`checkDrill`), for SFT; none without constraint families. */
-  checkDrills: PromptResponse[];
 }
 
 export const CORRUPTION_KINDS = [
@@ -334,14 +331,6 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
     prompt: promptWritingPrompt(writeRng.shuffle(seedByFamily.get(x.family) ?? seedPrompts).slice(0, shots)),
     response: x.prompt,
   }));
-  // Kept in SFT too, a sixth as many as EFT examples, so that fine-tuning on the judge prompts
-  // does not trade the comparison the drills taught for one through the prompt.
-  const drillRng = stream("checkDrills");
-  const constraintFamilies = families.filter((f) => f.flaw !== undefined);
-  const checkDrills = Array.from(
-    { length: constraintFamilies.length > 0 ? Math.ceil(options.eftSize / 6) : 0 },
-    () => checkDrill(drillRng, drillRng.pick(constraintFamilies).alphabet),
-  );
   return {
     pretrain,
     ift,
@@ -350,7 +339,6 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
     judgeEval,
     seedPrompts,
     selfInstruct,
-    checkDrills,
   };
 }
 
@@ -377,18 +365,12 @@ function buildPretrain(
 ): string[] {
   const docs: string[] = [];
   const one = () => draw(families, rng, "pretrain", 1, reserved, false)[0];
-  const constraintFamilies = families.filter((f) => f.flaw !== undefined);
-  // With constraint families, a tenth of the answer documents become check drills.
-  const answerShare = constraintFamilies.length > 0 ? 0.5 : 0.6;
   while (docs.length < size) {
     const r = rng.next();
-    if (r < answerShare) {
+    if (r < 0.6) {
       const x = one();
       const response = rng.chance(correctShare) ? x.answer : flawed(rng, x);
       docs.push(formatSample(x.prompt, response));
-    } else if (r < 0.6) {
-      const drill = checkDrill(rng, rng.pick(constraintFamilies).alphabet);
-      docs.push(formatSample(drill.prompt, drill.response));
     } else if (r < 0.85) {
       const x = one();
       const response = responseWithScore(rng, x, rng.int(0, 5));
@@ -400,22 +382,4 @@ function buildPretrain(
     }
   }
   return docs;
-}
-
-/**
- * A constraint judge's worked check on its own, with no prompt before it (`oeb.oeo*oen.oek.oee!`):
- * random characters, with the required and the banned one each put in often. Here the only way to
- * write a mark is to compare the character with the two restated before it. Without these drills
- * the demo's M1 wrote `*` but almost never `!`, even on its own EFT training examples (14 of 80
- * banned characters marked): the comparisons it learned went through the prompt's `with o`, which
- * the policy's answers also need, and not through `not e`, the constraint the policy breaks most.
- */
-export function checkDrill(rng: Rng, alphabet: string): PromptResponse {
-  const chars = [...alphabet];
-  const withChar = rng.pick(chars);
-  const notChar = rng.pick(chars.filter((c) => c !== withChar));
-  const text = Array.from({ length: rng.int(3, 8) }, () =>
-    rng.chance(0.15) ? withChar : rng.chance(0.15) ? notChar : rng.pick(chars),
-  ).join("");
-  return { prompt: "", response: constraintEvidence(text, withChar, notChar) };
 }

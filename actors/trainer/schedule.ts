@@ -213,7 +213,7 @@ export class SelfRewardingSchedule {
       await this.timed("sft", () =>
         supervisedFineTune(
           this.policy,
-          [...this.data.ift, ...this.data.eft, ...this.data.selfInstruct, ...this.data.checkDrills],
+          [...this.data.ift, ...this.data.eft, ...this.data.selfInstruct],
           cfg.train.sft,
           deriveSeed(cfg.model.seed, "sft"),
           (r) => io.progress("SFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),

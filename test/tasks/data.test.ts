@@ -19,7 +19,6 @@ const small: SeedDataOptions = {
 /** Every task prompt inside a sample: the prompt itself, the one judged, or the few-shot and written ones. */
 function taskPromptsIn(sample: string): string[] {
   const [head, tail] = sample.split("\n");
-  if (head === "") return []; // a check drill
   const fields = head.split("|");
   if (fields[0] === "Judge") return [fields[1]];
   if (fields[0] === "Write") return [...fields.slice(1, -1), tail];
@@ -92,7 +91,6 @@ test("pretraining text is well-formed samples over the domain charset", () => {
   const d = buildSeedData(small);
   let judge = 0;
   let write = 0;
-  let drills = 0;
   for (const doc of d.pretrain) {
     assert.ok(doc.endsWith("\n") && doc.split("\n").length === 3, JSON.stringify(doc));
     for (const c of doc) assert.ok(DOMAIN_CHARSET.includes(c), `char ${JSON.stringify(c)} in ${doc}`);
@@ -103,33 +101,10 @@ test("pretraining text is well-formed samples over the domain charset", () => {
     } else if (head.startsWith("Write|")) {
       write++;
       assert.equal(parseWrittenPrompt(rest), rest);
-    } else if (head === "") {
-      drills++;
     }
     assert.equal(cutAtEnd(rest + "\n").text, rest);
   }
   assert.ok(judge > 30 && write > 15, `judge ${judge}, write ${write}`);
-  // Check drills only where a family has a worked check (the constraint families).
-  assert.ok(drills > 5, `${drills} drills`);
-  const answerOnly = buildSeedData({ ...small, families: ["reverse", "add"] });
-  assert.equal(answerOnly.pretrain.filter((doc) => doc.startsWith("\n")).length, 0);
-  assert.equal(answerOnly.checkDrills.length, 0);
-  const constraint = buildSeedData({ ...small, families: ["word", "number"] });
-  const drillDocs = constraint.pretrain.filter((doc) => doc.startsWith("\n"));
-  assert.ok(drillDocs.length > 10, `${drillDocs.length} drills`);
-  assert.equal(constraint.checkDrills.length, small.eftSize / 6);
-  for (const x of [
-    ...drillDocs.map((doc) => ({ prompt: "", response: doc.slice(1, -1) })),
-    ...constraint.checkDrills,
-  ]) {
-    assert.equal(x.prompt, "");
-    // Steps of required, banned, character and mark; the mark says which of the two it is.
-    assert.match(x.response, /^([a-z0-9]{3}[.*!])+$/, x.response);
-    for (let i = 0; i < x.response.length; i += 4) {
-      const [w, n, ch, mark] = x.response.slice(i, i + 4);
-      assert.equal(mark, ch === w ? "*" : ch === n ? "!" : ".", x.response);
-    }
-  }
   for (const x of [...d.ift, ...d.eft]) {
     for (const c of x.prompt + x.response) assert.ok(DOMAIN_CHARSET.includes(c));
   }
