@@ -21,7 +21,7 @@ export const presets: Record<string, Preset> = {
     selfReward: { iterations: 2, promptsPerIteration: 12 },
     actors: { ackWaitMs: 10_000 },
   },
-  // The README's run, about 16 minutes on 2 cores (blas), on the constraint families, where the
+  // The README's run, about 15 minutes on 2 cores (blas), on the constraint families, where the
   // judge writes a worked check: an M1 that meets every constraint on about 80-87% of held-out
   // prompts, then two DPO iterations of 240 prompts judged by itself. EFT reuses prompts with fresh answers
   // (tasks/data.ts), six times as many examples as before, so the check generalises.
