@@ -23,8 +23,8 @@ export const presets: Record<string, Preset> = {
   },
   // The README's run, about 15 minutes on 2 cores (blas), on the constraint families, where the
   // judge writes a worked check: an M1 that meets every constraint on about 80-87% of held-out
-  // prompts, then two DPO iterations of 240 prompts judged by itself. EFT reuses prompts with fresh answers
-  // (tasks/data.ts), six times as many examples as before, so the check generalises.
+  // prompts, then two DPO iterations of 240 prompts judged by itself. EFT reuses prompts with
+  // fresh answers (tasks/data.ts), six times as many examples as before, so the check generalises.
   demo: {
     model: { preset: "small" },
     // 400 held-out prompts (the default). 800 would tighten the intervals, but held-out prompts

@@ -30,18 +30,6 @@ export function parseWrittenPrompt(text: string, families?: readonly string[]): 
   return families === undefined || families.includes(parsed.family.name) ? line : null;
 }
 
-/** Prompts in first-seen order, without repeats and without any in `seen` (e.g. seed and held-out prompts). */
-export function dedupe(prompts: Iterable<string>, seen: Iterable<string> = []): string[] {
-  const taken = new Set(seen);
-  const out: string[] = [];
-  for (const p of prompts) {
-    if (taken.has(p)) continue;
-    taken.add(p);
-    out.push(p);
-  }
-  return out;
-}
-
 /** Prompts grouped by task family (family names sorted, so the grouping is deterministic). */
 export function promptsByFamily(prompts: readonly string[]): Map<string, string[]> {
   const groups = new Map<string, string[]>();
@@ -138,25 +126,27 @@ export async function writePromptsInTurn(opts: WritePromptsOptions): Promise<Wri
     const texts = await opts.write(sets);
     asked += sets.length;
     texts.forEach((text, i) => {
-      tries.get(askedFor[i])!.asked++;
+      const t = tries.get(askedFor[i])!;
+      t.asked++;
       const prompt = parseWrittenPrompt(text, opts.families);
       if (prompt === null) return;
       wellFormed++;
-      if (opts.seen.has(prompt)) return;
+      // Kept under the family it is, counted for the family it was asked for.
+      const list = kept.get(parsePrompt(prompt)!.family.name);
+      if (list === undefined || opts.seen.has(prompt)) return;
       opts.seen.add(prompt);
-      // Counted for the family it was asked for, kept under the family it is.
-      tries.get(askedFor[i])!.kept++;
-      kept.get(parsePrompt(prompt)!.family.name)?.push(prompt);
+      list.push(prompt);
+      t.kept++;
     });
   }
   const prompts = takeInTurn([...kept.values()], opts.wanted);
   // Prompts written but not taken go back: a later iteration may write them again.
   const taken = new Set(prompts);
-  for (const list of kept.values()) for (const p of list) if (!taken.has(p)) opts.seen.delete(p);
   const byFamily: Record<string, number> = {};
-  for (const p of prompts) {
-    const f = parsePrompt(p)!.family.name;
-    byFamily[f] = (byFamily[f] ?? 0) + 1;
+  for (const [family, list] of kept) {
+    for (const p of list) if (!taken.has(p)) opts.seen.delete(p);
+    const count = list.filter((p) => taken.has(p)).length;
+    if (count > 0) byFamily[family] = count;
   }
   return { prompts, asked, wellFormed, rounds, byFamily };
 }

@@ -369,7 +369,7 @@ export class SelfRewardingSchedule {
           iteration: t,
           fewShot: sets,
           weights: this.weights,
-          // Round 1 keeps the seeds of the single-round writer, so its prompts are unchanged.
+          // Round 1 keeps the labels writing has always used; later rounds add their number.
           sampling: this.sampling(
             1.0,
             s.topP,

@@ -3,7 +3,6 @@ import { test } from "node:test";
 import { parsePrompt } from "../../tasks/families.ts";
 import { makeRng } from "../../tasks/random.ts";
 import {
-  dedupe,
   fewShotSetsOf,
   parseWrittenPrompt,
   promptsByFamily,
@@ -34,11 +33,6 @@ test("written prompts survive only if they are valid task instances", () => {
   ]) {
     assert.equal(parseWrittenPrompt(bad), null, bad);
   }
-});
-
-test("dedupe keeps first-seen order and drops what was seen", () => {
-  assert.deepEqual(dedupe(["a", "b", "a", "c", "b"], ["c"]), ["a", "b"]);
-  assert.deepEqual(dedupe([]), []);
 });
 
 const SEED = [
