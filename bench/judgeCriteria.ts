@@ -53,7 +53,9 @@ function agreement(items: { prompt: string; response: string }[]) {
     1,
     sampling(0, 7, cfg.selfReward.judgeMaxNewTokens),
   ).map((s) => s[0].text);
-  const rows: Record<string, { agree: number; n: number; truePositive: number }> = {};
+  // `caught`: of the responses that truly fail a criterion, the share the judge marks `-`. A judge
+  // blind to a check still agrees often when most responses pass it; `caught` shows the blindness.
+  const rows: Record<string, { agree: number; n: number; truePositive: number; caught: number }> = {};
   let scoreRight = 0;
   // The worked check (constraint families) is what the marks are read from: a copy slip there
   // is the likeliest cause of a wrong mark, so count how often it is written exactly.
@@ -69,9 +71,10 @@ function agreement(items: { prompt: string; response: string }[]) {
       [...texts[i].matchAll(/([+-])([a-z]+)/g)].map((m) => [m[2], m[1] === "+"] as [string, boolean]),
     );
     truth.names.forEach((name, k) => {
-      rows[name] ??= { agree: 0, n: 0, truePositive: 0 };
+      rows[name] ??= { agree: 0, n: 0, truePositive: 0, caught: 0 };
       rows[name].n++;
       if (truth.criteria[k]) rows[name].truePositive++;
+      else if (marks.get(name) === false) rows[name].caught++;
       if (marks.get(name) === truth.criteria[k]) rows[name].agree++;
     });
     const m = /Score:\s*(\d)/.exec(texts[i]);
@@ -83,7 +86,11 @@ function agreement(items: { prompt: string; response: string }[]) {
     criteria: Object.fromEntries(
       Object.entries(rows).map(([k, v]) => [
         k,
-        { agree: +(v.agree / v.n).toFixed(3), met: +(v.truePositive / v.n).toFixed(3) },
+        {
+          agree: +(v.agree / v.n).toFixed(3),
+          met: +(v.truePositive / v.n).toFixed(3),
+          caught: v.truePositive === v.n ? null : +(v.caught / (v.n - v.truePositive)).toFixed(3),
+        },
       ]),
     ),
   };

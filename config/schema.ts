@@ -112,9 +112,9 @@ export const selfRewardSchema = z
     judgeSamples: positiveInt.default(3),
     judgeTemperature: z.number().nonnegative().default(0.7),
     maxNewTokens: positiveInt.default(32),
-    // Judgements are longer than answers: the worked check (4 characters per response character,
+    // Judgements are longer than answers: the worked check (6 characters per response character,
     // up to 25 of them), the criteria, then `Score: N`.
-    judgeMaxNewTokens: positiveInt.default(144),
+    judgeMaxNewTokens: positiveInt.default(192),
     beta: z.number().positive().default(0.1),
     // Pairs whose mean judge scores differ by less than this are dropped as ties (0 = the paper).
     minScoreGap: z.number().nonnegative().default(0),

@@ -203,22 +203,25 @@ interface ConstraintSpec {
 const CONSTRAINT_CRITERIA = (end: "start" | "end") => ["form", "len", end, "with", "not"] as const;
 
 /**
- * The judge's worked check of a constraint response: for each character it sees, the required and
- * the banned character restated, then the character, then `*` if it is the required one, `!` if it
- * is the banned one, `.` otherwise (`bonke`, with o not e: `oeb.oeo*oen.oek.oee!`).
+ * The judge's worked check of a constraint response: for each character it sees, two triples, the
+ * required character restated, the character, `*` if they are equal (`.` if not), then the banned
+ * character restated, the character, `!` if they are equal (`bonke`, with o not e:
+ * `ob.eb.oo*eo.on.en.ok.ek.oe.ee!`).
  *
- * Each mark compares the token just written with the two written just before it, at fixed offsets.
- * That is a comparison a 2-layer character model learns. Marks after the bare characters
- * (`b.o*n.k.e!`) had to compare with the prompt's `with o not e`, at a distance that changes along
- * the check, and they stayed at the base rate: trained on the judge data alone, with/not verdicts
- * agreed with the verifier 60% and 58% of the time that way, 87% and 90% with the restatement.
- * Without any check the judge must find a character anywhere in the response from one position;
- * writing the check also teaches the policy, whose held-out accuracy went from 10.5% to 61% when
+ * Each mark compares the two tokens just before it, one a constant and one copied from the
+ * response, and nothing else: a comparison a 2-layer character model learns. Marks after the bare
+ * characters (`b.o*n.k.e!`) had to compare with the prompt's `with o not e`, at a distance that
+ * changes along the check, and they stayed at the base rate (with/not verdicts agreed with the
+ * verifier 60% and 58% of the time, trained on the judge data alone). One quadruple per character
+ * restating both (`oeb.oeo*…`) took that to 87% and 90%, but its mark had to tell which of the two
+ * restated characters matched, and the demo's self-judge learned only that one did: it wrote `*`
+ * for both and almost never `!`, so the banned character, most of M1's misses, went unseen.
+ * Writing the check also teaches the policy, whose held-out accuracy went from 10.5% to 61% when
  * the first check was added.
  */
 export function constraintEvidence(response: string, withChar: string, notChar: string): string {
   return [...displayResponse(response)]
-    .map((ch) => withChar + notChar + ch + (ch === withChar ? "*" : ch === notChar ? "!" : "."))
+    .map((ch) => `${withChar}${ch}${ch === withChar ? "*" : "."}${notChar}${ch}${ch === notChar ? "!" : "."}`)
     .join("");
 }
 

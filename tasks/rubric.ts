@@ -33,7 +33,8 @@ export function judgePrompt(prompt: string, response: string): string {
 
 /**
  * `+form +len +chars +most -exact Score: 4` — the criteria met, then the final score; families
- * with a worked check put it first (`oeb.oeo*oen.oek.oee! +form +len +start +with -not Score: 4`).
+ * with a worked check put it first
+ * (`ob.eb.oo*eo.on.en.ok.ek.oe.ee! +form +len +start +with -not Score: 4`).
  */
 export function judgeTarget(rubric: Rubric): string {
   if (rubric.criteria.length !== CRITERIA.length || rubric.names.length !== CRITERIA.length) {

@@ -10,7 +10,7 @@ import type { Config } from "../../config/schema.ts";
 export const STAGE_FILE = "srlm_stage.json";
 
 // Bumped when the code that builds seed data or trains a stage changes what it produces.
-const STAGE_FORMAT = 2;
+const STAGE_FORMAT = 3;
 
 /** Canonical JSON (sorted keys), so equal inputs give equal keys whatever their key order. */
 function canonical(value: unknown): string {

@@ -18,21 +18,24 @@ test("judge prompt and target have the compact format", () => {
   assert.throws(() => judgePrompt("a|b", "x"), /contains '\|'/);
   assert.throws(() => judgeTarget({ score: 1, criteria: [true], names: ["form"] }), /expected 5 criteria/);
   const constraint = judgeTarget(trueScore("Word of 5: starts b with o not e", "bonke"));
-  assert.equal(constraint, "oeb.oeo*oen.oek.oee! +form +len +start +with -not Score: 4");
+  assert.equal(constraint, "ob.eb.oo*eo.on.en.ok.ek.oe.ee! +form +len +start +with -not Score: 4");
 });
 
 test("the constraint judge's worked check marks each character it sees", () => {
-  // Each step restates the required and banned characters, then the character and its mark:
-  // `*` is the required character, `!` the banned one; both may repeat.
+  // Each character gets two steps, each a restated character, the character and their mark:
+  // `*` when it is the required one, `!` when it is the banned one; both may repeat.
   assert.equal(
     judgeTarget(trueScore("Number of 4: ends 7 with 2 not 5", "2257")),
-    "252*252*255!257. +form +len +end +with -not Score: 4",
+    "22*52.22*52.25.55!27.57. +form +len +end +with -not Score: 4",
   );
   // An overlong response is checked as the judge sees it: cut one past the limit, odd characters as '?'.
   const long = `b${"x".repeat(30)}`;
   const evidence = trueScore("Word of 5: starts b with o not e", long).evidence ?? "";
-  assert.equal(evidence, `oeb.${"oex.".repeat(24)}`);
-  assert.equal(trueScore("Word of 5: starts b with o not e", "b|o\nke").evidence, "oeb.oe?.oeo*oe?.oek.oee!");
+  assert.equal(evidence, `ob.eb.${"ox.ex.".repeat(24)}`);
+  assert.equal(
+    trueScore("Word of 5: starts b with o not e", "b|o\nke").evidence,
+    "ob.eb.o?.e?.oo*eo.o?.e?.ok.ek.oe.ee!",
+  );
   // Answer families keep the plain verdict: their checks are not character lookups.
   assert.equal(trueScore("Reverse: garden", "nedrag").evidence, undefined);
 });
