@@ -85,14 +85,21 @@ export const trainSchema = z
       weightDecay: 0,
       gradClip: 1,
     }),
-    dpo: optimSchema.default({
-      steps: 60,
-      batchSize: 8,
-      learningRate: 2e-4,
-      warmupSteps: 5,
-      weightDecay: 0,
-      gradClip: 1,
-    }),
+    dpo: optimSchema
+      .extend({
+        // Strict iterations take at most this many passes over their pairs (steps × batchSize /
+        // pairs), fewer steps than `steps` when an iteration yields few pairs; unset = `steps`
+        // always. Streaming trains on pairs as they arrive and takes `steps`.
+        epochs: z.number().positive().optional(),
+      })
+      .default({
+        steps: 60,
+        batchSize: 8,
+        learningRate: 2e-4,
+        warmupSteps: 5,
+        weightDecay: 0,
+        gradClip: 1,
+      }),
   })
   .strict();
 

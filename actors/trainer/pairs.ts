@@ -74,6 +74,19 @@ export function stepsAllowed(totalSteps: number, promptsDone: number, promptsTot
 }
 
 /**
+ * The DPO steps of a strict iteration with `pairs` pairs: `steps`, or fewer when `epochs` passes
+ * over the pairs take fewer (at least one step). Late iterations yield fewer pairs (most prompts
+ * have only good answers by then), and the same step count would train on each pair more often.
+ */
+export function strictDpoSteps(
+  dpo: { steps: number; batchSize: number; epochs?: number },
+  pairs: number,
+): number {
+  if (dpo.epochs === undefined) return dpo.steps;
+  return Math.min(dpo.steps, Math.max(1, Math.ceil((dpo.epochs * pairs) / dpo.batchSize)));
+}
+
+/**
  * Minibatches for streaming DPO that draw the least-drawn pairs first (ties at random), so that a
  * pair which arrived early is not trained on many times more than one which arrived late: over
  * the iteration every pair is drawn about equally often, as in strict mode's random draws.

@@ -55,6 +55,7 @@ import {
   type PreferencePair,
   pairFromJudged,
   stepsAllowed,
+  strictDpoSteps,
 } from "./pairs.ts";
 import {
   type ActorUsage,
@@ -324,7 +325,7 @@ export class SelfRewardingSchedule {
         directPreference(
           this.policy,
           training,
-          cfg.train.dpo,
+          { ...cfg.train.dpo, steps: strictDpoSteps(cfg.train.dpo, training.length) },
           s.beta,
           this.loopSeed(`dpo-${t}`),
           (r) => io.progress(`DPO → M${t + 1}`, t, r.step, r.total, `loss ${r.loss.toFixed(3)}`),

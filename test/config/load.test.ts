@@ -30,6 +30,9 @@ test("a nested override keeps the section's other fields", () => {
   const cfg = loadConfig({ flags: { "train.dpo.steps": "40" } });
   assert.equal(cfg.train.dpo.steps, 40);
   assert.equal(cfg.train.dpo.batchSize, loadConfig().train.dpo.batchSize);
+  assert.equal(cfg.train.dpo.epochs, undefined);
+  assert.equal(loadConfig({ flags: { "train.dpo.epochs": "2.5" } }).train.dpo.epochs, 2.5);
+  assert.throws(() => loadConfig({ flags: { "train.dpo.epochs": "0" } }), /train\.dpo\.epochs = 0/);
 });
 
 test("bad values name the field, the value and what is allowed", () => {

@@ -6,6 +6,7 @@ import {
   meanScore,
   pairFromJudged,
   stepsAllowed,
+  strictDpoSteps,
 } from "../../actors/trainer/pairs.ts";
 import { makeRng } from "../../tasks/random.ts";
 
@@ -78,4 +79,12 @@ test("streaming minibatches draw every pair about equally often", () => {
   );
   assert.ok(Math.max(...n) - Math.min(...n) <= 1, `uneven draws ${JSON.stringify([...counts])}`);
   assert.deepEqual(new Set(draws.next(["x", "y"], 5)), new Set(["x", "y"]));
+});
+
+test("strict DPO takes at most `epochs` passes over an iteration's pairs", () => {
+  const dpo = { steps: 60, batchSize: 8 };
+  assert.equal(strictDpoSteps(dpo, 10), 60, "no epochs: always `steps`");
+  assert.equal(strictDpoSteps({ ...dpo, epochs: 2.5 }, 98), 31);
+  assert.equal(strictDpoSteps({ ...dpo, epochs: 2.5 }, 400), 60, "never more than `steps`");
+  assert.equal(strictDpoSteps({ ...dpo, epochs: 0.1 }, 1), 1, "at least one step");
 });
