@@ -21,14 +21,15 @@ export const presets: Record<string, Preset> = {
     selfReward: { iterations: 2, promptsPerIteration: 12 },
     actors: { ackWaitMs: 10_000 },
   },
-  // The README's run, about 15 minutes on 2 cores (blas), on the constraint families, where the
-  // judge writes a worked check: an M1 that meets every constraint on about 80-87% of held-out
+  // The README's run, about 12 minutes on 2 cores (blas), on the constraint families, where the
+  // judge writes a worked check: an M1 that meets every constraint on about 85% of held-out
   // prompts, then two DPO iterations of 240 prompts judged by itself. EFT reuses prompts with
   // fresh answers (tasks/data.ts), six times as many examples as before, so the check generalises.
   demo: {
     model: { preset: "small" },
     // 400 held-out prompts (the default). 800 would tighten the intervals, but held-out prompts
-    // are drawn before the training data, and that draw gave an M1 of 63.5% instead of 87.3%.
+    // are drawn before the training data, and that draw (with the earlier, one-step check) gave
+    // an M1 of 63.5% instead of 87.3%.
     data: { families: ["word", "number"], pretrainSize: 24000, iftSize: 3000, eftSize: 9000 },
     train: {
       pretrain: { steps: 1500 },
