@@ -2,11 +2,12 @@
 // tokenizer and the weight version it came from; it answers prompts, scores responses, and travels
 // through the object store as one blob. Every actor touches model/ through this file only.
 import { decode, encode } from "../bus/codec.ts";
+import type { PromptFormat } from "../bus/messages.ts";
 import { modelFromBytes, weightsToBytes } from "../model/checkpoint.ts";
 import { generate } from "../model/generate.ts";
 import type { Llama } from "../model/llama.ts";
 import { responseLogProbs } from "../model/score.ts";
-import { CharTokenizer, HfTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { applyChatTemplate, CharTokenizer, HfTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { cutAtEnd, END, policyInput } from "../tasks/format.ts";
 
 export interface Policy {
@@ -25,7 +26,8 @@ export interface Sampling {
 
 export interface Sample {
   text: string;
-  logProbs: Float32Array;
+  tokens: Int32Array<ArrayBuffer>;
+  logProbs: Float32Array<ArrayBuffer>;
   finishReason: string;
 }
 
@@ -61,33 +63,58 @@ export function disposePolicy(policy: Policy): void {
   policy.model.dispose();
 }
 
-/** Token ids the policy is conditioned on for a prompt: BOS, the prompt, the end marker. */
-export function promptIds(tokenizer: Tokenizer, prompt: string): number[] {
-  return [tokenizer.bosId, ...tokenizer.encode(policyInput(prompt))];
+/**
+ * Token ids the policy is conditioned on for a prompt. `plain`: BOS, the prompt, the end marker.
+ * `chat`: the prompt as a user turn through the tokenizer's chat template, with the assistant's
+ * header (the template writes BOS itself where the model wants one).
+ */
+export function promptIds(tokenizer: Tokenizer, prompt: string, format: PromptFormat = "plain"): number[] {
+  if (format === "plain") return [tokenizer.bosId, ...tokenizer.encode(policyInput(prompt))];
+  return tokenizer.encode(applyChatTemplate(tokenizer, [{ role: "user", content: prompt }]));
 }
 
-/** Token ids of a completion as trained: its text, then the end marker. */
-export function completionIds(tokenizer: Tokenizer, completion: string): number[] {
-  return tokenizer.encode(completion + END);
+/** Token ids of a completion as trained: its text, then the end marker (plain) or EOS (chat). */
+export function completionIds(
+  tokenizer: Tokenizer,
+  completion: string,
+  format: PromptFormat = "plain",
+): number[] {
+  if (format === "plain") return tokenizer.encode(completion + END);
+  return [...tokenizer.encode(completion), tokenizer.eosId];
 }
 
-/** `n` samples for each prompt, cut at the end marker. */
-export function samplePolicy(policy: Policy, prompts: string[], n: number, sampling: Sampling): Sample[][] {
+export interface PromptSamples {
+  /** The ids the policy was conditioned on. */
+  promptTokens: Int32Array<ArrayBuffer>;
+  samples: Sample[];
+}
+
+/** `n` samples for each prompt: text cut at the end marker, ids exactly as sampled. */
+export function samplePolicy(
+  policy: Policy,
+  prompts: string[],
+  n: number,
+  sampling: Sampling,
+  format: PromptFormat = "plain",
+): PromptSamples[] {
+  const { model, tokenizer } = policy;
+  const rendered = prompts.map((p) => promptIds(tokenizer, p, format));
   const inputs: number[][] = [];
-  for (const prompt of prompts) for (let i = 0; i < n; i++) inputs.push(promptIds(policy.tokenizer, prompt));
-  const outputs = generate(policy.model, policy.tokenizer, inputs, {
+  for (const ids of rendered) for (let i = 0; i < n; i++) inputs.push(ids);
+  const outputs = generate(model, tokenizer, inputs, {
     temperature: sampling.temperature,
     topP: sampling.topP,
     topK: sampling.topK,
     maxNewTokens: sampling.maxNewTokens,
     seed: sampling.seed,
-    stop: [END],
+    ...(format === "plain" ? { stop: [END] } : { eosIds: [...new Set([...model.eosIds, tokenizer.eosId])] }),
   });
-  const out: Sample[][] = prompts.map(() => []);
+  const out: PromptSamples[] = rendered.map((ids) => ({ promptTokens: Int32Array.from(ids), samples: [] }));
   outputs.forEach((o, i) => {
-    const { text, complete } = cutAtEnd(o.text);
-    out[Math.floor(i / n)].push({
+    const { text, complete } = format === "plain" ? cutAtEnd(o.text) : { text: o.text, complete: false };
+    out[Math.floor(i / n)].samples.push({
       text,
+      tokens: Int32Array.from(o.ids),
       logProbs: Float32Array.from(o.logProbs),
       finishReason: complete ? "stop" : o.finishReason,
     });
@@ -95,14 +122,11 @@ export function samplePolicy(policy: Policy, prompts: string[], n: number, sampl
   return out;
 }
 
-/** Summed log-prob of each completion given its prompt (the sequence log-prob DPO uses). */
+/** Summed log-prob of each completion given its prompt, both as token ids (what DPO uses). */
 export function completionLogProbs(
   policy: Policy,
-  items: { prompt: string; completion: string }[],
+  items: { prompt: ArrayLike<number>; completion: ArrayLike<number> }[],
 ): Float64Array {
-  const batch = items.map((it) => ({
-    prompt: promptIds(policy.tokenizer, it.prompt),
-    response: completionIds(policy.tokenizer, it.completion),
-  }));
+  const batch = items.map((it) => ({ prompt: Array.from(it.prompt), response: Array.from(it.completion) }));
   return Float64Array.from(responseLogProbs(policy.model, batch).sum);
 }

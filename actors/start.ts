@@ -1,11 +1,14 @@
 // `srlm actor NAME`: one actor process. It picks the tfjs backend, connects, and hands the actor
 // runtime (bus/actor.ts) the role's start function; the runtime does the rest (service
 // registration, stats, graceful stop, crash exit).
+
+import type { z } from "zod";
 import { type ActorContext, runActor } from "../bus/actor.ts";
 import type { BusOptions } from "../bus/connect.ts";
 import { makeEnvelope } from "../bus/envelope.ts";
+import { type JobEnvelope, PROTOCOL, type ResultOf } from "../bus/protocol.ts";
 import { publishResult, resultMsgID } from "../bus/queues.ts";
-import type { ResultKind } from "../bus/subjects.ts";
+import type { QueueName } from "../bus/subjects.ts";
 import type { Config } from "../config/schema.ts";
 import { selectBackend } from "../model/backend.ts";
 
@@ -30,17 +33,22 @@ export function busOptions(cfg: Config): BusOptions {
   };
 }
 
-/** Publishes the result of job `jobId`; its msgID makes a redelivered job's result a duplicate. */
-export async function publishJobResult(
+/**
+ * Publishes the answer to `job` on its queue's result subject (bus/protocol.ts). The msgID names
+ * the job and this instance: a redelivered job that runs twice here stores one result, and a
+ * result from anyone else cannot take the place of this one before the trainer has checked both.
+ */
+export async function publishJobResult<Q extends QueueName>(
   ctx: ActorContext,
-  jobId: string,
-  kind: ResultKind,
-  type: string,
-  body: unknown,
+  queue: Q,
+  job: JobEnvelope<Q>,
+  body: Omit<ResultOf<Q>, "jobId">,
   policyVersion?: number,
 ): Promise<void> {
-  const env = makeEnvelope(type, body as never, { run: ctx.run, producer: ctx.producer, policyVersion });
-  await publishResult(ctx.js, ctx.run, kind, env, resultMsgID(jobId));
+  const row = PROTOCOL[queue];
+  const full = { ...body, jobId: job.id } as z.input<(typeof row)["result"]["schema"]>;
+  const env = makeEnvelope(row.result, full, { run: ctx.run, producer: ctx.producer, policyVersion });
+  await publishResult(ctx.js, ctx.run, row.resultKind, env, resultMsgID(job.id, ctx.instance));
 }
 
 /** Set by `srlm run` / `srlm up` on the actors they start: the supervisor's pid. */

@@ -52,7 +52,7 @@ function agreement(items: { prompt: string; response: string }[]) {
     items.map((x) => judgePrompt(x.prompt, x.response)),
     1,
     sampling(0, 7, cfg.selfReward.judgeMaxNewTokens),
-  ).map((s) => s[0].text);
+  ).map((p) => p.samples[0].text);
   // `caught`: of the responses that truly fail a criterion, the share the judge marks `-`. A judge
   // blind to a check still agrees often when most responses pass it; `caught` shows the blindness.
   const rows: Record<string, { agree: number; n: number; truePositive: number; caught: number }> = {};
@@ -106,7 +106,7 @@ const own = samplePolicy(
   prompts,
   Number(opt.candidates),
   sampling(cfg.selfReward.temperature, 3, 32),
-).flatMap((samples, i) => samples.map((s) => ({ prompt: prompts[i], response: s.text })));
+).flatMap((p, i) => p.samples.map((s) => ({ prompt: prompts[i], response: s.text })));
 const synthetic = data.judgeEval.flatMap((j) =>
   j.candidates.map((c) => ({ prompt: j.prompt, response: c.response })),
 );

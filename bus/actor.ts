@@ -10,11 +10,13 @@ import { type BusOptions, connectBus } from "./connect.ts";
 import { type Envelope, encodeEnvelope, makeEnvelope, type Producer } from "./envelope.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { ActorEvent, type ActorEventBody } from "./messages.ts";
+import { type JobEnvelope, PROTOCOL } from "./protocol.ts";
 import {
   type ConsumeHandle,
   type ConsumeOptions,
   consume as consumeQueue,
   ensureStreams,
+  type JobControl,
   type JobHandler,
 } from "./queues.ts";
 import { type BusStats, createStats, idleMs } from "./stats.ts";
@@ -30,8 +32,15 @@ export interface ActorContext {
   instance: string;
   producer: Producer;
   stats: BusStats;
-  /** Consumes a work queue; the runtime stops it (and naks held jobs) on shutdown. */
-  consume(queue: QueueName, handler: JobHandler, opts?: ConsumeOptions): Promise<ConsumeHandle>;
+  /**
+   * Consumes a work queue with the job type of bus/protocol.ts (others are dead-lettered); the
+   * runtime stops it (and naks held jobs) on shutdown.
+   */
+  consume<Q extends QueueName>(
+    queue: Q,
+    handler: (job: JobEnvelope<Q>, ctl: JobControl) => Promise<void>,
+    opts?: ConsumeOptions,
+  ): Promise<ConsumeHandle>;
   /** Wraps body in an envelope of `type` and publishes it through JetStream (all run subjects are stored). */
   publish(subject: string, type: string, body: unknown, extra?: PublishExtra): Promise<Envelope>;
   /** Runs fn on shutdown, after consumers stopped, in reverse order of registration. */
@@ -152,7 +161,15 @@ export async function runActor(spec: ActorSpec): Promise<ActorHandle> {
     signal: shutdown.signal,
     async consume(queue, handler, opts = {}) {
       if (shutdown.signal.aborted) throw new Error(`actor ${spec.actor} is stopping; not consuming ${queue}`);
-      const handle = await consumeQueue(js, run, queue, handler, { producer, log, ...opts, stats });
+      // The queue's type was checked (expectType) before the handler sees the envelope.
+      const typed = handler as JobHandler;
+      const handle = await consumeQueue(js, run, queue, typed, {
+        producer,
+        log,
+        ...opts,
+        stats,
+        expectType: PROTOCOL[queue].job.type,
+      });
       consumers.push({ queue, handle });
       return handle;
     },

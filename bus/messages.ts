@@ -97,10 +97,25 @@ export type SamplingBody = z.output<typeof sampling>;
 // Why a job exists: training data for iteration N, or evaluation of model N.
 const purpose = z.enum(["train", "eval"]);
 
-/** Write new prompts (self-instruct): one few-shot prompt per prompt to write. */
+/**
+ * How a prompt reaches the policy: `plain` is srlm's own format (BOS, the prompt, a newline; the
+ * completion ends at the next newline), `chat` renders it as a user turn with the tokenizer's chat
+ * template and the completion ends at EOS.
+ */
+export const PROMPT_FORMATS = ["plain", "chat"] as const;
+const format = z.enum(PROMPT_FORMATS);
+export type PromptFormat = z.output<typeof format>;
+
+/** Write new prompts (self-instruct): one rendered prompt-writing prompt per prompt to write. */
 export const PromptsJob = defineMessage(
   "job.prompts",
-  z.object({ iteration: count, fewShot: z.array(z.array(z.string())), weights: weightRef, sampling }),
+  z.object({
+    iteration: count,
+    inputs: z.array(z.string().min(1)).min(1),
+    format,
+    weights: weightRef,
+    sampling,
+  }),
 );
 export type PromptsJobBody = BodyOf<typeof PromptsJob>;
 
@@ -117,6 +132,7 @@ export const SamplesJob = defineMessage(
     iteration: count,
     purpose,
     prompts: z.array(z.string().min(1)).min(1),
+    format,
     n: z.number().int().positive(),
     weights: weightRef,
     latest: z.boolean().optional(),
@@ -127,6 +143,9 @@ export type SamplesJobBody = BodyOf<typeof SamplesJob>;
 
 const sampled = z.object({
   text: z.string(),
+  // The ids exactly as sampled (with the EOS or stop token that ended them): what the reference
+  // scores and DPO trains, so decoding and re-encoding never changes a response.
+  tokens: z.instanceof(Int32Array),
   // Behaviour log-prob of each sampled token, at temperature 1 (what PPO's ratio needs).
   logProbs: z.instanceof(Float32Array),
   finishReason: z.string(),
@@ -139,23 +158,41 @@ export const CandidatesResult = defineMessage(
     iteration: count,
     purpose,
     policyVersion: count,
-    results: z.array(z.object({ prompt: z.string(), responses: z.array(sampled) })),
+    results: z.array(
+      z.object({ prompt: z.string(), promptTokens: z.instanceof(Int32Array), responses: z.array(sampled) }),
+    ),
   }),
 );
 export type CandidatesResultBody = BodyOf<typeof CandidatesResult>;
 
-/** Score each candidate `samples` times with the judge prompt. */
+/** The parsers a judge may be asked to read its judgements with (tasks/judgement.ts). */
+export const SCORE_PARSERS = ["first-line", "last-score"] as const;
+
+/**
+ * Score each candidate `samples` times. The trainer renders the task's judge prompt for every
+ * candidate, so a judge needs no task knowledge beyond the named score parser (and, for the
+ * `verifier` judge, the task whose verifier to use).
+ */
 export const JudgeJob = defineMessage(
   "job.judge",
-  z.object({
-    iteration: count,
-    purpose,
-    prompt: z.string().min(1),
-    candidates: z.array(z.string()).min(1),
-    samples: z.number().int().positive(),
-    weights: weightRef,
-    sampling,
-  }),
+  z
+    .object({
+      iteration: count,
+      purpose,
+      task: z.string().min(1),
+      prompt: z.string().min(1),
+      candidates: z.array(z.string()).min(1),
+      judgePrompts: z.array(z.string().min(1)).min(1),
+      format,
+      parser: z.enum(SCORE_PARSERS),
+      samples: z.number().int().positive(),
+      weights: weightRef,
+      sampling,
+    })
+    .refine((j) => j.judgePrompts.length === j.candidates.length, {
+      message: "judgePrompts must have one entry per candidate",
+      path: ["judgePrompts"],
+    }),
 );
 export type JudgeJobBody = BodyOf<typeof JudgeJob>;
 
@@ -183,7 +220,16 @@ export const ReferenceJob = defineMessage(
   z.object({
     iteration: count,
     weights: weightRef,
-    pairs: z.array(z.object({ prompt: z.string(), chosen: z.string(), rejected: z.string() })).min(1),
+    // Token ids as the generator sampled them (prompt rendered by its format), never re-encoded.
+    pairs: z
+      .array(
+        z.object({
+          prompt: z.instanceof(Int32Array),
+          chosen: z.instanceof(Int32Array),
+          rejected: z.instanceof(Int32Array),
+        }),
+      )
+      .min(1),
   }),
 );
 export type ReferenceJobBody = BodyOf<typeof ReferenceJob>;
@@ -216,6 +262,13 @@ export type StageProgressBody = BodyOf<typeof StageProgress>;
 /** The run has finished: where its report is, and the summary to print. */
 export const RunDone = defineMessage(
   "run.done",
-  z.object({ ok: z.boolean(), report: z.string(), summary: z.string(), error: z.string().optional() }),
+  z.object({
+    ok: z.boolean(),
+    // An operator's `srlm control stop`: the run ended early, as asked, not as a failure.
+    stopped: z.boolean().optional(),
+    report: z.string(),
+    summary: z.string(),
+    error: z.string().optional(),
+  }),
 );
 export type RunDoneBody = BodyOf<typeof RunDone>;

@@ -202,6 +202,8 @@ export interface ConsumeOptions extends WorkConsumerOptions {
   stats?: BusStats;
   /** Create/update the durable consumer before consuming (default true). */
   ensure?: boolean;
+  /** The one message type this queue carries (bus/protocol.ts); any other is dead-lettered at once. */
+  expectType?: string;
 }
 
 export interface ConsumeHandle {
@@ -249,6 +251,17 @@ export async function consume(
     if (!decoded.ok) {
       deadLetter(dl, m.subject, m.data, decoded.reason);
       // No reason argument: nats-server 2.9 does not understand `+TERM <reason>` and ignores it.
+      m.term();
+      return;
+    }
+    if (opts.expectType !== undefined && decoded.msg.type !== opts.expectType) {
+      // Retrying cannot make a message of the wrong type right: no handler is called for it.
+      deadLetter(
+        dl,
+        m.subject,
+        m.data,
+        `${decoded.msg.type} on ${m.subject}, which carries ${opts.expectType}`,
+      );
       m.term();
       return;
     }

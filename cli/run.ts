@@ -146,6 +146,10 @@ export async function runLoop(input: Config): Promise<number> {
     process.stderr.write(`srlm: the run failed: ${result.error}; see ${join(cfg.out, "logs")}\n`);
     return 1;
   }
+  if (result.stopped)
+    process.stderr.write(
+      "srlm: stopped by `srlm control stop`; the report holds the iterations that finished\n",
+    );
   process.stdout.write(`\n${result.summary}\nreport: ${result.report}\n`);
   return 0;
 }

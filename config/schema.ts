@@ -39,8 +39,29 @@ export const modelSchema = z
   })
   .strict();
 
+// The JSONL files of an instruction task (data.task "jsonl"); every line is checked and a bad one
+// is an error naming the file, the line and the field.
+export const jsonlFilesSchema = z
+  .object({
+    // IFT: {prompt, response} or {messages: [{role, content}…]} ending in the assistant's turn.
+    ift: z.string().default(""),
+    // EFT: {prompt, response, judgement} (rendered with the judge template) or chat messages.
+    eft: z.string().default(""),
+    // Seed prompts for self-instruct: {prompt}; default the IFT prompts.
+    prompts: z.string().default(""),
+    // Held-out prompts: {prompt}; default `heldOutSize` prompts set aside from the seed prompts.
+    heldOut: z.string().default(""),
+  })
+  .strict();
+
 export const dataSchema = z
   .object({
+    // synthetic: srlm's verifiable task families (the demo); jsonl: your own instruction data.
+    task: z.enum(["synthetic", "jsonl"]).default("synthetic"),
+    // How prompts reach the policy: chat uses the tokenizer's chat template; auto picks chat when
+    // the checkpoint's tokenizer has one (the synthetic task is always plain).
+    format: z.enum(["auto", "plain", "chat"]).default("auto"),
+    jsonl: jsonlFilesSchema.default(jsonlFilesSchema.parse({})),
     seed: nonNegativeInt.default(7),
     // Task families to train and evaluate on (tasks/families.ts): the six answer families by
     // default; the demo runs on the two constraint families (word, number).
@@ -133,6 +154,26 @@ export const selfRewardSchema = z
     maxStaleness: nonNegativeInt.default(2),
     // Streaming: publish new weights every this many DPO steps, for generators to pick up.
     publishEvery: positiveInt.default(10),
+    // A stage whose failed jobs exceed this share stops the run with an error naming the stage.
+    maxFailedShare: probability.default(0.1),
+  })
+  .strict();
+
+export const judgeSchema = z
+  .object({
+    // A Jinja file with {{ prompt }} and {{ response }}; empty = the built-in additive 5-point
+    // rubric (the paper's LLM-as-a-Judge prompt, in srlm's words). Instruction tasks only.
+    promptTemplate: z.string().default(""),
+  })
+  .strict();
+
+export const selfInstructSchema = z
+  .object({
+    // A Jinja file with {{ examples }} (a list of prompts); empty = the built-in one. Instruction tasks only.
+    template: z.string().default(""),
+    // A written prompt whose word ROUGE-L F1 with a seen prompt reaches this is a near duplicate.
+    maxOverlap: probability.default(0.7),
+    maxPromptChars: positiveInt.default(2000),
   })
   .strict();
 
@@ -164,6 +205,8 @@ export const configSchema = z
     data: dataSchema.default(dataSchema.parse({})),
     train: trainSchema.default(trainSchema.parse({})),
     selfReward: selfRewardSchema.default(selfRewardSchema.parse({})),
+    judge: judgeSchema.default(judgeSchema.parse({})),
+    selfInstruct: selfInstructSchema.default(selfInstructSchema.parse({})),
     actors: actorsSchema.default(actorsSchema.parse({})),
   })
   .strict();

@@ -5,6 +5,8 @@ export * from "./eval.ts";
 export * from "./families.ts";
 export * from "./format.ts";
 export * from "./jsonl.ts";
+export * from "./judgement.ts";
 export * from "./random.ts";
 export * from "./rubric.ts";
 export * from "./selfinstruct.ts";
+export * from "./task.ts";

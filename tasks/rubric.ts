@@ -3,6 +3,7 @@
 // parser that turns a judge's text back into a score (or says why it cannot).
 import { CRITERIA, displayResponse, type Rubric } from "./criteria.ts";
 import { parsePrompt } from "./families.ts";
+import { type Judgement, parseScore } from "./judgement.ts";
 
 export {
   CRITERIA,
@@ -45,41 +46,8 @@ export function judgeTarget(rubric: Rubric): string {
   return rubric.evidence === undefined ? verdict : `${rubric.evidence} ${verdict}`;
 }
 
-export type Judgement = { ok: true; score: number } | { ok: false; reason: string };
-
-/**
- * The score of a judge's output: its first line must end in `Score: N` with N in 0..5. The
- * justification before it is not checked; the paper, too, reads only the final score.
- */
+/** The synthetic judge's parser: the first line must end in `Score: N` with N in 0..5. The
+ * justification before it is not checked; the paper, too, reads only the final score. */
 export function parseJudgement(text: string): Judgement {
-  const line = text.split("\n", 1)[0].trimEnd();
-  const m = /Score:\s*(\d+)$/.exec(line);
-  if (m === null) {
-    const snippet = line.length > 40 ? `${line.slice(0, 40)}…` : line;
-    return { ok: false, reason: `no final 'Score: N' in ${JSON.stringify(snippet)}` };
-  }
-  const score = Number(m[1]);
-  if (score > CRITERIA.length)
-    return { ok: false, reason: `score ${score} is outside 0..${CRITERIA.length}` };
-  return { ok: true, score };
-}
-
-export interface JudgementSummary {
-  /** Mean of the parsed scores; null when none parsed. */
-  mean: number | null;
-  scores: number[];
-  failures: string[];
-}
-
-/** Averages several judge samples of one candidate (the paper uses 3), counting parse failures. */
-export function summariseJudgements(texts: readonly string[]): JudgementSummary {
-  const scores: number[] = [];
-  const failures: string[] = [];
-  for (const text of texts) {
-    const j = parseJudgement(text);
-    if (j.ok) scores.push(j.score);
-    else failures.push(j.reason);
-  }
-  const mean = scores.length === 0 ? null : scores.reduce((s, x) => s + x, 0) / scores.length;
-  return { mean, scores, failures };
+  return parseScore("first-line", text);
 }

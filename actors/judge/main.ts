@@ -5,8 +5,10 @@
 //   ab        scores with self, and also with the verifier, reporting both (their agreement).
 import type { ActorContext } from "../../bus/actor.ts";
 import type { JudgeJobBody } from "../../bus/messages.ts";
+import type { JobOf, ResultOf } from "../../bus/protocol.ts";
 import type { Config } from "../../config/schema.ts";
-import { judgePrompt, parseJudgement, trueScore } from "../../tasks/index.ts";
+import { parseScore } from "../../tasks/judgement.ts";
+import { verifierOf } from "../../tasks/verifiers.ts";
 import { type Policy, samplePolicy } from "../policy.ts";
 import { publishJobResult } from "../start.ts";
 import { WeightCache } from "../weights.ts";
@@ -21,13 +23,13 @@ export interface Judgements {
   judgements: number;
 }
 
+/** The policy judges each candidate by answering the judge prompt the trainer rendered for it. */
 export function judgeWithPolicy(policy: Policy, job: JudgeJobBody): Judgements {
-  const inputs = job.candidates.map((c) => judgePrompt(job.prompt, c));
-  const samples = samplePolicy(policy, inputs, job.samples, job.sampling);
+  const samples = samplePolicy(policy, job.judgePrompts, job.samples, job.sampling, job.format);
   let parseFailures = 0;
   const scores = samples.map((perCandidate) =>
-    perCandidate.map((s) => {
-      const parsed = parseJudgement(s.text);
+    perCandidate.samples.map((s) => {
+      const parsed = parseScore(job.parser, s.text);
       if (parsed.ok) return parsed.score;
       parseFailures++;
       return null;
@@ -37,8 +39,9 @@ export function judgeWithPolicy(policy: Policy, job: JudgeJobBody): Judgements {
 }
 
 export function judgeWithVerifier(job: JudgeJobBody): Judgements {
+  const verify = verifierOf(job.task);
   const scores = job.candidates.map((c) => {
-    const score = trueScore(job.prompt, c).score;
+    const score = verify(job.prompt, c).score;
     return Array.from({ length: job.samples }, () => score);
   });
   return { scores, parseFailures: 0, judgements: job.candidates.length * job.samples };
@@ -49,35 +52,51 @@ const mean = (xs: (number | null)[]) => {
   return valid.length ? valid.reduce((a, b) => a + b, 0) / valid.length : null;
 };
 
+/** A judging job's answer by judge `impl`; `policy` gives the weights the job names, where the
+ * judge needs them (self, ab). */
+export async function answerJudge(
+  impl: JudgeImpl,
+  job: JobOf<"judge">,
+  instance: string,
+  policy: () => Promise<Policy>,
+): Promise<{ body: Omit<ResultOf<"judge">, "jobId">; weightsVersion?: number }> {
+  let result: Judgements;
+  let weightsVersion: number | undefined;
+  let secondary: { impl: string; means: (number | null)[] } | undefined;
+  if (impl === "verifier") result = judgeWithVerifier(job);
+  else {
+    const p = await policy();
+    weightsVersion = p.version;
+    result = judgeWithPolicy(p, job);
+    if (impl === "ab") secondary = { impl: "verifier", means: judgeWithVerifier(job).scores.map(mean) };
+  }
+  const body = {
+    iteration: job.iteration,
+    purpose: job.purpose,
+    prompt: job.prompt,
+    judge: { impl: impl === "ab" ? "ab:self+verifier" : impl, instance, weightsVersion },
+    ...result,
+    ...(secondary ? { secondary } : {}),
+  };
+  return { body, weightsVersion };
+}
+
+export function isJudgeImpl(impl: string): impl is JudgeImpl {
+  return (JUDGE_IMPLS as readonly string[]).includes(impl);
+}
+
 export async function startJudge(ctx: ActorContext, cfg: Config, impl: string): Promise<void> {
-  if (!(JUDGE_IMPLS as readonly string[]).includes(impl)) {
+  if (!isJudgeImpl(impl)) {
     throw new Error(`judge --impl ${impl}: unknown judge; use one of ${JUDGE_IMPLS.join(", ")}`);
   }
   const weights = new WeightCache(ctx.nc, ctx.log);
   await ctx.consume(
     "judge",
     async (msg) => {
-      const job = msg.body as JudgeJobBody;
-      let result: Judgements;
-      let weightsVersion: number | undefined;
-      let secondary: { impl: string; means: (number | null)[] } | undefined;
-      if (impl === "verifier") result = judgeWithVerifier(job);
-      else {
-        const policy = await weights.get(job.weights);
-        weightsVersion = policy.version;
-        result = judgeWithPolicy(policy, job);
-        if (impl === "ab") secondary = { impl: "verifier", means: judgeWithVerifier(job).scores.map(mean) };
-      }
-      const body = {
-        jobId: msg.id,
-        iteration: job.iteration,
-        purpose: job.purpose,
-        prompt: job.prompt,
-        judge: { impl: impl === "ab" ? "ab:self+verifier" : impl, instance: ctx.instance, weightsVersion },
-        ...result,
-        ...(secondary ? { secondary } : {}),
-      };
-      await publishJobResult(ctx, msg.id, "scores", "result.scores", body, weightsVersion);
+      const { body, weightsVersion } = await answerJudge(impl, msg.body, ctx.instance, () =>
+        weights.get(msg.body.weights),
+      );
+      await publishJobResult(ctx, "judge", msg, body, weightsVersion);
     },
     { ackWaitMs: cfg.actors.ackWaitMs, maxDeliver: cfg.actors.maxDeliver },
   );

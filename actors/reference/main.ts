@@ -1,32 +1,39 @@
 // The reference actor: summed log-probs of chosen and rejected answers under the frozen reference
-// model (M_t while M_t is trained into M_t+1), so the trainer never holds two models.
+// model (M_t while M_t is trained into M_t+1), so the trainer never holds two models. It scores
+// the token ids the generator sampled, never a re-encoding of their text.
 import type { ActorContext } from "../../bus/actor.ts";
-import type { ReferenceJobBody } from "../../bus/messages.ts";
+import type { JobOf, ResultOf } from "../../bus/protocol.ts";
 import type { Config } from "../../config/schema.ts";
-import { completionLogProbs } from "../policy.ts";
+import { completionLogProbs, type Policy } from "../policy.ts";
 import { publishJobResult } from "../start.ts";
 import { WeightCache } from "../weights.ts";
+
+/** Summed log-probs of each pair's chosen and rejected ids under `policy`. */
+export function answerReference(
+  policy: Policy,
+  job: JobOf<"reference">,
+): Omit<ResultOf<"reference">, "jobId"> {
+  const sums = completionLogProbs(policy, [
+    ...job.pairs.map((p) => ({ prompt: p.prompt, completion: p.chosen })),
+    ...job.pairs.map((p) => ({ prompt: p.prompt, completion: p.rejected })),
+  ]);
+  const n = job.pairs.length;
+  return {
+    iteration: job.iteration,
+    referenceVersion: policy.version,
+    chosen: sums.slice(0, n),
+    rejected: sums.slice(n),
+  };
+}
 
 export async function startReference(ctx: ActorContext, cfg: Config): Promise<void> {
   const weights = new WeightCache(ctx.nc, ctx.log);
   await ctx.consume(
     "reference",
     async (msg) => {
-      const job = msg.body as ReferenceJobBody;
+      const job = msg.body;
       const policy = await weights.get(job.weights);
-      const sums = completionLogProbs(policy, [
-        ...job.pairs.map((p) => ({ prompt: p.prompt, completion: p.chosen })),
-        ...job.pairs.map((p) => ({ prompt: p.prompt, completion: p.rejected })),
-      ]);
-      const n = job.pairs.length;
-      const body = {
-        jobId: msg.id,
-        iteration: job.iteration,
-        referenceVersion: policy.version,
-        chosen: sums.slice(0, n),
-        rejected: sums.slice(n),
-      };
-      await publishJobResult(ctx, msg.id, "reflogprobs", "result.reflogprobs", body, policy.version);
+      await publishJobResult(ctx, "reference", msg, answerReference(policy, job), policy.version);
     },
     { ackWaitMs: cfg.actors.ackWaitMs, maxDeliver: cfg.actors.maxDeliver },
   );

@@ -3,34 +3,48 @@
 // comes back through the dead-letter subject and settles as failed, so a stage never hangs on it.
 import { type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { decodeEnvelope, type Envelope, makeEnvelope, type Producer } from "../../bus/envelope.ts";
+import type { z } from "zod";
+import { type DeadLetterContext, deadLetter } from "../../bus/dead.ts";
+import {
+  decodeEnvelope,
+  type Envelope,
+  encodeEnvelope,
+  makeEnvelope,
+  type Producer,
+} from "../../bus/envelope.ts";
 import type { DeadLetterBody } from "../../bus/messages.ts";
+import { type JobOf, PROTOCOL, queueOfResult, type ResultOf, resultProblem } from "../../bus/protocol.ts";
 import { enqueue, type ResultReader, readResults, watchExhaustedJobs } from "../../bus/queues.ts";
-import { type QueueName, RESULT_KINDS, subjects } from "../../bus/subjects.ts";
+import { type QueueName, RESULT_KINDS, type ResultKind, subjects } from "../../bus/subjects.ts";
+import type { JobOutcome, Workers } from "./workers.ts";
 
-export type JobOutcome<R> =
-  | { ok: true; result: R; msg: Envelope }
-  | { ok: false; jobId: string; reason: string };
+export type { JobOutcome } from "./workers.ts";
 
 interface Waiter {
+  queue: QueueName;
+  job: unknown;
   resolve(outcome: JobOutcome<unknown>): void;
 }
 
-export class JobBoard {
+/** The NATS implementation of the loop's workers: jobs on JetStream queues, any process answers. */
+export class JobBoard implements Workers {
   private waiters = new Map<string, Waiter>();
   // Results that arrived before anyone waited (a fast actor) or for jobs of an earlier trainer life.
-  private early = new Map<string, Envelope>();
+  private early = new Map<string, { msg: Envelope; subject: string }>();
   private readers: ResultReader[] = [];
   private deadSub?: Subscription;
   private exhausted?: { stop(): void };
   private seq = 0;
+  private deadLetters: DeadLetterContext;
 
   private constructor(
     private nc: NatsConnection,
     private js: JetStreamClient,
     private run: string,
     private producer: Producer,
-  ) {}
+  ) {
+    this.deadLetters = { js, run, producer };
+  }
 
   static async open(
     nc: NatsConnection,
@@ -55,13 +69,7 @@ export class JobBoard {
       const reader = await readResults(this.js, this.run, kind, { producer: this.producer });
       this.readers.push(reader);
       void (async () => {
-        for await (const record of reader) {
-          const jobId = (record.msg.body as { jobId?: string }).jobId;
-          if (!jobId) continue;
-          if (this.waiters.has(jobId))
-            this.settle(jobId, { ok: true, result: record.msg.body, msg: record.msg });
-          else this.early.set(jobId, record.msg);
-        }
+        for await (const record of reader) this.receive(kind, record.msg, record.subject);
       })();
     }
     // A job whose holder died on its last delivery comes back as a dead letter too.
@@ -81,44 +89,75 @@ export class JobBoard {
     });
   }
 
+  /**
+   * A result is taken only for a job this board issued and still waits on, of the type its queue
+   * answers with, from the role that may answer it, and only if it fits the job (bus/protocol.ts
+   * resultProblem). Anything else is dead-lettered with the reason and does not settle the job,
+   * so a bad or forged result cannot stand in for a good one.
+   */
+  private receive(kind: ResultKind, msg: Envelope, subject: string): void {
+    const queue = queueOfResult(kind);
+    const problem = this.problemOf(queue, msg, subject);
+    if (problem === "early") return;
+    if (problem !== null) {
+      deadLetter(this.deadLetters, subject, encodeEnvelope(msg), `result ${msg.id} refused: ${problem}`);
+      return;
+    }
+    this.settle((msg.body as { jobId: string }).jobId, { ok: true, result: msg.body });
+  }
+
+  /** Why `msg` cannot settle its job, "early" when nobody waits for it yet, or null. */
+  private problemOf(queue: QueueName, msg: Envelope, subject: string): string | null {
+    const row = PROTOCOL[queue];
+    const jobId = (msg.body as { jobId?: unknown }).jobId;
+    if (msg.type !== row.result.type) return `${msg.type} on ${subject}, which carries ${row.result.type}`;
+    if (typeof jobId !== "string") return "no jobId";
+    if (msg.producer.actor !== row.answeredBy)
+      return `from a ${msg.producer.actor}; only a ${row.answeredBy} answers ${queue} jobs`;
+    const waiter = this.waiters.get(jobId);
+    if (!waiter) {
+      // A fast actor can answer before submit() registered the waiter; kept briefly for it.
+      this.early.set(jobId, { msg, subject });
+      return "early";
+    }
+    return resultProblem(queue, waiter.job as JobOf<typeof queue>, msg.body as ResultOf<typeof queue>);
+  }
+
   /** Enqueues one job and resolves with its result (or its failure). */
-  async submit<R>(
-    queue: QueueName,
-    type: string,
-    body: unknown,
+  async submit<Q extends QueueName>(
+    queue: Q,
+    body: JobOf<Q>,
     policyVersion?: number,
-  ): Promise<JobOutcome<R>> {
+  ): Promise<JobOutcome<ResultOf<Q>>> {
     const id = `${this.run}-${queue}-${Date.now().toString(36)}-${(this.seq++).toString(36)}`;
-    const env = makeEnvelope(type, body as never, {
+    const env = makeEnvelope(PROTOCOL[queue].job, body as z.input<(typeof PROTOCOL)[Q]["job"]["schema"]>, {
       run: this.run,
       producer: this.producer,
       policyVersion,
       id,
     });
-    const outcome = new Promise<JobOutcome<R>>((resolve) => {
-      this.waiters.set(id, { resolve: resolve as (o: JobOutcome<unknown>) => void });
+    const outcome = new Promise<JobOutcome<ResultOf<Q>>>((resolve) => {
+      this.waiters.set(id, { queue, job: env.body, resolve: resolve as (o: JobOutcome<unknown>) => void });
     });
     await enqueue(this.js, this.run, queue, env, { msgID: id });
     const early = this.early.get(id);
     if (early) {
       this.early.delete(id);
-      this.settle(id, { ok: true, result: early.body, msg: early });
+      this.receive(PROTOCOL[queue].resultKind, early.msg, early.subject);
     }
     return outcome;
   }
 
   /** Submits every job of a stage and calls `onDone` as each settles; results in submission order. */
-  async submitAll<R>(
-    queue: QueueName,
-    type: string,
-    bodies: unknown[],
+  async submitAll<Q extends QueueName>(
+    queue: Q,
+    bodies: JobOf<Q>[],
     onDone: (done: number, total: number) => void = () => {},
-    policyVersion?: number,
-  ): Promise<JobOutcome<R>[]> {
+  ): Promise<JobOutcome<ResultOf<Q>>[]> {
     let done = 0;
     return Promise.all(
       bodies.map(async (body) => {
-        const outcome = await this.submit<R>(queue, type, body, policyVersion);
+        const outcome = await this.submit(queue, body);
         onDone(++done, bodies.length);
         return outcome;
       }),

@@ -1,5 +1,7 @@
 // The trainer's three training loops over the model engine: language-model pretraining (M0),
 // supervised fine-tuning on instruction and judge data (M1), and DPO on preference pairs (M_t+1).
+
+import type { PromptFormat } from "../../bus/messages.ts";
 import type { Config } from "../../config/schema.ts";
 import { Trainer } from "../../model/train.ts";
 import { makeRng, type Rng } from "../../tasks/random.ts";
@@ -86,19 +88,21 @@ export function supervisedFineTune(
   optim: Optim,
   seed: number,
   onStep: (r: StepReport) => void,
+  format: PromptFormat = "plain",
 ) {
   const { tokenizer } = policy;
   const rows = examples.map((ex) => ({
-    prompt: promptIds(tokenizer, ex.prompt),
-    response: completionIds(tokenizer, ex.response),
+    prompt: promptIds(tokenizer, ex.prompt, format),
+    response: completionIds(tokenizer, ex.response, format),
   }));
   return crossEntropySteps(policy, rows, optim, seed, onStep);
 }
 
+/** A preference pair as token ids (the prompt as rendered, the responses as sampled). */
 export interface TrainingPair {
-  prompt: string;
-  chosen: string;
-  rejected: string;
+  prompt: ArrayLike<number>;
+  chosen: ArrayLike<number>;
+  rejected: ArrayLike<number>;
   refChosen: number;
   refRejected: number;
 }
@@ -119,7 +123,7 @@ export class PreferenceTrainer {
   steps = 0;
 
   constructor(
-    private policy: Policy,
+    policy: Policy,
     private optim: Optim,
     beta: number,
     seed: number,
@@ -136,12 +140,11 @@ export class PreferenceTrainer {
 
   /** One DPO step on exactly this minibatch. */
   stepOn(batch: TrainingPair[]): number {
-    const { tokenizer } = this.policy;
     const stats = this.trainer.dpoStep(
       batch.map((p) => ({
-        prompt: promptIds(tokenizer, p.prompt),
-        chosen: completionIds(tokenizer, p.chosen),
-        rejected: completionIds(tokenizer, p.rejected),
+        prompt: Array.from(p.prompt),
+        chosen: Array.from(p.chosen),
+        rejected: Array.from(p.rejected),
       })),
       { chosen: batch.map((p) => p.refChosen), rejected: batch.map((p) => p.refRejected) },
     );

@@ -6,12 +6,16 @@ import { join } from "node:path";
 import type { ActorContext } from "../../bus/actor.ts";
 import { decodeEnvelope } from "../../bus/envelope.ts";
 import type { ControlBody } from "../../bus/messages.ts";
+import { putBlob } from "../../bus/objects.ts";
 import { ensureStreams } from "../../bus/queues.ts";
+import { busStatus } from "../../bus/status.ts";
 import { subjects } from "../../bus/subjects.ts";
 import type { Config } from "../../config/schema.ts";
+import { taskFromConfig } from "../../tasks/fromConfig.ts";
+import { policyToBlob } from "../policy.ts";
 import { JobBoard } from "./jobs.ts";
-import { summaryTable } from "./report.ts";
-import { SelfRewardingSchedule } from "./schedule.ts";
+import { type ActorUsage, summaryTable } from "./report.ts";
+import { RunStopped, SelfRewardingLoop } from "./selfRewarding.ts";
 
 /** Pause and resume from `srlm control`; a stop ends the schedule at the next stage boundary. */
 class RunControl {
@@ -34,7 +38,7 @@ class RunControl {
 
   async gate(): Promise<void> {
     if (this.paused) await this.paused.promise;
-    if (this.stopped) throw new Error("stopped by `srlm control stop`");
+    if (this.stopped) throw new RunStopped();
   }
 }
 
@@ -61,15 +65,20 @@ export async function startTrainer(
       control.apply(body.command);
     },
   });
-  const schedule = new SelfRewardingSchedule(cfg, {
-    nc: ctx.nc,
-    js: ctx.js,
-    run: ctx.run,
+  const loop = new SelfRewardingLoop(cfg, taskFromConfig(cfg), {
+    workers: board,
     log: ctx.log,
-    board,
     backend,
-    async announceWeights(ref) {
-      await ctx.publish(s.weights, "weights.published", ref, { policyVersion: ref.version });
+    async publish(version, policy) {
+      const ref = await putBlob(ctx.nc, `srlm-${cfg.run}-weights`, `v${version}`, policyToBlob(policy));
+      const weights = { version, bucket: ref.bucket, name: ref.name, digest: ref.digest };
+      await ctx.publish(
+        s.weights,
+        "weights.published",
+        { ...weights, bytes: ref.bytes },
+        { policyVersion: version },
+      );
+      return weights;
     },
     gate: () => control.gate(),
     progress(stage, iteration, done, total, detail) {
@@ -87,11 +96,13 @@ export async function startTrainer(
       const finite = Object.fromEntries(Object.entries(values).filter(([, v]) => Number.isFinite(v)));
       void ctx.publish(s.metrics, "metrics", { iteration, values: finite }).catch(() => {});
     },
+    actorStats: () => actorStats(ctx),
   });
-  const done = schedule.run().then(
+  const done = loop.run().then(
     async (report) => {
       await ctx.publish(s.events, "run.done", {
         ok: true,
+        ...(report.stopped ? { stopped: true } : {}),
         report: join(cfg.out, "report.json"),
         summary: summaryTable(report),
       });
@@ -108,4 +119,31 @@ export async function startTrainer(
     control.apply("resume");
     await board.close();
   };
+}
+
+/** How busy each live actor was over the run (from the services API), to see what overlap hides. */
+async function actorStats(ctx: ActorContext): Promise<ActorUsage[]> {
+  try {
+    const status = await busStatus(ctx.nc, ctx.run, { waitMs: 1000 });
+    return status.actors.map((a) => {
+      const st = (a.stats ?? {}) as {
+        processed?: number;
+        failed?: number;
+        idleMs?: number;
+        uptimeMs?: number;
+      };
+      return {
+        actor: a.actor,
+        impl: a.impl,
+        instance: a.instance,
+        processed: st.processed ?? 0,
+        failed: st.failed ?? 0,
+        idleSeconds: (st.idleMs ?? 0) / 1000,
+        uptimeSeconds: (st.uptimeMs ?? 0) / 1000,
+      };
+    });
+  } catch (err) {
+    ctx.log.warn({ err: (err as Error).message }, "could not collect actor stats");
+    return [];
+  }
 }

@@ -4,6 +4,8 @@
 
 export interface JudgedCandidate {
   response: string;
+  /** The ids as sampled, where the candidate came from the policy (DPO trains these). */
+  tokens?: Int32Array;
   // One entry per judge sample; null where the judgement could not be parsed.
   scores: (number | null)[];
   policyVersion: number;
@@ -13,6 +15,8 @@ export interface PreferencePair {
   prompt: string;
   chosen: string;
   rejected: string;
+  chosenTokens?: Int32Array;
+  rejectedTokens?: Int32Array;
   chosenScore: number;
   rejectedScore: number;
   policyVersion: number;
@@ -48,6 +52,8 @@ export function pairFromJudged(prompt: string, candidates: JudgedCandidate[], mi
       prompt,
       chosen: best.candidate.response,
       rejected: worst.candidate.response,
+      ...(best.candidate.tokens ? { chosenTokens: best.candidate.tokens } : {}),
+      ...(worst.candidate.tokens ? { rejectedTokens: worst.candidate.tokens } : {}),
       chosenScore: best.mean,
       rejectedScore: worst.mean,
       // A pair is as old as the oldest policy that wrote either side.

@@ -1,21 +1,43 @@
 // The run's report: report.json (machine-readable) and summary.txt (the table `srlm run` prints).
 import type { DpoSummary } from "./loops.ts";
 
+/** Jobs of each stage and the ones that failed, by reason. */
+export type StageFailures = Record<string, { jobs: number; failed: number; reasons: Record<string, number> }>;
+
 export interface ModelEval {
-  heldOutAccuracy: number;
-  heldOutAccuracyCi95: [number, number];
-  heldOutMeanScore: number;
+  /** Exact accuracy on the held-out prompts, where the task has a verifier (else null). */
+  heldOutAccuracy: number | null;
+  heldOutAccuracyCi95: [number, number] | null;
+  heldOutMeanScore: number | null;
+  /** Held-out prompts answered (a prompt whose job failed is left out and counted in failures). */
   heldOutN: number;
   /** Exact-match accuracy per task family. */
   heldOutByFamily: Record<string, number>;
-  winRateVsPrevious: { win: number; loss: number; tie: number; ci95: [number, number]; n: number } | null;
+  /** Without a verifier: the judge's mean score of the held-out answers (normal 95% interval). */
+  heldOutJudgeScore: {
+    mean: number;
+    ci95: [number, number];
+    n: number;
+    judge: string;
+    parseFailureRate: number;
+  } | null;
+  /** Against the previous model's answers: by the verifier's scores, or head to head by the judge. */
+  winRateVsPrevious: {
+    win: number;
+    loss: number;
+    tie: number;
+    ci95: [number, number];
+    n: number;
+    judgedBy: string;
+  } | null;
   /** Held-out accuracy minus the first evaluated model's (M1), paired by prompt; null for M1. */
   gainOverFirst: { model: string; gain: number; ci95: [number, number]; n: number } | null;
+  /** The judge against true scores; nulls where the task has no verifier. */
   judge: {
     impl: string;
-    pairwiseAccuracy: number;
-    spearman: number;
-    parseFailureRate: number;
+    pairwiseAccuracy: number | null;
+    spearman: number | null;
+    parseFailureRate: number | null;
     ab?: { secondary: string; pairwiseAgreement: number };
   };
   /** A few held-out answers, to read what the model writes. */
@@ -31,6 +53,10 @@ export interface IterationReport extends ModelEval {
   droppedTooFewScores?: number;
   /** Mean true (verifier) score gap between chosen and rejected: how right the self-judge's pairs are. */
   pairsTrueScoreGap?: number;
+  /** Mean judge score of the chosen and of the rejected answers. */
+  pairsJudgeScores?: { chosenMean: number; rejectedMean: number };
+  droppedStale?: number;
+  failures: StageFailures;
   dpo: DpoSummary | null;
   staleness: { max: number; mean: number } | null;
   wallSeconds: number;
@@ -50,6 +76,11 @@ export interface ActorUsage {
 export interface RunReport {
   method: "self-rewarding";
   preset: string;
+  task: string;
+  /** Whether the task has a verifier (exact accuracy) or is measured by its judge alone. */
+  verifier: boolean;
+  /** Set when an operator stopped the run (`srlm control stop`): the iterations that finished. */
+  stopped?: boolean;
   backend: string;
   run: string;
   mode: string;
@@ -60,15 +91,28 @@ export interface RunReport {
   iterations: IterationReport[];
 }
 
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const pct = (x: number | null | undefined) =>
+  x === null || x === undefined || !Number.isFinite(x) ? "–" : `${(100 * x).toFixed(1)}%`;
 const signedPts = (x: number) => `${x >= 0 ? "+" : ""}${(100 * x).toFixed(1)}`;
 const num = (x: number | undefined | null, digits = 3) =>
   x === undefined || x === null || !Number.isFinite(x) ? "–" : x.toFixed(digits);
 
+function heldOutCell(it: IterationReport): string {
+  if (it.heldOutAccuracy !== null && it.heldOutAccuracyCi95 !== null)
+    return `${pct(it.heldOutAccuracy)} (${pct(it.heldOutAccuracyCi95[0])}–${pct(it.heldOutAccuracyCi95[1])})`;
+  const j = it.heldOutJudgeScore;
+  return j ? `${num(j.mean, 2)} (${num(j.ci95[0], 2)}–${num(j.ci95[1], 2)})` : "–";
+}
+
+/** Failed jobs of an iteration, summed over its stages. */
+function failedJobs(it: IterationReport): number {
+  return Object.values(it.failures).reduce((a, f) => a + f.failed, 0);
+}
+
 export function summaryTable(report: RunReport): string {
   const header = [
     "model",
-    "held-out acc (95% CI)",
+    report.verifier ? "held-out acc (95% CI)" : "held-out judge score (95% CI)",
     "gain vs M1 (95% CI)",
     "win/loss/tie vs prev",
     "judge pairwise",
@@ -77,11 +121,12 @@ export function summaryTable(report: RunReport): string {
     "pairs",
     "dpo loss",
     "pref acc",
+    "failed jobs",
     "wall s",
   ];
   const rows = report.iterations.map((it) => [
     it.model,
-    `${pct(it.heldOutAccuracy)} (${pct(it.heldOutAccuracyCi95[0])}–${pct(it.heldOutAccuracyCi95[1])})`,
+    heldOutCell(it),
     it.gainOverFirst
       ? `${signedPts(it.gainOverFirst.gain)} (${signedPts(it.gainOverFirst.ci95[0])} to ${signedPts(it.gainOverFirst.ci95[1])})`
       : "–",
@@ -94,12 +139,13 @@ export function summaryTable(report: RunReport): string {
     String(it.pairs),
     num(it.dpo?.loss),
     it.dpo ? pct(it.dpo.preferenceAccuracy) : "–",
+    String(failedJobs(it)),
     it.wallSeconds.toFixed(0),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
   return [
-    `srlm self-rewarding run ${report.run} (preset ${report.preset}, backend ${report.backend}, ${report.mode}): ${report.wallSeconds.toFixed(0)} s`,
+    `srlm self-rewarding run ${report.run} (task ${report.task}, preset ${report.preset}, backend ${report.backend}, ${report.mode})${report.stopped ? ", stopped by the operator" : ""}: ${report.wallSeconds.toFixed(0)} s`,
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),

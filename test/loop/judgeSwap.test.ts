@@ -20,7 +20,7 @@ import { selectBackend } from "../../model/backend.ts";
 import { presetConfig } from "../../model/config.ts";
 import { Llama } from "../../model/llama.ts";
 import { CharTokenizer } from "../../model/tokenizer.ts";
-import { DOMAIN_CHARSET, pairwiseAccuracy, trueScore } from "../../tasks/index.ts";
+import { DOMAIN_CHARSET, judgePrompt, pairwiseAccuracy, trueScore } from "../../tasks/index.ts";
 import { type NatsServerHandle, startNatsServer } from "../helpers/nats.ts";
 
 const SRLM = fileURLToPath(new URL("../../bin/srlm.js", import.meta.url));
@@ -138,8 +138,12 @@ function jobs(seed: number): JudgeJobBody[] {
   return ITEMS.map((item, i) => ({
     iteration: 1,
     purpose: "eval",
+    task: "synthetic",
     prompt: item.prompt,
     candidates: item.candidates,
+    judgePrompts: item.candidates.map((c) => judgePrompt(item.prompt, c)),
+    format: "plain",
+    parser: "first-line",
     samples: SAMPLES,
     weights,
     sampling: { temperature: 1, topP: 1, topK: 0, maxNewTokens: 16, seed: seed + i },
@@ -159,9 +163,9 @@ async function answered<T>(outcomes: Promise<T>, judge: Judge): Promise<T> {
 }
 
 /** The result of a job that must have succeeded, and the instance that published it. */
-function okResult(o: JobOutcome<ScoresResultBody>, judge: Judge): ScoresResultBody & { publisher: string } {
+function okResult(o: JobOutcome<ScoresResultBody>, judge: Judge): ScoresResultBody {
   if (!o.ok) assert.fail(`judge job ${o.jobId} failed: ${o.reason}\n${judge.output()}`);
-  return { ...o.result, publisher: o.msg.producer.instance };
+  return o.result;
 }
 
 test("a judge swapped from verifier to ab mid-run answers the same board; A/B reports both judges", {
@@ -176,7 +180,7 @@ test("a judge swapped from verifier to ab mid-run answers the same board; A/B re
 
   // 1. The verifier judge: exact rubric scores, no model, no weights version.
   const verifier = startJudge("verifier", "judge-verifier");
-  const first = await answered(board.submitAll<ScoresResultBody>("judge", "job.judge", jobs(10)), verifier);
+  const first = await answered(board.submitAll("judge", jobs(10)), verifier);
   first.forEach((o, i) => {
     const r = okResult(o, verifier);
     assert.equal(r.judge.impl, "verifier");
@@ -190,7 +194,6 @@ test("a judge swapped from verifier to ab mid-run answers the same board; A/B re
     assert.equal(r.parseFailures, 0);
     assert.equal(r.judgements, ITEMS[i].candidates.length * SAMPLES);
     assert.equal(r.secondary, undefined);
-    assert.equal(r.publisher, "judge-verifier");
   });
 
   // 2. Stop it: it drains and exits 0. Nothing else restarts: same server, same connection, same board.
@@ -199,7 +202,7 @@ test("a judge swapped from verifier to ab mid-run answers the same board; A/B re
   await waitForEvent(verifier, "stopped");
 
   // Jobs submitted while no judge runs wait in the durable queue…
-  const pending = board.submitAll<ScoresResultBody>("judge", "job.judge", jobs(20));
+  const pending = board.submitAll("judge", jobs(20));
   // …until a judge of another implementation starts in the old one's place.
   const ab = startJudge("ab", "judge-ab");
   const second = await answered(pending, ab);
@@ -213,7 +216,6 @@ test("a judge swapped from verifier to ab mid-run answers the same board; A/B re
     const r = okResult(o, ab);
     assert.equal(r.judge.impl, "ab:self+verifier");
     assert.equal(r.judge.instance, "judge-ab", "answered by the new process");
-    assert.equal(r.publisher, "judge-ab");
     assert.equal(r.judge.weightsVersion, 1, "the self judge used the published weights");
     assert.equal(r.prompt, item.prompt);
     // The second judge: the verifier's mean per candidate, i.e. the true score.

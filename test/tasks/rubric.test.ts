@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { families } from "../../tasks/families.ts";
+import { summariseJudgements } from "../../tasks/judgement.ts";
 import { makeRng } from "../../tasks/random.ts";
-import {
-  displayResponse,
-  judgePrompt,
-  judgeTarget,
-  parseJudgement,
-  summariseJudgements,
-  trueScore,
-} from "../../tasks/rubric.ts";
+import { displayResponse, judgePrompt, judgeTarget, parseJudgement, trueScore } from "../../tasks/rubric.ts";
 
 test("judge prompt and target have the compact format", () => {
   assert.equal(judgePrompt("Reverse: garden", "nedrag"), "Judge|Reverse: garden|nedrag|");

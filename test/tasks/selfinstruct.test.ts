@@ -10,6 +10,18 @@ import {
   takeInTurn,
   writePromptsInTurn,
 } from "../../tasks/selfinstruct.ts";
+import { syntheticFormat } from "../../tasks/synthetic.ts";
+
+/** The synthetic task's grouping and parsing for a run of `families`. */
+const ofFamilies = (families: string[]) => ({
+  groupOf: syntheticFormat.groupOf,
+  parse: (text: string) => {
+    const prompt = parseWrittenPrompt(text, families);
+    return prompt === null
+      ? { ok: false as const, reason: "not a task prompt" }
+      : { ok: true as const, prompt };
+  },
+});
 
 test("prompt-writing prompt is compact few-shot", () => {
   assert.equal(promptWritingPrompt(["Reverse: apple", "Add 3 and 9"]), "Write|Reverse: apple|Add 3 and 9|");
@@ -84,7 +96,7 @@ test("self-instruct asks a family again until it has its share of fresh prompts"
     seedPrompts: SEED,
     wanted: 10,
     shots: 2,
-    families: ["word", "number"],
+    ...ofFamilies(["word", "number"]),
     seen,
     write,
   });
@@ -103,14 +115,14 @@ test("self-instruct asks a family again until it has its share of fresh prompts"
   assert.equal(written.asked, asks.flat().length);
 });
 
-test("self-instruct with no seed prompt of the run's families is an error", async () => {
+test("self-instruct with no seed prompt is an error", async () => {
   await assert.rejects(
     writePromptsInTurn({
       rng: makeRng(1),
-      seedPrompts: SEED,
+      seedPrompts: [],
       wanted: 4,
       shots: 2,
-      families: ["reverse"],
+      ...ofFamilies(["reverse"]),
       seen: new Set(),
       write: async (sets) => sets.map((set) => set[0]),
     }),

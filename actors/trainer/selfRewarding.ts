@@ -1,0 +1,913 @@
+// The Self-Rewarding Language Models loop, owned by the trainer:
+//   M0 (srlm's own pretrained base, or --base) → SFT on IFT + EFT → M1,
+//   then per iteration t: M_t writes prompts → samples N answers each → judges each answer K times
+//   → pairs best against worst → reference log-probs under frozen M_t → DPO → M_{t+1}.
+// The algorithm is written against the task boundary (tasks/task.ts) and the loop's workers
+// (workers.ts): every step but the training itself is a job, done over NATS by whichever actor
+// process takes it (jobs.ts), or in this process (localWorkers.ts) for probes and tests.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { WeightRef } from "../../bus/messages.ts";
+import type { JobOf, ResultOf } from "../../bus/protocol.ts";
+import type { QueueName } from "../../bus/subjects.ts";
+import type { Config } from "../../config/schema.ts";
+import { loadCheckpoint, saveCheckpoint } from "../../model/checkpoint.ts";
+import { presetConfig } from "../../model/config.ts";
+import { Llama } from "../../model/llama.ts";
+import { CharTokenizer } from "../../model/tokenizer.ts";
+import {
+  accuracy,
+  DOMAIN_CHARSET,
+  deriveSeed,
+  type JudgeEvalItem,
+  makeRng,
+  pairedGain,
+  pairwiseAccuracy,
+  spearman,
+  type Task,
+  wilson,
+  winRate,
+  writePromptsInTurn,
+} from "../../tasks/index.ts";
+import type { Policy } from "../policy.ts";
+import {
+  type DpoSummary,
+  directPreference,
+  PreferenceTrainer,
+  pretrain,
+  supervisedFineTune,
+  type TrainingPair,
+  yieldToEventLoop,
+} from "./loops.ts";
+import {
+  EvenDraws,
+  isFreshEnough,
+  type JudgedCandidate,
+  meanScore,
+  type PreferencePair,
+  pairFromJudged,
+  stepsAllowed,
+  strictDpoSteps,
+} from "./pairs.ts";
+import {
+  type ActorUsage,
+  type IterationReport,
+  type ModelEval,
+  type RunReport,
+  type StageFailures,
+  summaryTable,
+} from "./report.ts";
+import { forgetStage, m0Inputs, m1Inputs, recordStage, stageKey, stageMatches } from "./stageCache.ts";
+import type { JobOutcome, Workers } from "./workers.ts";
+
+export interface LoopIO {
+  workers: Workers;
+  /** Makes `policy`'s weights available to the workers as `version`. */
+  publish(version: number, policy: Policy): Promise<WeightRef>;
+  log: Logger;
+  backend: string;
+  progress(stage: string, iteration: number, done: number, total: number, detail?: string): void;
+  /** Resolves when the run may go on: waits while an operator has paused it (srlm control pause);
+   * throws RunStopped after `srlm control stop`. */
+  gate(): Promise<void>;
+  metrics(iteration: number, values: Record<string, number>): void;
+  /** How busy each worker process was (empty in-process). */
+  actorStats(): Promise<ActorUsage[]>;
+}
+
+/** An operator stopped the run (`srlm control stop`): not a failure. */
+export class RunStopped extends Error {
+  constructor() {
+    super("stopped by `srlm control stop`");
+    this.name = "RunStopped";
+  }
+}
+
+/** Too many jobs of a stage failed to go on: the error names the stage and the reasons. */
+export class StageFailed extends Error {
+  constructor(stage: string, failures: { jobs: number; failed: number; reasons: Record<string, number> }) {
+    const reasons = Object.entries(failures.reasons)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([r, n]) => `${n}× ${r}`)
+      .join("; ");
+    super(`stage "${stage}": ${failures.failed} of ${failures.jobs} jobs failed (${reasons})`);
+    this.name = "StageFailed";
+  }
+}
+
+const chunk = <T>(items: T[], size: number): T[][] => {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+};
+
+const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
+
+export class SelfRewardingLoop {
+  private policy!: Policy;
+  private weights!: WeightRef;
+  private seenPrompts = new Set<string>();
+  private previousAnswers: string[] | null = null;
+  private previousHeldOutScores: number[] | null = null;
+  private firstHeldOutCorrect: { model: string; correct: boolean[] } | null = null;
+  private stageSeconds: Record<string, number> = {};
+  private failures: StageFailures = {};
+  // Seconds the trainer spent computing (pretraining, SFT, DPO); the rest of its time it waited.
+  private trainingSeconds = 0;
+
+  constructor(
+    private cfg: Config,
+    private task: Task,
+    private io: LoopIO,
+  ) {
+    const d = task.data;
+    for (const p of [
+      ...d.seedPrompts,
+      ...d.heldOut.map((h) => h.prompt),
+      ...d.judgeEval.map((j) => j.prompt),
+    ])
+      this.seenPrompts.add(p);
+  }
+
+  private async timed<T>(stage: string, fn: () => Promise<T> | T): Promise<T> {
+    // Stage boundaries are where a pause takes effect: work already queued is finished first.
+    await this.io.gate();
+    const start = performance.now();
+    try {
+      return await fn();
+    } finally {
+      const seconds = (performance.now() - start) / 1000;
+      this.stageSeconds[stage] = (this.stageSeconds[stage] ?? 0) + seconds;
+      if (stage === "pretrain" || stage === "sft" || stage === "dpo") this.trainingSeconds += seconds;
+    }
+  }
+
+  private sampling(temperature: number, topP: number, seedLabel: string) {
+    const s = this.cfg.selfReward;
+    return { temperature, topP, topK: s.topK, maxNewTokens: s.maxNewTokens, seed: this.loopSeed(seedLabel) };
+  }
+
+  /** Seeds of the self-rewarding iterations: the model's seed, varied by `selfReward.seed`. */
+  private loopSeed(label: string): number {
+    const { seed } = this.cfg.selfReward;
+    return deriveSeed(this.cfg.model.seed, seed === 0 ? label : `${label}#${seed}`);
+  }
+
+  /**
+   * Runs a stage's jobs and counts the ones that failed, by reason. A failed job is never turned
+   * into an empty answer; past `maxFailedShare` of a stage's jobs the run stops, naming the stage.
+   */
+  private async jobs<Q extends QueueName>(
+    stage: string,
+    queue: Q,
+    jobs: JobOf<Q>[],
+    onDone?: (done: number, total: number) => void,
+  ): Promise<JobOutcome<ResultOf<Q>>[]> {
+    const outcomes = await this.io.workers.submitAll(queue, jobs, onDone);
+    this.failures[stage] ??= { jobs: 0, failed: 0, reasons: {} };
+    const f = this.failures[stage];
+    f.jobs += outcomes.length;
+    for (const o of outcomes) {
+      if (o.ok) continue;
+      f.failed++;
+      f.reasons[o.reason] = (f.reasons[o.reason] ?? 0) + 1;
+      this.io.log.error({ stage, jobId: o.jobId, reason: o.reason }, "job failed");
+    }
+    if (f.failed > this.cfg.selfReward.maxFailedShare * f.jobs) throw new StageFailed(stage, f);
+    return outcomes;
+  }
+
+  private checkpointDir(label: string): string {
+    return join(this.cfg.out, "checkpoints", label);
+  }
+
+  /** Publishes the current weights as `version`; `label` (M1, M2…) also writes a checkpoint folder. */
+  private async publish(version: number, label?: string): Promise<void> {
+    this.policy.version = version;
+    if (label) saveCheckpoint(this.checkpointDir(label), this.policy.model, this.policy.tokenizer);
+    this.weights = await this.io.publish(version, this.policy);
+    this.io.log.info({ version, label }, "published weights");
+  }
+
+  /** The checkpoint an earlier run wrote for `label` from the same inputs, or null (then the
+   * folder's key is cleared, since the stage is about to be trained again). */
+  private reusedStage(label: "M0" | "M1", key: string): Policy | null {
+    const dir = this.checkpointDir(label);
+    if (!this.cfg.model.reuse || !stageMatches(dir, key)) {
+      forgetStage(dir);
+      return null;
+    }
+    const { model, tokenizer } = loadCheckpoint(dir);
+    this.io.log.info({ dir }, `reusing ${label}: an earlier run made it from the same inputs`);
+    this.io.progress(`reuse ${label}`, 0, 1, 1, "made by an earlier run from the same inputs");
+    return { version: 0, model, tokenizer };
+  }
+
+  /** M0: the configured base checkpoint, or a small model pretrained on the task domain's text. */
+  private async baseModel(): Promise<Policy> {
+    const { cfg } = this;
+    if (cfg.model.base) {
+      const { model, tokenizer } = loadCheckpoint(cfg.model.base);
+      return { version: 0, model, tokenizer };
+    }
+    if (this.task.data.pretrain.length === 0)
+      throw new Error(
+        `model.base: task ${this.task.name} brings no pretraining text; give a checkpoint folder (--base DIR)`,
+      );
+    const dir = this.checkpointDir("M0");
+    const key = stageKey(m0Inputs(cfg));
+    const reused = this.reusedStage("M0", key);
+    if (reused) return reused;
+    const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
+    const config = presetConfig(cfg.model.preset, tokenizer);
+    const model = Llama.init(config, { seed: cfg.model.seed });
+    const policy = { version: 0, model, tokenizer };
+    await pretrain(
+      policy,
+      this.task.data.pretrain,
+      cfg.train.pretrain,
+      deriveSeed(cfg.model.seed, "pretrain"),
+      (r) => this.io.progress("pretrain M0", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+    );
+    saveCheckpoint(dir, model, tokenizer);
+    recordStage(dir, key, m0Inputs(cfg));
+    return policy;
+  }
+
+  /** M1 from M0 by SFT on the task's IFT, EFT and prompt-writing examples (or reused). */
+  private async firstModel(): Promise<void> {
+    const { cfg, io, task } = this;
+    const m1Key = stageKey(m1Inputs(cfg));
+    // Iterating on the self-rewarding stage alone: M1 depends only on what came before it.
+    const reusedM1 = this.reusedStage("M1", m1Key);
+    if (reusedM1) this.policy = reusedM1;
+    else {
+      this.policy = await this.timed("pretrain", () => this.baseModel());
+      const d = task.data;
+      await this.timed("sft", () =>
+        supervisedFineTune(
+          this.policy,
+          [...d.ift, ...d.eft, ...d.selfInstruct],
+          cfg.train.sft,
+          deriveSeed(cfg.model.seed, "sft"),
+          (r) => io.progress("SFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+          task.format,
+        ),
+      );
+    }
+    await this.publish(1, "M1");
+    if (!reusedM1) recordStage(this.checkpointDir("M1"), m1Key, m1Inputs(cfg));
+  }
+
+  /** The whole run: M1, then the iterations, evaluated after each; writes the report. */
+  async run(): Promise<RunReport> {
+    const started = performance.now();
+    // Return to the caller first: the actor finishes starting before the long work begins.
+    await new Promise((resolve) => setImmediate(resolve));
+    const iterations: IterationReport[] = [];
+    let stopped = false;
+    try {
+      await this.firstModel();
+      iterations.push({
+        model: "M1",
+        ...(await this.evaluate(1)),
+        pairs: 0,
+        prompts: 0,
+        candidates: 0,
+        dpo: null,
+        staleness: null,
+        failures: this.takeFailures(),
+        wallSeconds: (performance.now() - started) / 1000,
+        stageSeconds: { ...this.stageSeconds },
+      });
+      await this.iterations(this.cfg.selfReward.iterations, (r) => iterations.push(r));
+    } catch (err) {
+      if (!(err instanceof RunStopped) || iterations.length === 0) throw err;
+      stopped = true;
+      this.io.log.info({ iterations: iterations.length }, "stopped by the operator; reporting what ran");
+    }
+    return this.writeReport(iterations, (performance.now() - started) / 1000, stopped);
+  }
+
+  /** Iterations 1..count from the current M_t (after run()'s M1, or `start`'s policy). */
+  async iterations(count: number, onIteration: (r: IterationReport) => void = () => {}): Promise<void> {
+    const first = this.weights.version;
+    for (let t = first; t < first + count; t++) {
+      const iterStart = performance.now();
+      this.stageSeconds = {};
+      const stats = this.streaming ? await this.iterateStreaming(t) : await this.iterate(t);
+      await this.publish(this.weights.version + 1, `M${t + 1}`);
+      const report: IterationReport = {
+        model: `M${t + 1}`,
+        ...(await this.evaluate(t + 1)),
+        ...stats,
+        failures: this.takeFailures(),
+        wallSeconds: (performance.now() - iterStart) / 1000,
+        stageSeconds: { ...this.stageSeconds },
+      };
+      onIteration(report);
+      this.io.metrics(t, {
+        heldOutAccuracy: report.heldOutAccuracy ?? Number.NaN,
+        heldOutJudgeScore: report.heldOutJudgeScore?.mean ?? Number.NaN,
+        pairs: report.pairs,
+        dpoLoss: report.dpo?.loss ?? Number.NaN,
+        judgePairwiseAccuracy: report.judge.pairwiseAccuracy ?? Number.NaN,
+      });
+    }
+  }
+
+  /** Starts the loop from an M_t already in hand (probes): publishes it as version `version`. */
+  async start(policy: Policy, version = 1): Promise<ModelEval> {
+    this.policy = policy;
+    await this.publish(version);
+    return this.evaluate(version);
+  }
+
+  private takeFailures(): StageFailures {
+    const f = this.failures;
+    this.failures = {};
+    return f;
+  }
+
+  private async writeReport(
+    iterations: IterationReport[],
+    wallSeconds: number,
+    stopped: boolean,
+  ): Promise<RunReport> {
+    const { cfg, io } = this;
+    const result: RunReport = {
+      method: "self-rewarding",
+      preset: cfg.preset,
+      task: this.task.name,
+      verifier: this.task.verify !== undefined,
+      backend: io.backend,
+      run: cfg.run,
+      mode: cfg.selfReward.mode,
+      ...(stopped ? { stopped: true } : {}),
+      wallSeconds,
+      trainerBusySeconds: this.trainingSeconds,
+      actors: await io.actorStats(),
+      iterations,
+    };
+    mkdirSync(cfg.out, { recursive: true });
+    writeFileSync(join(cfg.out, "report.json"), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(join(cfg.out, "summary.txt"), summaryTable(result));
+    return result;
+  }
+
+  /** Streaming needs room for staleness; with maxStaleness 0 it is exactly the strict schedule. */
+  private get streaming(): boolean {
+    return this.cfg.selfReward.mode === "streaming" && this.cfg.selfReward.maxStaleness > 0;
+  }
+
+  /** Mean true score gap of the pairs (chosen minus rejected), where the task has a verifier. */
+  private trueGap(pairs: PreferencePair[]): number | undefined {
+    const verify = this.task.verify;
+    if (!verify || pairs.length === 0) return undefined;
+    return mean(pairs.map((p) => verify(p.prompt, p.chosen).score - verify(p.prompt, p.rejected).score));
+  }
+
+  /** Judge score distribution of the pairs: what can be measured with no verifier. */
+  private pairScores(pairs: PreferencePair[]) {
+    return pairs.length
+      ? {
+          chosenMean: mean(pairs.map((p) => p.chosenScore)),
+          rejectedMean: mean(pairs.map((p) => p.rejectedScore)),
+        }
+      : undefined;
+  }
+
+  /** One self-rewarding iteration with M_t = this.policy; trains it into M_{t+1} in place. */
+  private async iterate(t: number) {
+    const { cfg, io } = this;
+    const s = cfg.selfReward;
+    const prompts = await this.timed("write prompts", () => this.writePrompts(t));
+    const sampled = await this.timed("sample", () => this.sampleCandidates(t, prompts));
+    const judged = await this.timed("judge", () => this.judgeCandidates(t, sampled));
+    const outcomes = judged.map((j) => ({
+      ...j,
+      outcome: pairFromJudged(j.prompt, j.candidates, s.minScoreGap),
+    }));
+    const pairs = outcomes.flatMap((o) =>
+      o.outcome.kind === "pair" ? [{ ...o, pair: o.outcome.pair }] : [],
+    );
+    const ties = outcomes.filter((o) => o.outcome.kind === "tie").length;
+    const tooFew = outcomes.filter((o) => o.outcome.kind === "too-few-scores").length;
+    io.log.info({ iteration: t, pairs: pairs.length, ties, tooFew }, "preference pairs");
+    const training = await this.timed("reference", () => this.referenceLogProbs(t, pairs));
+    let dpo: DpoSummary | null = null;
+    if (training.length > 0) {
+      dpo = await this.timed("dpo", () =>
+        directPreference(
+          this.policy,
+          training,
+          { ...cfg.train.dpo, steps: strictDpoSteps(cfg.train.dpo, training.length) },
+          s.beta,
+          this.loopSeed(`dpo-${t}`),
+          (r) => io.progress(`DPO → M${t + 1}`, t, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+          s.nllWeight,
+        ),
+      );
+    } else {
+      io.log.warn({ iteration: t }, "no preference pairs: the model is not updated this iteration");
+    }
+    const pairList = pairs.map((p) => p.pair);
+    return {
+      prompts: prompts.length,
+      candidates: sampled.reduce((a, x) => a + x.candidates.length, 0),
+      pairs: pairs.length,
+      droppedTies: ties,
+      droppedTooFewScores: tooFew,
+      pairsTrueScoreGap: this.trueGap(pairList),
+      pairsJudgeScores: this.pairScores(pairList),
+      dpo,
+      staleness: { max: 0, mean: 0 },
+    };
+  }
+
+  private async writePrompts(t: number): Promise<string[]> {
+    const { cfg, io, task } = this;
+    const s = cfg.selfReward;
+    let round = 0;
+    const written = await writePromptsInTurn({
+      rng: makeRng(this.loopSeed(`fewshot-${t}`)),
+      seedPrompts: task.data.seedPrompts,
+      wanted: s.promptsPerIteration,
+      shots: s.fewShot,
+      groupOf: (p) => task.groupOf(p),
+      parse: (text) => task.parseWrittenPrompt(text),
+      nearDuplicate: (p, seen) => task.nearDuplicate(p, seen),
+      seen: this.seenPrompts,
+      write: async (sets) => {
+        round++;
+        const jobs = chunk(sets, 16).map((group, i) => ({
+          iteration: t,
+          inputs: group.map((examples) => task.selfInstructPrompt(examples)),
+          format: task.format,
+          weights: this.weights,
+          // Round 1 keeps the labels writing has always used; later rounds add their number.
+          sampling: this.sampling(
+            1.0,
+            s.topP,
+            round === 1 ? `prompts-${t}-${i}` : `prompts-${t}-r${round}-${i}`,
+          ),
+        }));
+        const outcomes = await this.jobs("write prompts", "prompts", jobs, (d, n) =>
+          io.progress("write prompts", t, d, n, round > 1 ? `round ${round}` : undefined),
+        );
+        // A failed job's sets were counted as failed above; they come back with no text (no prompt).
+        return outcomes.flatMap((o, k) => (o.ok ? o.result.texts : jobs[k].inputs.map(() => "")));
+      },
+    });
+    io.log.info(
+      {
+        iteration: t,
+        written: written.asked,
+        wellFormed: written.wellFormed,
+        kept: written.prompts.length,
+        rounds: written.rounds,
+        byFamily: written.byFamily,
+        rejected: written.rejected,
+      },
+      "self-instruct",
+    );
+    return written.prompts;
+  }
+
+  /**
+   * Streaming: prompts flow through sample → judge → pair → reference in small groups while the
+   * trainer takes DPO steps on the pairs that have arrived, publishing new weights every
+   * `publishEvery` steps for the generators to pick up. A pair more than `maxStaleness` versions
+   * behind the trainer is dropped, never trained on. The trainer keeps pace with the pipeline
+   * (`stepsAllowed`) and draws the least-drawn pairs first (`EvenDraws`), so the iteration's
+   * steps spread over all its pairs as in strict mode. The frozen reference stays M_t.
+   */
+  private async iterateStreaming(t: number) {
+    const { cfg, io } = this;
+    const s = cfg.selfReward;
+    const prompts = await this.timed("write prompts", () => this.writePrompts(t));
+    const reference = this.weights;
+    const arrived: (TrainingPair & { policyVersion: number })[] = [];
+    const counts = { candidates: 0, pairs: 0, ties: 0, tooFew: 0, stale: 0, promptsDone: 0 };
+    const allPairs: PreferencePair[] = [];
+    let pipelineDone = false;
+    const pipelineStart = performance.now();
+    const pipeline = Promise.all(
+      chunk(prompts, 4).map(async (group) => {
+        const sampled = await this.sampleCandidates(t, group, true);
+        counts.candidates += sampled.reduce((a, x) => a + x.candidates.length, 0);
+        const judged = await this.judgeCandidates(t, sampled);
+        const outcomes = judged.map((j) => ({
+          ...j,
+          outcome: pairFromJudged(j.prompt, j.candidates, s.minScoreGap),
+        }));
+        const pairs = outcomes.flatMap((o) =>
+          o.outcome.kind === "pair" ? [{ ...o, pair: o.outcome.pair }] : [],
+        );
+        counts.ties += outcomes.filter((o) => o.outcome.kind === "tie").length;
+        counts.tooFew += outcomes.filter((o) => o.outcome.kind === "too-few-scores").length;
+        counts.pairs += pairs.length;
+        allPairs.push(...pairs.map((p) => p.pair));
+        if (pairs.length) arrived.push(...(await this.referenceLogProbs(t, pairs, reference)));
+        counts.promptsDone += group.length;
+      }),
+    ).finally(() => {
+      pipelineDone = true;
+      this.stageSeconds["sample+judge+reference"] = (performance.now() - pipelineStart) / 1000;
+    });
+
+    const trainer = new PreferenceTrainer(
+      this.policy,
+      cfg.train.dpo,
+      s.beta,
+      this.loopSeed(`dpo-${t}`),
+      s.nllWeight,
+    );
+    const staleness: number[] = [];
+    const dpoStart = performance.now();
+    let waitingMs = 0;
+    // Staleness is checked when a pair joins the training pool: it may then be at most
+    // maxStaleness versions behind the trainer, and stays in the pool for this iteration.
+    const pool: TrainingPair[] = [];
+    const draws = new EvenDraws<TrainingPair>(makeRng(this.loopSeed(`dpo-draws-${t}`)).next);
+    const totalSteps = cfg.train.dpo.steps;
+    try {
+      while (trainer.steps < totalSteps) {
+        const version = this.weights.version;
+        for (const p of arrived.splice(0)) {
+          if (!isFreshEnough(p.policyVersion, version, s.maxStaleness)) {
+            counts.stale++;
+            continue;
+          }
+          staleness.push(version - p.policyVersion);
+          pool.push(p);
+        }
+        const paced = trainer.steps >= stepsAllowed(totalSteps, counts.promptsDone, prompts.length);
+        if (!pipelineDone && (pool.length < cfg.train.dpo.batchSize || paced)) {
+          const w = performance.now();
+          await new Promise((r) => setTimeout(r, 25));
+          waitingMs += performance.now() - w;
+          continue;
+        }
+        if (pool.length === 0) break;
+        const loss = trainer.stepOn(draws.next(pool, cfg.train.dpo.batchSize));
+        io.progress(`DPO → M${t + 1}`, t, trainer.steps, totalSteps, `loss ${loss.toFixed(3)}`);
+        // New weights only help while generators are still sampling for this iteration.
+        if (!pipelineDone && trainer.steps % s.publishEvery === 0) await this.publish(version + 1);
+        await yieldToEventLoop();
+      }
+    } finally {
+      // A failing pipeline stage ends the iteration; the trainer's optimizer state goes with it.
+      await pipeline.catch(() => undefined);
+      trainer.dispose();
+    }
+    await pipeline;
+    this.stageSeconds.dpo = (performance.now() - dpoStart - waitingMs) / 1000;
+    this.trainingSeconds += this.stageSeconds.dpo;
+    io.log.info({ iteration: t, ...counts, steps: trainer.steps }, "streaming iteration");
+    return {
+      prompts: prompts.length,
+      candidates: counts.candidates,
+      pairs: counts.pairs,
+      droppedTies: counts.ties,
+      droppedTooFewScores: counts.tooFew,
+      droppedStale: counts.stale,
+      pairsTrueScoreGap: this.trueGap(allPairs),
+      pairsJudgeScores: this.pairScores(allPairs),
+      dpo: trainer.steps > 0 ? trainer.summary() : null,
+      staleness: {
+        max: staleness.length ? Math.max(...staleness) : 0,
+        mean: staleness.length ? mean(staleness) : 0,
+      },
+    };
+  }
+
+  private async sampleCandidates(t: number, prompts: string[], latest = false): Promise<Sampled[]> {
+    const { cfg, io, task } = this;
+    const s = cfg.selfReward;
+    const jobs = chunk(prompts, 4).map((ps, i) => ({
+      iteration: t,
+      purpose: "train" as const,
+      prompts: ps,
+      format: task.format,
+      n: s.candidates,
+      weights: this.weights,
+      latest,
+      sampling: this.sampling(s.temperature, s.topP, `samples-${t}-${prompts[0]}-${i}`),
+    }));
+    const outcomes = await this.jobs("sample", "samples", jobs, (d, n) => io.progress("sample", t, d, n));
+    return outcomes.flatMap((o) =>
+      o.ok
+        ? o.result.results.map((p) => ({
+            prompt: p.prompt,
+            promptTokens: p.promptTokens,
+            candidates: p.responses.map((x) => ({
+              response: x.text,
+              tokens: x.tokens,
+              scores: [],
+              policyVersion: o.result.policyVersion,
+            })),
+          }))
+        : [],
+    );
+  }
+
+  private async judgeCandidates(t: number, sampled: Sampled[]): Promise<Sampled[]> {
+    const { io } = this;
+    const rng = makeRng(this.loopSeed(`judge-order-${t}`));
+    const jobs = sampled.map((x, i) => {
+      // The judge sees candidates in a shuffled order, so position cannot leak quality.
+      const order = rng.shuffle(x.candidates.map((_, k) => k));
+      const body = this.judgeJob(
+        t,
+        "train",
+        x.prompt,
+        order.map((k) => x.candidates[k].response),
+        `judge-${t}-${i}`,
+      );
+      return { order, body };
+    });
+    const outcomes = await this.jobs(
+      "judge",
+      "judge",
+      jobs.map((j) => j.body),
+      (d, n) => io.progress("judge", t, d, n),
+    );
+    // A prompt whose judge job failed keeps unscored candidates: it forms no pair (counted above).
+    return sampled.map((x, i) => {
+      const outcome = outcomes[i];
+      const candidates = x.candidates.map((c) => ({ ...c }));
+      if (outcome.ok)
+        jobs[i].order.forEach((k, pos) => {
+          candidates[k].scores = outcome.result.scores[pos];
+        });
+      return { ...x, candidates };
+    });
+  }
+
+  private judgeJob(t: number, purpose: "train" | "eval", prompt: string, candidates: string[], seed: string) {
+    const s = this.cfg.selfReward;
+    const { task } = this;
+    return {
+      iteration: t,
+      purpose,
+      task: task.name,
+      prompt,
+      candidates,
+      judgePrompts: candidates.map((c) => task.judgePrompt(prompt, c)),
+      format: task.format,
+      parser: task.scoreParser,
+      samples: s.judgeSamples,
+      weights: this.weights,
+      sampling: { ...this.sampling(s.judgeTemperature, s.topP, seed), maxNewTokens: s.judgeMaxNewTokens },
+    };
+  }
+
+  private async referenceLogProbs(
+    t: number,
+    pairs: { promptTokens: Int32Array<ArrayBuffer>; pair: PreferencePair }[],
+    reference: WeightRef = this.weights,
+  ): Promise<(TrainingPair & { policyVersion: number })[]> {
+    const { io } = this;
+    const rows = pairs.map(({ promptTokens, pair }) => {
+      if (!pair.chosenTokens || !pair.rejectedTokens)
+        throw new Error(
+          "referenceLogProbs: a pair without sampled token ids (candidates must come from the generator)",
+        );
+      return { prompt: promptTokens, chosen: pair.chosenTokens, rejected: pair.rejectedTokens, pair };
+    });
+    const batches = chunk(rows, 16);
+    const outcomes = await this.jobs(
+      "reference",
+      "reference",
+      batches.map((b) => ({
+        iteration: t,
+        weights: reference,
+        pairs: b.map((r) => ({
+          prompt: r.prompt,
+          chosen: r.chosen as Int32Array<ArrayBuffer>,
+          rejected: r.rejected as Int32Array<ArrayBuffer>,
+        })),
+      })),
+      (d, n) => io.progress("reference", t, d, n),
+    );
+    return batches.flatMap((b, i) => {
+      const o = outcomes[i];
+      if (!o.ok) return [];
+      return b.map((r, k) => ({
+        prompt: r.prompt,
+        chosen: r.chosen,
+        rejected: r.rejected,
+        refChosen: o.result.chosen[k],
+        refRejected: o.result.rejected[k],
+        policyVersion: r.pair.policyVersion,
+      }));
+    });
+  }
+
+  /**
+   * Held-out greedy answers of model `version`: with a verifier, exact accuracy, win rate against
+   * the previous model and the paired gain over M1; without one, the judge's mean score of the
+   * answers and its head-to-head verdict against the previous model's answers. Then the judge's
+   * agreement with the true scores, where there are any.
+   */
+  private async evaluate(version: number): Promise<ModelEval> {
+    const { io, task } = this;
+    const label = `eval M${version}`;
+    const s = this.cfg.selfReward;
+    const start = performance.now();
+    const heldOut = task.data.heldOut;
+    const jobs = chunk(heldOut, 25).map((items, i) => ({
+      iteration: version,
+      purpose: "eval" as const,
+      prompts: items.map((h) => h.prompt),
+      format: task.format,
+      n: 1,
+      weights: this.weights,
+      sampling: { temperature: 0, topP: 1, topK: 0, maxNewTokens: s.maxNewTokens, seed: i },
+    }));
+    const outcomes = await this.jobs(label, "samples", jobs, (d, n) =>
+      io.progress(label, version, d, n, "held-out answers"),
+    );
+    const answers = new Map<string, string>();
+    for (const o of outcomes)
+      if (o.ok) for (const p of o.result.results) answers.set(p.prompt, p.responses[0]?.text ?? "");
+    // Prompts whose job failed are left out of every figure (and counted as failed), not scored as wrong.
+    const rows = heldOut
+      .filter((h) => answers.has(h.prompt))
+      .map((h) => ({ ...h, response: answers.get(h.prompt)! }));
+    const base = {
+      heldOutN: rows.length,
+      samples: rows.slice(0, 6).map((r) => ({ prompt: r.prompt, response: r.response })),
+    };
+    const judge = await this.evaluateJudge(version, task.data.judgeEval);
+    const measured = task.verify ? this.verifiedEval(version, rows) : await this.judgedEval(version, rows);
+    this.stageSeconds.evaluate = (performance.now() - start) / 1000;
+    return { ...base, ...measured, judge };
+  }
+
+  private verifiedEval(version: number, rows: { prompt: string; response: string; group?: string }[]) {
+    const verify = this.task.verify!;
+    const acc = accuracy(rows);
+    const scores = rows.map((r) => verify(r.prompt, r.response).score);
+    const correct = scores.map((x) => x === 5);
+    // Per group: the self-written prompts need not cover the families as the held-out set does.
+    const byGroup: Record<string, { n: number; exact: number }> = {};
+    rows.forEach((r, i) => {
+      if (r.group === undefined) return;
+      byGroup[r.group] ??= { n: 0, exact: 0 };
+      const g = byGroup[r.group];
+      g.n++;
+      if (correct[i]) g.exact++;
+    });
+    const win = this.previousHeldOutScores ? winRate(scores, this.previousHeldOutScores) : null;
+    this.previousHeldOutScores = scores;
+    const first = this.firstHeldOutCorrect;
+    const gain = first ? { model: first.model, ...pairedGain(correct, first.correct) } : null;
+    this.firstHeldOutCorrect ??= { model: `M${version}`, correct };
+    return {
+      heldOutAccuracy: acc.accuracy,
+      heldOutAccuracyCi95: acc.ci95,
+      heldOutMeanScore: acc.meanScore,
+      heldOutByFamily: Object.fromEntries(Object.entries(byGroup).map(([f, v]) => [f, v.exact / v.n])),
+      heldOutJudgeScore: null,
+      winRateVsPrevious: win
+        ? { win: win.win, loss: win.loss, tie: win.tie, ci95: win.ci95, n: win.n, judgedBy: "verifier" }
+        : null,
+      gainOverFirst: gain,
+    };
+  }
+
+  /** Without a verifier: the configured judge scores each held-out answer next to the previous model's. */
+  private async judgedEval(version: number, rows: { prompt: string; response: string }[]) {
+    const previous = this.previousAnswers;
+    const outcomes = await this.jobs(
+      `eval M${version}`,
+      "judge",
+      rows.map((r, i) => {
+        const prev = previous?.[i];
+        const candidates = prev === undefined ? [r.response] : [r.response, prev];
+        return this.judgeJob(version, "eval", r.prompt, candidates, `judge-heldout-${version}-${i}`);
+      }),
+      (d, n) => this.io.progress(`eval M${version}`, version, d, n, "judging held-out answers"),
+    );
+    this.previousAnswers = rows.map((r) => r.response);
+    const current: number[] = [];
+    let win = 0;
+    let loss = 0;
+    let tie = 0;
+    let failures = 0;
+    let judgements = 0;
+    let impl = "";
+    for (const o of outcomes) {
+      if (!o.ok) continue;
+      impl = o.result.judge.impl;
+      failures += o.result.parseFailures;
+      judgements += o.result.judgements;
+      const [now, before] = o.result.scores.map(meanScore);
+      if (now !== null) current.push(now);
+      if (now === null || before === null || before === undefined) continue;
+      if (now > before) win++;
+      else if (now < before) loss++;
+      else tie++;
+    }
+    const m = mean(current);
+    const sd = Math.sqrt(mean(current.map((x) => (x - m) ** 2)));
+    const half = current.length > 1 ? (1.96 * sd) / Math.sqrt(current.length) : Number.NaN;
+    const decided = win + loss + tie;
+    return {
+      heldOutAccuracy: null,
+      heldOutAccuracyCi95: null,
+      heldOutMeanScore: null,
+      heldOutByFamily: {},
+      heldOutJudgeScore: {
+        mean: m,
+        ci95: [m - half, m + half] as [number, number],
+        n: current.length,
+        judge: impl,
+        parseFailureRate: judgements ? failures / judgements : 0,
+      },
+      winRateVsPrevious:
+        decided > 0
+          ? {
+              win: win / decided,
+              loss: loss / decided,
+              tie: tie / decided,
+              ci95: wilson(win, decided),
+              n: decided,
+              judgedBy: impl,
+            }
+          : null,
+      gainOverFirst: null,
+    };
+  }
+
+  private async evaluateJudge(version: number, items: JudgeEvalItem[]): Promise<ModelEval["judge"]> {
+    if (items.length === 0)
+      return { impl: "", pairwiseAccuracy: null, spearman: null, parseFailureRate: null };
+    const outcomes = await this.jobs(
+      `eval M${version}`,
+      "judge",
+      items.map((item, i) =>
+        this.judgeJob(
+          version,
+          "eval",
+          item.prompt,
+          item.candidates.map((c) => c.response),
+          `judge-eval-${version}-${i}`,
+        ),
+      ),
+      (d, n) => this.io.progress(`eval M${version}`, version, d, n, "judge agreement"),
+    );
+    const judged: number[][] = [];
+    const truth: number[][] = [];
+    let failures = 0;
+    let judgements = 0;
+    let judgeName = "";
+    const secondary: number[][] = [];
+    let secondaryName = "";
+    items.forEach((item, i) => {
+      const o = outcomes[i];
+      if (!o.ok) return;
+      judgeName = o.result.judge.impl;
+      failures += o.result.parseFailures;
+      judgements += o.result.judgements;
+      judged.push(o.result.scores.map((samples) => meanScore(samples) ?? Number.NaN));
+      truth.push(item.candidates.map((c) => c.trueScore));
+      if (o.result.secondary) {
+        secondaryName = o.result.secondary.impl;
+        secondary.push(o.result.secondary.means.map((m) => m ?? Number.NaN));
+      }
+    });
+    const flatJudged = judged.flat();
+    const flatTruth = truth.flat();
+    const parsed = flatJudged.map((v, i) => [v, flatTruth[i]]).filter(([v]) => Number.isFinite(v));
+    return {
+      impl: judgeName,
+      pairwiseAccuracy: pairwiseAccuracy(judged, truth).accuracy,
+      spearman:
+        parsed.length > 1
+          ? spearman(
+              parsed.map((p) => p[0]),
+              parsed.map((p) => p[1]),
+            )
+          : Number.NaN,
+      parseFailureRate: judgements ? failures / judgements : 0,
+      // A/B judging: how often the primary judge orders candidates as the second judge does.
+      ...(secondary.length === judged.length && secondary.length > 0
+        ? {
+            ab: { secondary: secondaryName, pairwiseAgreement: pairwiseAccuracy(judged, secondary).accuracy },
+          }
+        : {}),
+    };
+  }
+}
+
+/** Sampled candidates of one prompt, with the ids the prompt was rendered to. */
+interface Sampled {
+  prompt: string;
+  promptTokens: Int32Array<ArrayBuffer>;
+  candidates: JudgedCandidate[];
+}

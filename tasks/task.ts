@@ -1,0 +1,58 @@
+// The task boundary: everything the self-rewarding loop needs from a task, and nothing of its text
+// format leaks past it. srlm's synthetic families (tasks/synthetic.ts) are one task; instruction
+// data from JSONL files (tasks/instructions.ts) is another. The loop, the judges and the report
+// work without a verifier, and use one where the task has it.
+import type { PromptFormat } from "../bus/messages.ts";
+import type { Rubric } from "./criteria.ts";
+import type { JudgeEvalItem, PromptResponse } from "./data.ts";
+import type { ScoreParserName } from "./judgement.ts";
+
+export type { PromptFormat } from "../bus/messages.ts";
+
+export interface HeldOutPrompt {
+  prompt: string;
+  /** The prompt's group (a synthetic family), for per-group figures; absent for ungrouped tasks. */
+  group?: string;
+}
+
+export interface TaskData {
+  /** Domain text for srlm's own M0 (empty when the task brings no pretraining text). */
+  pretrain: string[];
+  /** Instruction fine-tuning: prompts with good responses. */
+  ift: PromptResponse[];
+  /** Evaluation fine-tuning: rendered judge prompts with the judgement to write. */
+  eft: PromptResponse[];
+  /** Rendered prompt-writing prompts with the prompt to write, for tasks whose small models must be
+   * shown the self-instruct format once (empty otherwise). */
+  selfInstruct: PromptResponse[];
+  /** The few-shot pool of self-instruct. */
+  seedPrompts: string[];
+  /** Prompts the report evaluates on, never trained on. */
+  heldOut: HeldOutPrompt[];
+  /** Judge agreement items with true scores; empty without a verifier. */
+  judgeEval: JudgeEvalItem[];
+}
+
+export type WrittenPrompt = { ok: true; prompt: string } | { ok: false; reason: string };
+
+export interface Task {
+  /** Names the task in jobs, so the `verifier` judge can find the task's verifier (tasks/registry.ts). */
+  readonly name: string;
+  /** How its prompts reach the policy. */
+  readonly format: PromptFormat;
+  readonly data: TaskData;
+  /** The judge prompt for one response to one prompt. */
+  judgePrompt(prompt: string, response: string): string;
+  /** How the judge's text is read back into a score. */
+  readonly scoreParser: ScoreParserName;
+  /** The group of a prompt (balanced self-instruct, per-group figures), or null. */
+  groupOf(prompt: string): string | null;
+  /** The prompt-writing prompt shown to the model for a few-shot set of seed prompts. */
+  selfInstructPrompt(examples: readonly string[]): string;
+  /** The new prompt in the model's answer to a prompt-writing prompt, or why there is none. */
+  parseWrittenPrompt(text: string): WrittenPrompt;
+  /** True when `prompt` is too close to one already seen (beyond an exact repeat). */
+  nearDuplicate(prompt: string, seen: ReadonlySet<string>): boolean;
+  /** The exact rubric of a response, where the task can know it. */
+  readonly verify?: (prompt: string, response: string) => Rubric;
+}
