@@ -4,7 +4,7 @@
 // ([out, in] for projections), so checkpoints move to and from transformers unchanged.
 import * as tf from "@tensorflow/tfjs";
 import { eosIds, headDim, type LlamaConfig, llama3RopeScaling } from "./config.ts";
-import { attention, rmsNorm, ropeHeads, swiglu } from "./fused.ts";
+import { attention, embedding, rmsNorm, ropeHeads, swiglu } from "./fused.ts";
 import { Rng } from "./random.ts";
 
 export interface HostTensor {
@@ -303,7 +303,7 @@ export class Llama {
     const sin = tf.gather(rope.sin, posT).reshape([rows, 1, T, headDim(c)]) as tf.Tensor4D;
     const rng = new Rng(opts.dropoutSeed ?? 0);
 
-    let x = this.embed(ids, training); // [B*T, d]
+    let x = this.embed(ids); // [B*T, d]
     for (let i = 0; i < c.num_hidden_layers; i++) {
       const p = `model.layers.${i}`;
       const h = rmsNorm(x, this.w(`${p}.input_layernorm.weight`), c.rms_norm_eps);
@@ -338,15 +338,8 @@ export class Llama {
     return tf.matMul(hidden.reshape([B * T, d]), this.w(VALUE_HEAD), false, true).reshape([B, T]);
   }
 
-  private embed(ids: tf.Tensor2D, training: boolean): tf.Tensor2D {
-    const table = this.w("model.embed_tokens.weight") as tf.Tensor2D;
-    const flat = ids.reshape([-1]) as tf.Tensor1D;
-    // tf.gather's gradient is an UnsortedSegmentSum, which the wasm backend lacks; there a
-    // one-hot row times the table selects the same row exactly (1·x + 0·y…) and differentiates.
-    if (training && !tf.getKernel(tf.UnsortedSegmentSum, tf.getBackend())) {
-      return tf.matMul(oneHotFloat(flat, this.config.vocab_size) as tf.Tensor2D, table);
-    }
-    return tf.gather(table, flat);
+  private embed(ids: tf.Tensor2D): tf.Tensor2D {
+    return embedding(this.w("model.embed_tokens.weight") as tf.Tensor2D, ids.reshape([-1]) as tf.Tensor1D);
   }
 
   private attention(
@@ -387,12 +380,6 @@ export class Llama {
     const up = linear(x, this.w(`${prefix}.mlp.up_proj.weight`));
     return linear(swiglu(gate, up), this.w(`${prefix}.mlp.down_proj.weight`));
   }
-}
-
-/** One-hot rows as float32. Built as int32 and cast: the wasm OneHot kernel writes int32 data
- * whatever dtype it is asked for. */
-export function oneHotFloat(indices: tf.Tensor, depth: number): tf.Tensor {
-  return tf.oneHot(indices, depth).cast("float32");
 }
 
 /** x [N, in] · Wᵀ with W in HF layout [out, in]. */
