@@ -1,8 +1,10 @@
 // A checkpoint is a folder transformers can open: config.json, model.safetensors (HF names and
 // layouts, float32), tokenizer.json and tokenizer_config.json. Optimizer state for resuming lives
-// beside it in trainer_state.safetensors + trainer_state.json.
+// beside it in trainer_state.safetensors + trainer_state.json. Folders from the Hub may instead
+// split the weights into shards listed by model.safetensors.index.json, and may list more end
+// tokens in generation_config.json than in config.json; both are read.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { eosIds, type LlamaConfig, parseLlamaConfig } from "./config.ts";
 import { type HostTensor, Llama } from "./llama.ts";
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
@@ -10,6 +12,8 @@ import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
 
 export const CONFIG_FILE = "config.json";
 export const WEIGHTS_FILE = "model.safetensors";
+export const WEIGHTS_INDEX_FILE = "model.safetensors.index.json";
+export const GENERATION_CONFIG_FILE = "generation_config.json";
 export const TRAINER_STATE_FILE = "trainer_state.json";
 export const TRAINER_TENSORS_FILE = "trainer_state.safetensors";
 
@@ -60,25 +64,111 @@ export function saveCheckpoint(dir: string, model: Llama, tokenizer: Tokenizer):
   );
 }
 
+function readJsonFile(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new Error(`checkpoint ${path}: not valid JSON (${(err as Error).message})`);
+  }
+}
+
+/** config.json, with any end tokens generation_config.json adds (chat models often end a turn
+ * with a token that config.json does not list, e.g. Llama 3's <|eot_id|>). */
 export function loadConfig(dir: string): LlamaConfig {
   const path = join(dir, CONFIG_FILE);
   if (!existsSync(path)) throw new Error(`checkpoint ${dir}: ${CONFIG_FILE} is missing`);
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, "utf8"));
-  } catch (err) {
-    throw new Error(`checkpoint ${path}: not valid JSON (${(err as Error).message})`);
+  const json = readJsonFile(path);
+  const genPath = join(dir, GENERATION_CONFIG_FILE);
+  if (existsSync(genPath) && typeof json === "object" && json !== null) {
+    const gen = readJsonFile(genPath) as { eos_token_id?: unknown };
+    const own = (json as { eos_token_id?: unknown }).eos_token_id;
+    const listed = [own, gen.eos_token_id].flat().filter((id) => id !== undefined && id !== null);
+    const merged = [...new Set(listed)];
+    if (merged.length > 0) {
+      return parseLlamaConfig(
+        { ...json, eos_token_id: merged.length === 1 ? merged[0] : merged },
+        `${path} (with ${GENERATION_CONFIG_FILE})`,
+      );
+    }
   }
   return parseLlamaConfig(json, path);
 }
 
+/** Every tensor of the checkpoint's weights: model.safetensors, or the shards its index lists. */
+export function loadWeights(dir: string): Map<string, HostTensor> {
+  const single = join(dir, WEIGHTS_FILE);
+  if (existsSync(single)) return decodeSafetensors(readFileSync(single), single).tensors;
+  const indexPath = join(dir, WEIGHTS_INDEX_FILE);
+  if (!existsSync(indexPath)) {
+    throw new Error(`checkpoint ${dir}: neither ${WEIGHTS_FILE} nor ${WEIGHTS_INDEX_FILE} is present`);
+  }
+  const index = readJsonFile(indexPath) as { weight_map?: unknown };
+  const map = index.weight_map;
+  if (typeof map !== "object" || map === null || Array.isArray(map)) {
+    throw new Error(`checkpoint ${indexPath}: weight_map is missing or not an object`);
+  }
+  const byShard = new Map<string, Set<string>>();
+  for (const [name, file] of Object.entries(map)) {
+    // Shards are siblings of the index; anything else would read outside the folder.
+    if (typeof file !== "string" || file !== basename(file) || file === "." || file === "..") {
+      throw new Error(
+        `checkpoint ${indexPath}: weight_map["${name}"] must name a file in the folder, got ${JSON.stringify(file)}`,
+      );
+    }
+    if (!byShard.has(file)) byShard.set(file, new Set());
+    byShard.get(file)!.add(name);
+  }
+  if (byShard.size === 0) throw new Error(`checkpoint ${indexPath}: weight_map lists no tensors`);
+  const out = new Map<string, HostTensor>();
+  for (const [file, names] of byShard) {
+    const path = join(dir, file);
+    if (!existsSync(path)) throw new Error(`checkpoint ${indexPath}: shard ${file} is missing`);
+    const { tensors } = decodeSafetensors(readFileSync(path), path);
+    for (const [name, t] of tensors) {
+      if (!names.has(name)) {
+        const listed = (map as Record<string, string>)[name];
+        throw new Error(
+          `checkpoint ${path}: holds "${name}", which ${WEIGHTS_INDEX_FILE} ${listed ? `places in ${listed}` : "does not list"}`,
+        );
+      }
+      out.set(name, t);
+    }
+    for (const name of names) {
+      if (!tensors.has(name))
+        throw new Error(`checkpoint ${path}: lacks "${name}", listed for it in the index`);
+    }
+  }
+  return out;
+}
+
+/** The output head against the config's tie_word_embeddings: a tied config drops an lm_head
+ * equal to the embedding (some tied Hub checkpoints still carry one) and refuses a different one. */
+function reconcileTiedHead(config: LlamaConfig, tensors: Map<string, HostTensor>, dir: string): void {
+  const head = tensors.get("lm_head.weight");
+  if (config.tie_word_embeddings) {
+    if (!head) return;
+    const embed = tensors.get("model.embed_tokens.weight");
+    const same =
+      embed !== undefined &&
+      embed.data.length === head.data.length &&
+      embed.data.every((x, i) => x === head.data[i]);
+    if (!same) {
+      throw new Error(
+        `checkpoint ${dir}: config.json has tie_word_embeddings true, but the weights carry an lm_head.weight that differs from model.embed_tokens.weight`,
+      );
+    }
+    tensors.delete("lm_head.weight");
+  } else if (!head) {
+    throw new Error(
+      `checkpoint ${dir}: config.json has tie_word_embeddings false, but the weights carry no lm_head.weight (a model that ties its head to the embedding needs tie_word_embeddings true)`,
+    );
+  }
+}
+
 export function loadCheckpoint(dir: string): { model: Llama; tokenizer: Tokenizer } {
   const config = loadConfig(dir);
-  const weightsPath = join(dir, WEIGHTS_FILE);
-  if (!existsSync(weightsPath)) throw new Error(`checkpoint ${dir}: ${WEIGHTS_FILE} is missing`);
-  const { tensors } = decodeSafetensors(readFileSync(weightsPath), weightsPath);
-  // Some HF checkpoints of tied models still carry lm_head.weight; it equals the embedding.
-  if (config.tie_word_embeddings) tensors.delete("lm_head.weight");
+  const tensors = loadWeights(dir);
+  reconcileTiedHead(config, tensors, dir);
   const model = new Llama(config, tensors);
   const tokenizer = loadTokenizer(dir, {
     bos: config.bos_token_id ?? undefined,

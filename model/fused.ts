@@ -1,5 +1,6 @@
-// The model's building blocks as single tfjs ops with closed-form gradients: RMSNorm, RoPE on
-// the head split, SwiGLU, attention, and the AdamW update.
+// The model's building blocks as single tfjs ops with closed-form gradients: the embedding
+// lookup, RMSNorm, RoPE on the head split, SwiGLU, attention, the log-prob of target tokens, and
+// the AdamW update.
 //
 // At the model's small shapes a tfjs op costs more in engine bookkeeping (tape node, tidy
 // tracking, gradient closures) than in arithmetic, and autodiff of a six-op RMSNorm records
@@ -59,6 +60,28 @@ function customOp(
     return f(args as tf.Tensor[], save);
   });
   return op(...inputs);
+}
+
+// --- embedding -------------------------------------------------------------------
+
+/**
+ * Rows `ids` [N] of table [V, d]. The gradient adds each row of dy into the row of its id: a
+ * segment sum where the backend has one, else a scatter (which sums repeated ids). Both build
+ * only the [V, d] gradient itself, never a one-hot [N, V] selection, which tfjs's own gather
+ * gradient needs UnsortedSegmentSum to avoid and which the wasm backend lacks.
+ */
+export function embedding(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+  const [V, d] = table.shape;
+  return customOp([table], ([table], save) => {
+    save([ids]);
+    return {
+      value: tf.gather(table, ids),
+      gradFunc: (dy, [idx]) =>
+        hasKernel(tf.UnsortedSegmentSum)
+          ? tf.unsortedSegmentSum(dy, idx as tf.Tensor1D, V)
+          : tf.scatterND(idx.expandDims(1), dy, [V, d]),
+    };
+  }) as tf.Tensor2D;
 }
 
 // --- RMSNorm -------------------------------------------------------------------
@@ -211,6 +234,32 @@ function maskedSoftmax(scores: tf.Tensor, mask: tf.Tensor, scale: number): tf.Te
 function softmaxGrad(probs: tf.Tensor, dy: tf.Tensor, scale: number): tf.Tensor {
   if (hasKernel(FusedKernel.softmaxGrad)) return run(FusedKernel.softmaxGrad, { probs, dy }, { scale });
   return probs.mul(dy.sub(dy.mul(probs).sum(-1, true))).mul(scale);
+}
+
+// --- target log-probs -------------------------------------------------------------
+
+/**
+ * log softmax(logits)[target] for each row of logits [N, V] and its target id in targets [N]:
+ * the target's logit minus the row's log-sum-exp. Only the N picked values are gathered, so no
+ * one-hot [N, V] mask or full log-softmax is built besides the logits themselves (at a 128k
+ * vocabulary each of those is as large as the logits). Gradient: dy·(onehot − softmax), formed
+ * as −dy·softmax with dy scattered into the target columns.
+ */
+export function targetLogProbs(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
+  const [N, V] = logits.shape;
+  // gatherND rather than gather with batchDims: the wasm backend's batched gather is wrong.
+  const at = tf.stack([tf.range(0, N, 1, "int32"), targets.cast("int32")], 1) as tf.Tensor2D;
+  return customOp([logits], ([x], save) => {
+    const lse = tf.logSumExp(x, -1, true);
+    save([x, lse, at]);
+    return {
+      value: tf.gatherND(x, at).sub(lse.reshape([N])),
+      gradFunc: (dy, [xs, l, idx]) => {
+        const softmax = tf.exp(xs.sub(l));
+        return tf.scatterND(idx, dy, [N, V]).sub(softmax.mul(dy.reshape([N, 1])));
+      },
+    };
+  }) as tf.Tensor1D;
 }
 
 // --- optimizer ----------------------------------------------------------------------

@@ -3,8 +3,8 @@
 // → lm_head. Weights are tf.Variables keyed by their Hugging Face names and stored in HF layouts
 // ([out, in] for projections), so checkpoints move to and from transformers unchanged.
 import * as tf from "@tensorflow/tfjs";
-import { eosIds, headDim, type LlamaConfig } from "./config.ts";
-import { attention, rmsNorm, ropeHeads, swiglu } from "./fused.ts";
+import { eosIds, headDim, type LlamaConfig, llama3RopeScaling } from "./config.ts";
+import { attention, embedding, rmsNorm, ropeHeads, swiglu } from "./fused.ts";
 import { Rng } from "./random.ts";
 
 export interface HostTensor {
@@ -38,15 +38,16 @@ export const VALUE_HEAD = "value_head.weight";
 /** Parameter names and shapes in Hugging Face order. */
 export function parameterShapes(c: LlamaConfig, valueHead = false): Map<string, number[]> {
   const d = c.hidden_size;
+  const qDim = c.num_attention_heads * headDim(c);
   const kvDim = c.num_key_value_heads * headDim(c);
   const shapes = new Map<string, number[]>();
   shapes.set("model.embed_tokens.weight", [c.vocab_size, d]);
   for (let i = 0; i < c.num_hidden_layers; i++) {
     const p = `model.layers.${i}`;
-    shapes.set(`${p}.self_attn.q_proj.weight`, [d, d]);
+    shapes.set(`${p}.self_attn.q_proj.weight`, [qDim, d]);
     shapes.set(`${p}.self_attn.k_proj.weight`, [kvDim, d]);
     shapes.set(`${p}.self_attn.v_proj.weight`, [kvDim, d]);
-    shapes.set(`${p}.self_attn.o_proj.weight`, [d, d]);
+    shapes.set(`${p}.self_attn.o_proj.weight`, [d, qDim]);
     shapes.set(`${p}.mlp.gate_proj.weight`, [c.intermediate_size, d]);
     shapes.set(`${p}.mlp.up_proj.weight`, [c.intermediate_size, d]);
     shapes.set(`${p}.mlp.down_proj.weight`, [d, c.intermediate_size]);
@@ -59,19 +60,40 @@ export function parameterShapes(c: LlamaConfig, valueHead = false): Map<string, 
   return shapes;
 }
 
-/** Rotary tables [maxPos, headDim] in HF's rotate_half layout (both halves share frequencies),
- * rounded through float32 at the same steps as transformers so long positions agree. */
-function ropeTables(c: LlamaConfig): { cos: Float32Array; sin: Float32Array } {
+/** RoPE's inverse frequencies, one per pair of head dimensions, rounded through float32 at the
+ * same steps as transformers so long positions agree. */
+export function ropeInverseFrequencies(c: LlamaConfig): number[] {
+  const f = Math.fround;
   const hd = headDim(c);
-  const half = hd / 2;
-  const n = c.max_position_embeddings;
+  const invFreq = Array.from({ length: hd / 2 }, (_, i) => f(1 / f(c.rope_theta ** f((2 * i) / hd))));
+  const s = llama3RopeScaling(c);
+  if (!s) return invFreq;
+  // Llama 3.1: wavelengths longer than the original context divide by `factor`, shorter than
+  // original/high_freq_factor stay, and the band between blends the two smoothly.
+  const lowWavelen = f(s.original_max_position_embeddings / s.low_freq_factor);
+  const highWavelen = f(s.original_max_position_embeddings / s.high_freq_factor);
+  return invFreq.map((freq) => {
+    const wavelen = f((2 * Math.PI) / freq);
+    if (wavelen < highWavelen) return freq;
+    if (wavelen > lowWavelen) return f(freq / s.factor);
+    const smooth = f(
+      f(f(s.original_max_position_embeddings / wavelen) - s.low_freq_factor) /
+        f(s.high_freq_factor - s.low_freq_factor),
+    );
+    return f(f(f(f(1 - smooth) * freq) / s.factor) + f(smooth * freq));
+  });
+}
+
+/** Rotary tables [n, headDim] for positions 0..n−1 in HF's rotate_half layout (both halves
+ * share frequencies). */
+function ropeTables(invFreq: number[], n: number): { cos: Float32Array; sin: Float32Array } {
+  const half = invFreq.length;
+  const hd = 2 * half;
   const cos = new Float32Array(n * hd);
   const sin = new Float32Array(n * hd);
-  const f = Math.fround;
-  const invFreq = Array.from({ length: half }, (_, i) => f(1 / f(c.rope_theta ** f((2 * i) / hd))));
   for (let p = 0; p < n; p++) {
     for (let i = 0; i < half; i++) {
-      const angle = f(p * invFreq[i]);
+      const angle = Math.fround(p * invFreq[i]);
       cos[p * hd + i] = cos[p * hd + i + half] = Math.cos(angle);
       sin[p * hd + i] = sin[p * hd + i + half] = Math.sin(angle);
     }
@@ -133,6 +155,8 @@ export class KVCache {
   }
 }
 
+const INITIAL_ROPE_ROWS = 256;
+
 export interface InitOptions {
   seed?: number;
   valueHead?: boolean;
@@ -140,8 +164,11 @@ export interface InitOptions {
 
 export class Llama {
   readonly params = new Map<string, tf.Variable>();
-  private readonly ropeCos: tf.Tensor2D;
-  private readonly ropeSin: tf.Tensor2D;
+  private readonly invFreq: number[];
+  // Rotary tables grow to the longest position used so far, never to max_position_embeddings
+  // up front (a config may allow millions of positions that no call will reach). Growing
+  // replaces the pair, so the model always holds exactly two table tensors.
+  private rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rows: number } | null = null;
 
   /** Takes ownership of nothing: weights are copied into fresh variables. */
   constructor(
@@ -164,10 +191,8 @@ export class Llama {
         throw new Error(`Llama: unexpected weight "${name}" for this config`);
       }
     }
-    const { cos, sin } = ropeTables(config);
-    const hd = headDim(config);
-    this.ropeCos = tf.keep(tf.tensor2d(cos, [config.max_position_embeddings, hd]));
-    this.ropeSin = tf.keep(tf.tensor2d(sin, [config.max_position_embeddings, hd]));
+    this.invFreq = ropeInverseFrequencies(config);
+    this.ropeFor(INITIAL_ROPE_ROWS);
   }
 
   /** Fresh weights: normal(0, initializer_range) for matrices, ones for norms, seeded. */
@@ -230,8 +255,26 @@ export class Llama {
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
     this.params.clear();
-    this.ropeCos.dispose();
-    this.ropeSin.dispose();
+    this.rope?.cos.dispose();
+    this.rope?.sin.dispose();
+    this.rope = null;
+  }
+
+  /** Rotary tables covering positions 0..n−1 at least, grown in powers of two. */
+  private ropeFor(n: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+    if (this.rope && this.rope.rows >= n) return this.rope;
+    const wanted = Math.max(INITIAL_ROPE_ROWS, 2 ** Math.ceil(Math.log2(n)));
+    const rows = Math.min(this.config.max_position_embeddings, wanted);
+    const { cos, sin } = ropeTables(this.invFreq, rows);
+    const hd = headDim(this.config);
+    this.rope?.cos.dispose();
+    this.rope?.sin.dispose();
+    this.rope = {
+      cos: tf.keep(tf.tensor2d(cos, [rows, hd])),
+      sin: tf.keep(tf.tensor2d(sin, [rows, hd])),
+      rows,
+    };
+    return this.rope;
   }
 
   forward(ids: tf.Tensor2D, opts: ForwardOptions = {}): ForwardOutput {
@@ -255,11 +298,12 @@ export class Llama {
     const rows = unpadded ? 1 : B;
     const mask = tf.tensor4d(causalMask(fullMask.slice(0, rows), past, T), [rows, 1, T, past + T]);
     const posT = tf.tensor2d(positions.slice(0, rows).flat(), [rows, T], "int32");
-    const cos = tf.gather(this.ropeCos, posT).reshape([rows, 1, T, headDim(c)]) as tf.Tensor4D;
-    const sin = tf.gather(this.ropeSin, posT).reshape([rows, 1, T, headDim(c)]) as tf.Tensor4D;
+    const rope = this.ropeFor(positions.reduce((m, row) => row.reduce((a, p) => Math.max(a, p), m), 0) + 1);
+    const cos = tf.gather(rope.cos, posT).reshape([rows, 1, T, headDim(c)]) as tf.Tensor4D;
+    const sin = tf.gather(rope.sin, posT).reshape([rows, 1, T, headDim(c)]) as tf.Tensor4D;
     const rng = new Rng(opts.dropoutSeed ?? 0);
 
-    let x = this.embed(ids, training); // [B*T, d]
+    let x = this.embed(ids); // [B*T, d]
     for (let i = 0; i < c.num_hidden_layers; i++) {
       const p = `model.layers.${i}`;
       const h = rmsNorm(x, this.w(`${p}.input_layernorm.weight`), c.rms_norm_eps);
@@ -294,15 +338,8 @@ export class Llama {
     return tf.matMul(hidden.reshape([B * T, d]), this.w(VALUE_HEAD), false, true).reshape([B, T]);
   }
 
-  private embed(ids: tf.Tensor2D, training: boolean): tf.Tensor2D {
-    const table = this.w("model.embed_tokens.weight") as tf.Tensor2D;
-    const flat = ids.reshape([-1]) as tf.Tensor1D;
-    // tf.gather's gradient is an UnsortedSegmentSum, which the wasm backend lacks; there a
-    // one-hot row times the table selects the same row exactly (1·x + 0·y…) and differentiates.
-    if (training && !tf.getKernel(tf.UnsortedSegmentSum, tf.getBackend())) {
-      return tf.matMul(oneHotFloat(flat, this.config.vocab_size) as tf.Tensor2D, table);
-    }
-    return tf.gather(table, flat);
+  private embed(ids: tf.Tensor2D): tf.Tensor2D {
+    return embedding(this.w("model.embed_tokens.weight") as tf.Tensor2D, ids.reshape([-1]) as tf.Tensor1D);
   }
 
   private attention(
@@ -343,12 +380,6 @@ export class Llama {
     const up = linear(x, this.w(`${prefix}.mlp.up_proj.weight`));
     return linear(swiglu(gate, up), this.w(`${prefix}.mlp.down_proj.weight`));
   }
-}
-
-/** One-hot rows as float32. Built as int32 and cast: the wasm OneHot kernel writes int32 data
- * whatever dtype it is asked for. */
-export function oneHotFloat(indices: tf.Tensor, depth: number): tf.Tensor {
-  return tf.oneHot(indices, depth).cast("float32");
 }
 
 /** x [N, in] · Wᵀ with W in HF layout [out, in]. */

@@ -3,7 +3,8 @@
 // mask hides the padding after it). Per-token results are then realigned so column i of every row
 // is response token i.
 import * as tf from "@tensorflow/tfjs";
-import { type Llama, oneHotFloat } from "./llama.ts";
+import { targetLogProbs } from "./fused.ts";
+import type { Llama } from "./llama.ts";
 
 export interface PromptResponse {
   prompt: number[];
@@ -73,8 +74,10 @@ export function responseLogProbsTensor(
     training: opts.training,
     dropoutSeed: opts.dropoutSeed,
   });
-  const logp = tf.logSoftmax(logits, -1); // [B, L, V]
-  const picked = logp.mul(oneHotFloat(tf.tensor2d(targets, [B, L], "int32"), V)).sum(-1) as tf.Tensor2D;
+  const picked = targetLogProbs(logits.reshape([B * L, V]), tf.tensor1d(targets, "int32")).reshape([
+    B,
+    L,
+  ]) as tf.Tensor2D;
 
   const selection = tf.tensor3d(select, [B, R, L]);
   const align = (x: tf.Tensor2D): tf.Tensor2D =>
@@ -84,6 +87,7 @@ export function responseLogProbsTensor(
   const logProbs = align(picked);
   const out: ResponseScores = { logProbs, mask, sum: logProbs.sum(1) };
   if (opts.withEntropy) {
+    const logp = tf.logSoftmax(logits, -1); // [B, L, V], only when scoring asks for entropy
     const entropyAll = logp.exp().mul(logp).sum(-1).neg() as tf.Tensor2D;
     out.entropy = align(entropyAll);
   }

@@ -11,6 +11,14 @@ export interface RefConfig {
   rope_theta: number;
   vocab_size: number;
   tie_word_embeddings: boolean;
+  head_dim?: number | null;
+  rope_scaling?: {
+    rope_type?: string;
+    factor?: number;
+    low_freq_factor?: number;
+    high_freq_factor?: number;
+    original_max_position_embeddings?: number;
+  } | null;
 }
 
 export type RefWeights = Map<string, { shape: number[]; data: ArrayLike<number> }>;
@@ -33,13 +41,26 @@ function rmsnorm(x: number[], w: ArrayLike<number>, eps: number): number[] {
   return x.map((v, i) => v * r * w[i]);
 }
 
+/** Frequency of dimension pair i, with Llama 3.1's rescaling written from its paper's recipe:
+ * long wavelengths slowed by `factor`, short ones kept, a linear blend in wavelength-ratio between. */
+function frequency(i: number, d: number, cfg: RefConfig): number {
+  const base = 1 / cfg.rope_theta ** ((2 * i) / d);
+  const s = cfg.rope_scaling;
+  if (s?.rope_type !== "llama3") return base;
+  const ratio = s.original_max_position_embeddings! / ((2 * Math.PI) / base);
+  if (ratio > s.high_freq_factor!) return base;
+  if (ratio < s.low_freq_factor!) return base / s.factor!;
+  const t = (ratio - s.low_freq_factor!) / (s.high_freq_factor! - s.low_freq_factor!);
+  return (1 - t) * (base / s.factor!) + t * base;
+}
+
 /** rotate_half RoPE on one head vector at position p. */
-function rope(v: number[], p: number, theta: number): number[] {
+function rope(v: number[], p: number, cfg: RefConfig): number[] {
   const d = v.length;
   const half = d / 2;
   const out = new Array<number>(d);
   for (let i = 0; i < half; i++) {
-    const angle = p / theta ** ((2 * i) / d);
+    const angle = p * frequency(i, d, cfg);
     const c = Math.cos(angle);
     const s = Math.sin(angle);
     out[i] = v[i] * c - v[i + half] * s;
@@ -58,7 +79,7 @@ export function referenceLogits(cfg: RefConfig, w: RefWeights, ids: number[]): n
   const d = cfg.hidden_size;
   const H = cfg.num_attention_heads;
   const Hkv = cfg.num_key_value_heads;
-  const hd = d / H;
+  const hd = cfg.head_dim ?? d / H;
   const emb = get("model.embed_tokens.weight");
   let xs = ids.map((id) => Array.from({ length: d }, (_, j) => emb.data[id * d + j]));
   for (let l = 0; l < cfg.num_hidden_layers; l++) {
@@ -72,10 +93,10 @@ export function referenceLogits(cfg: RefConfig, w: RefWeights, ids: number[]): n
       const concat: number[] = [];
       for (let h = 0; h < H; h++) {
         const kvh = Math.floor(h / (H / Hkv));
-        const q = rope(head(qs[t], h), t, cfg.rope_theta);
+        const q = rope(head(qs[t], h), t, cfg);
         const scores: number[] = [];
         for (let j = 0; j <= t; j++) {
-          const k = rope(head(ks[j], kvh), j, cfg.rope_theta);
+          const k = rope(head(ks[j], kvh), j, cfg);
           scores.push(q.reduce((a, qi, i) => a + qi * k[i], 0) / Math.sqrt(hd));
         }
         const m = Math.max(...scores);

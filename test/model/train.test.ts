@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as tf from "@tensorflow/tfjs";
+import { embedding, targetLogProbs } from "../../model/fused.ts";
 import { dpoLoss, sftLoss } from "../../model/losses.ts";
 import { learningRate } from "../../model/optim.ts";
 import { responseLogProbs } from "../../model/score.ts";
@@ -40,7 +41,55 @@ test("dpoLoss matches the formula", () => {
 });
 
 for (const backend of BACKENDS) {
-  test(`${backend}: training forward (one-hot embedding) equals inference forward (gather)`, async () => {
+  test(`${backend}: target log-probs and the embedding lookup match their one-hot formulations, gradients too`, async () => {
+    await useBackend(backend);
+    const N = 6;
+    const V = 11;
+    const logits = tf.randomNormal([N, V], 0, 3, "float32", 5) as tf.Tensor2D;
+    const targets = tf.tensor1d([0, 10, 3, 3, 7, 1], "int32");
+    const weights = tf.tensor1d([0.5, -1, 2, 0.25, 1.5, -0.75]);
+    const oneHot = () => tf.oneHot(targets, V).cast("float32");
+    const [ours, theirs, dOurs, dTheirs] = tf.tidy(() => {
+      const f = (x: tf.Tensor) =>
+        targetLogProbs(x as tf.Tensor2D, targets)
+          .mul(weights)
+          .sum();
+      const g = (x: tf.Tensor) => tf.logSoftmax(x, -1).mul(oneHot()).sum(-1).mul(weights).sum();
+      return [
+        targetLogProbs(logits, targets).dataSync(),
+        tf.logSoftmax(logits, -1).mul(oneHot()).sum(-1).dataSync(),
+        tf.grad(f)(logits).dataSync(),
+        tf.grad(g)(logits).dataSync(),
+      ];
+    });
+    assert.ok(maxAbsDiff(ours, theirs) < 1e-5, `values differ by ${maxAbsDiff(ours, theirs)}`);
+    assert.ok(maxAbsDiff(dOurs, dTheirs) < 1e-6, `gradients differ by ${maxAbsDiff(dOurs, dTheirs)}`);
+
+    // Repeated ids must add their gradients into the same row.
+    const table = tf.randomNormal([V, 4], 0, 1, "float32", 6) as tf.Tensor2D;
+    const ids = tf.tensor1d([2, 5, 2, 9, 2, 0], "int32");
+    const dy = tf.randomNormal([N, 4], 0, 1, "float32", 7);
+    const [rows, rowsRef, dTable, dTableRef] = tf.tidy(() => [
+      embedding(table, ids).dataSync(),
+      tf.gather(table, ids).dataSync(),
+      tf
+        .grad((t: tf.Tensor) =>
+          embedding(t as tf.Tensor2D, ids)
+            .mul(dy)
+            .sum(),
+        )(table)
+        .dataSync(),
+      tf.matMul(tf.oneHot(ids, V).cast("float32"), dy, true, false).dataSync(),
+    ]);
+    assert.deepEqual(rows, rowsRef);
+    assert.ok(
+      maxAbsDiff(dTable, dTableRef) < 1e-6,
+      `embedding gradient differs by ${maxAbsDiff(dTable, dTableRef)}`,
+    );
+    tf.dispose([logits, targets, weights, table, ids, dy]);
+  });
+
+  test(`${backend}: training forward equals inference forward`, async () => {
     await useBackend(backend);
     const model = tinyModel(30);
     const ids = tf.tensor2d([[1, 4, 5, 6, 7]], [1, 5], "int32");
