@@ -71,6 +71,8 @@ class ProgressView {
     : null;
   private bars = new Map<string, SingleBar>();
   private finished = new Set<string>();
+  // Without a terminal, a long stage still shows it is alive: a line every half minute.
+  private lastLine = new Map<string, number>();
 
   update(p: StageProgressBody): void {
     const key = `${p.iteration}:${p.stage}`;
@@ -85,6 +87,9 @@ class ProgressView {
     } else if (p.done >= p.total && !this.finished.has(key)) {
       this.finished.add(key);
       process.stdout.write(`srlm: ${p.stage} done (${p.total})${p.detail ? ` ${p.detail}` : ""}\n`);
+    } else if (p.done < p.total && Date.now() - (this.lastLine.get(key) ?? 0) >= 30_000) {
+      this.lastLine.set(key, Date.now());
+      process.stdout.write(`srlm: ${p.stage} ${p.done}/${p.total}${p.detail ? ` ${p.detail}` : ""}\n`);
     }
   }
 

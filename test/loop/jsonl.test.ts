@@ -1,0 +1,111 @@
+// The loop on a user's own model and data: a random-weight Llama checkpoint around the real
+// Llama 3 tokenizer (chat template included) and JSONL files, through `srlm run` over a real
+// nats-server. SFT on the JSONL IFT/EFT data teaches the small model the judge's `Score: N`, so
+// the self-judge forms pairs with no verifier anywhere; the report says what it measured instead.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { type BuiltCheckpoint, buildCheckpoint } from "../helpers/checkpoints.ts";
+import { type NatsServerHandle, startNatsServer } from "../helpers/nats.ts";
+
+const srlm = fileURLToPath(new URL("../../bin/srlm.js", import.meta.url));
+let server: NatsServerHandle;
+let out: string;
+let checkpoint: BuiltCheckpoint;
+
+const TOPICS = ["rain", "tea", "maps", "bees", "salt", "kites", "clocks", "moss", "ink", "glass", "owls", "rust"];
+
+before(async () => {
+  server = await startNatsServer();
+  out = mkdtempSync(join(tmpdir(), "srlm-jsonl-run-"));
+  checkpoint = buildCheckpoint({ vocab: "llama3", hiddenSize: 32, layers: 1 });
+  const lines = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join("\n");
+  writeFileSync(
+    join(out, "ift.jsonl"),
+    lines(TOPICS.map((t) => ({ prompt: `Tell me about ${t} please`, response: `${t} are nice` }))),
+  );
+  // Judgements of good and bad answers, so the judge's scores differ and pairs can form.
+  writeFileSync(
+    join(out, "eft.jsonl"),
+    lines(
+      TOPICS.flatMap((t) => [
+        { prompt: `Tell me about ${t} please`, response: `${t} are nice`, judgement: "Score: 4" },
+        { prompt: `Tell me about ${t} please`, response: "no", judgement: "Score: 1" },
+      ]),
+    ),
+  );
+});
+
+after(async () => {
+  await server?.stop();
+  checkpoint?.remove();
+  rmSync(out, { recursive: true, force: true });
+});
+
+test("srlm run on a Llama 3-vocabulary checkpoint and JSONL files: judged pairs, no verifier", {
+  timeout: 600_000,
+}, async () => {
+  const sets = {
+    "data.task": "jsonl",
+    "data.jsonl.ift": join(out, "ift.jsonl"),
+    "data.jsonl.eft": join(out, "eft.jsonl"),
+    "data.heldOutSize": 3,
+    "train.sft.steps": 80,
+    "train.sft.batchSize": 8,
+    "train.sft.learningRate": 0.01,
+    "train.dpo.steps": 2,
+    "train.dpo.batchSize": 2,
+    "selfReward.iterations": 1,
+    "selfReward.promptsPerIteration": 4,
+    "selfReward.candidates": 3,
+    "selfReward.judgeSamples": 2,
+    "selfReward.maxNewTokens": 8,
+    "selfReward.judgeMaxNewTokens": 8,
+    // A random-weight model writes few usable prompts; what is tested is that the loop runs.
+    "selfInstruct.maxOverlap": 1,
+  };
+  const args = ["run", "--base", checkpoint.dir, "--nats", server.url, "--run", "jsonl", "--out", out];
+  for (const [k, v] of Object.entries(sets)) args.push("--set", `${k}=${v}`);
+  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+    (resolve) => {
+      const child = spawn(process.execPath, [srlm, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+      let o = "";
+      let e = "";
+      child.stdout.on("data", (c: Buffer) => {
+        o += c;
+      });
+      child.stderr.on("data", (c: Buffer) => {
+        e += c;
+      });
+      child.on("exit", (c) => resolve({ code: c, stdout: o, stderr: e }));
+    },
+  );
+  assert.equal(code, 0, `srlm run failed:\n${stdout}\n${stderr}`);
+  const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
+  assert.equal(report.task, "jsonl");
+  assert.equal(report.verifier, false);
+  assert.deepEqual(
+    report.iterations.map((it: { model: string }) => it.model),
+    ["M1", "M2"],
+  );
+  for (const it of report.iterations) {
+    assert.equal(it.heldOutAccuracy, null, "no verifier, no accuracy");
+    assert.equal(it.heldOutN, 3);
+    assert.ok(it.heldOutJudgeScore, `${it.model} has a judge score of its held-out answers`);
+    assert.ok(it.heldOutJudgeScore.parseFailureRate >= 0 && it.heldOutJudgeScore.parseFailureRate <= 1);
+    assert.equal(it.judge.pairwiseAccuracy, null);
+  }
+  const m2 = report.iterations[1];
+  assert.ok(m2.pairs > 0, `the self-judge formed pairs (prompts ${m2.prompts}, candidates ${m2.candidates})`);
+  assert.ok(m2.dpo && Number.isFinite(m2.dpo.loss), "DPO trained on them");
+  assert.ok(m2.winRateVsPrevious, "M2 judged head to head against M1");
+  assert.equal(m2.winRateVsPrevious.judgedBy, "self");
+  assert.notDeepEqual(
+    readFileSync(join(out, "checkpoints", "M1", "model.safetensors")),
+    readFileSync(join(out, "checkpoints", "M2", "model.safetensors")),
+  );
+});
