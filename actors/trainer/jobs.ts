@@ -1,9 +1,11 @@
 // The trainer's view of distributed work: enqueue jobs on a JetStream queue and wait for their
 // results, whichever process on whichever host did them. A job that exhausted its deliveries
-// comes back through the dead-letter subject and settles as failed, so a stage never hangs on it.
+// comes back through the dead-letter subject and settles as failed, and every job has a deadline
+// past which it settles as failed too, so a stage never hangs on it.
 import { type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { decodeEnvelope, type Envelope, makeEnvelope, type Producer } from "../../bus/envelope.ts";
+import type { Logger } from "../../bus/log.ts";
 import type { DeadLetterBody } from "../../bus/messages.ts";
 import { enqueue, type ResultReader, readResults, watchExhaustedJobs } from "../../bus/queues.ts";
 import { type QueueName, RESULT_KINDS, subjects } from "../../bus/subjects.ts";
@@ -12,14 +14,38 @@ export type JobOutcome<R> =
   | { ok: true; result: R; msg: Envelope }
   | { ok: false; jobId: string; reason: string };
 
+export const DEFAULT_JOB_TIMEOUT_MS = 600_000;
+export const DEFAULT_EARLY_LIMIT = 10_000;
+
+export interface JobBoardOptions {
+  /** How long a job may go without a result before it settles as failed (default 10 min). */
+  timeoutMs?: number;
+  /** Results kept for jobs nobody waits on (yet); the oldest beyond this are dropped (default 10 000). */
+  earlyLimit?: number;
+  log?: Logger;
+}
+
+export interface JobBoardCounts {
+  /** Jobs settled as failed because their deadline passed. */
+  timedOut: number;
+  /** Results for unknown jobs dropped to keep the board bounded. */
+  earlyDropped: number;
+}
+
 interface Waiter {
   resolve(outcome: JobOutcome<unknown>): void;
+  deadline: NodeJS.Timeout;
 }
 
 export class JobBoard {
   private waiters = new Map<string, Waiter>();
-  // Results that arrived before anyone waited (a fast actor) or for jobs of an earlier trainer life.
+  // Results that arrived before anyone waited (a fast actor), for jobs of an earlier trainer life,
+  // or for jobs that already timed out. Nothing claims most of them, hence the bound.
   private early = new Map<string, Envelope>();
+  readonly counts: JobBoardCounts = { timedOut: 0, earlyDropped: 0 };
+  private timeoutMs: number;
+  private earlyLimit: number;
+  private log?: Logger;
   private readers: ResultReader[] = [];
   private deadSub?: Subscription;
   private exhausted?: { stop(): void };
@@ -30,15 +56,21 @@ export class JobBoard {
     private js: JetStreamClient,
     private run: string,
     private producer: Producer,
-  ) {}
+    options: JobBoardOptions,
+  ) {
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
+    this.earlyLimit = Math.max(1, options.earlyLimit ?? DEFAULT_EARLY_LIMIT);
+    this.log = options.log;
+  }
 
   static async open(
     nc: NatsConnection,
     js: JetStreamClient,
     run: string,
     producer: Producer,
+    options: JobBoardOptions = {},
   ): Promise<JobBoard> {
-    const board = new JobBoard(nc, js, run, producer);
+    const board = new JobBoard(nc, js, run, producer, options);
     await board.listen();
     return board;
   }
@@ -47,7 +79,23 @@ export class JobBoard {
     const waiter = this.waiters.get(jobId);
     if (!waiter) return;
     this.waiters.delete(jobId);
+    clearTimeout(waiter.deadline);
     waiter.resolve(outcome);
+  }
+
+  private keepEarly(jobId: string, msg: Envelope): void {
+    this.early.delete(jobId);
+    this.early.set(jobId, msg);
+    if (this.early.size <= this.earlyLimit) return;
+    const [oldest] = this.early.keys();
+    this.early.delete(oldest);
+    // One line per thousand drops: a flood of foreign results must not flood the log as well.
+    if (this.counts.earlyDropped++ % 1000 === 0) {
+      this.log?.warn(
+        { dropped: this.counts.earlyDropped, limit: this.earlyLimit, job: oldest },
+        "results for jobs nobody waits on exceed the bound; dropping the oldest",
+      );
+    }
   }
 
   private async listen(): Promise<void> {
@@ -60,7 +108,7 @@ export class JobBoard {
           if (!jobId) continue;
           if (this.waiters.has(jobId))
             this.settle(jobId, { ok: true, result: record.msg.body, msg: record.msg });
-          else this.early.set(jobId, record.msg);
+          else this.keepEarly(jobId, record.msg);
         }
       })();
     }
@@ -96,9 +144,21 @@ export class JobBoard {
       id,
     });
     const outcome = new Promise<JobOutcome<R>>((resolve) => {
-      this.waiters.set(id, { resolve: resolve as (o: JobOutcome<unknown>) => void });
+      const deadline = setTimeout(() => {
+        this.counts.timedOut++;
+        const reason = `job ${id} on queue ${queue} got no result within ${this.timeoutMs} ms (actors.jobTimeoutMs)`;
+        this.log?.warn({ queue, job: id, timeoutMs: this.timeoutMs }, "job timed out");
+        this.settle(id, { ok: false, jobId: id, reason });
+      }, this.timeoutMs);
+      this.waiters.set(id, { resolve: resolve as (o: JobOutcome<unknown>) => void, deadline });
     });
-    await enqueue(this.js, this.run, queue, env, { msgID: id });
+    try {
+      await enqueue(this.js, this.run, queue, env, { msgID: id });
+    } catch (err) {
+      clearTimeout(this.waiters.get(id)?.deadline);
+      this.waiters.delete(id);
+      throw new Error(`could not enqueue job ${id} on queue ${queue}: ${(err as Error).message}`);
+    }
     const early = this.early.get(id);
     if (early) {
       this.early.delete(id);
