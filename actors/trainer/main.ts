@@ -4,39 +4,13 @@
 
 import { join } from "node:path";
 import type { ActorContext } from "../../bus/actor.ts";
-import { decodeEnvelope } from "../../bus/envelope.ts";
-import type { ControlBody } from "../../bus/messages.ts";
 import { ensureStreams } from "../../bus/queues.ts";
 import { subjects } from "../../bus/subjects.ts";
 import type { Config } from "../../config/schema.ts";
+import { followControl, RunControl } from "./control.ts";
 import { JobBoard } from "./jobs.ts";
 import { summaryTable } from "./report.ts";
 import { SelfRewardingSchedule } from "./schedule.ts";
-
-/** Pause and resume from `srlm control`; a stop ends the schedule at the next stage boundary. */
-class RunControl {
-  private paused: { promise: Promise<void>; resolve: () => void } | null = null;
-  private stopped = false;
-
-  apply(command: ControlBody["command"]): void {
-    if (command === "pause" && !this.paused) {
-      let resolve = () => {};
-      const promise = new Promise<void>((r) => {
-        resolve = r;
-      });
-      this.paused = { promise, resolve };
-    } else if (command === "resume" || command === "start" || command === "stop") {
-      if (command === "stop") this.stopped = true;
-      this.paused?.resolve();
-      this.paused = null;
-    }
-  }
-
-  async gate(): Promise<void> {
-    if (this.paused) await this.paused.promise;
-    if (this.stopped) throw new Error("stopped by `srlm control stop`");
-  }
-}
 
 export async function startTrainer(
   ctx: ActorContext,
@@ -49,18 +23,13 @@ export async function startTrainer(
     ackWaitMs: cfg.actors.ackWaitMs,
     maxDeliver: cfg.actors.maxDeliver,
   });
-  const board = await JobBoard.open(ctx.nc, ctx.js, ctx.run, ctx.producer);
+  const board = await JobBoard.open(ctx.nc, ctx.js, ctx.run, ctx.producer, {
+    timeoutMs: cfg.actors.jobTimeoutMs,
+    log: ctx.log,
+  });
   const lastProgress = new Map<string, number>();
   const control = new RunControl();
-  const controlSub = ctx.nc.subscribe(s.control, {
-    callback: (_err, m) => {
-      const decoded = decodeEnvelope(m.subject, m.data);
-      if (!decoded.ok || decoded.msg.type !== "control") return;
-      const body = decoded.msg.body as ControlBody;
-      ctx.log.info({ command: body.command, reason: body.reason }, "control");
-      control.apply(body.command);
-    },
-  });
+  const unfollowControl = followControl(ctx.nc, ctx.deadLetters, control, ctx.log);
   const schedule = new SelfRewardingSchedule(cfg, {
     nc: ctx.nc,
     js: ctx.js,
@@ -104,7 +73,7 @@ export async function startTrainer(
   );
   void done.finally(() => process.kill(process.pid, "SIGTERM"));
   return async () => {
-    controlSub.unsubscribe();
+    unfollowControl();
     control.apply("resume");
     await board.close();
   };
