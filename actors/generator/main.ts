@@ -11,7 +11,7 @@ import { WeightCache } from "../weights.ts";
 
 export async function startGenerator(ctx: ActorContext, cfg: Config): Promise<void> {
   const weights = new WeightCache(ctx.nc, ctx.log);
-  weights.follow(ctx.run);
+  weights.follow(ctx.deadLetters);
   ctx.onStop(() => weights.close());
   const ackWaitMs = cfg.actors.ackWaitMs;
   const maxDeliver = cfg.actors.maxDeliver;
