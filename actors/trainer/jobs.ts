@@ -14,11 +14,11 @@ export type JobOutcome<R> =
   | { ok: true; result: R; msg: Envelope }
   | { ok: false; jobId: string; reason: string };
 
-export const DEFAULT_JOB_TIMEOUT_MS = 600_000;
+export const DEFAULT_JOB_TIMEOUT_MS = 1_800_000;
 export const DEFAULT_EARLY_LIMIT = 10_000;
 
 export interface JobBoardOptions {
-  /** How long a job may go without a result before it settles as failed (default 10 min). */
+  /** How long a job may go without a result, queueing included, before it settles as failed (default 30 min). */
   timeoutMs?: number;
   /** Results kept for jobs nobody waits on (yet); the oldest beyond this are dropped (default 10 000). */
   earlyLimit?: number;
