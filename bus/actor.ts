@@ -7,6 +7,7 @@ import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManage
 import { type Service, Svcm } from "@nats-io/services";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type BusOptions, connectBus } from "./connect.ts";
+import type { DeadLetterContext } from "./dead.ts";
 import { type Envelope, encodeEnvelope, makeEnvelope, type Producer } from "./envelope.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { ActorEvent, type ActorEventBody } from "./messages.ts";
@@ -32,6 +33,8 @@ export interface ActorContext {
   instance: string;
   producer: Producer;
   stats: BusStats;
+  /** Where this actor's dead letters go (bus/dead.ts), for subscriptions outside the work queues. */
+  deadLetters: DeadLetterContext;
   /**
    * Consumes a work queue with the job type of bus/protocol.ts (others are dead-lettered); the
    * runtime stops it (and naks held jobs) on shutdown.
@@ -158,6 +161,7 @@ export async function runActor(spec: ActorSpec): Promise<ActorHandle> {
     instance,
     producer,
     stats,
+    deadLetters: { js, run, producer, log, stats },
     signal: shutdown.signal,
     async consume(queue, handler, opts = {}) {
       if (shutdown.signal.aborted) throw new Error(`actor ${spec.actor} is stopping; not consuming ${queue}`);

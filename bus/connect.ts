@@ -94,6 +94,13 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
     nc = await connect(co);
   } catch (err) {
     const urls = opts.servers.join(", ");
+    if (isAuthFailure(err)) {
+      throw new Error(
+        `NATS at ${urls} refused ${who(opts)}: authorization failure (${(err as Error).message}). ` +
+          "Check nats.user / nats.pass, nats.token, nats.nkeySeed or nats.credsFile " +
+          "(SRLM_NATS__USER, SRLM_NATS__PASS, ...) against the server's accounts.",
+      );
+    }
     throw new Error(
       `cannot reach NATS at ${urls}: ${(err as Error).message}. ` +
         "Start a JetStream server (`nats-server -js`), or point srlm at one with --nats URL or SRLM_NATS_URL.",
@@ -107,4 +114,20 @@ async function resetOnReconnect(nc: NatsConnection, reset: () => void): Promise<
   for await (const s of nc.status()) {
     if (s.type === "reconnect") reset();
   }
+}
+
+function isAuthFailure(err: unknown): boolean {
+  for (let e = err as { name?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (e.name === "AuthorizationError" || e.name === "UserAuthenticationExpiredError") return true;
+  }
+  return false;
+}
+
+// Names the identity tried, never the secret itself.
+function who(opts: BusOptions): string {
+  if (opts.user !== undefined) return `user ${JSON.stringify(opts.user)}`;
+  if (opts.credsFile) return `the credentials in ${opts.credsFile}`;
+  if (opts.nkeySeed) return "the configured nkey";
+  if (opts.token !== undefined) return "the configured token";
+  return "an anonymous connection (no user, token, nkey or credentials configured)";
 }

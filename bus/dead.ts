@@ -2,7 +2,7 @@
 // raw bytes, counted, and logged. It is never dropped silently and never crashes the actor. It goes
 // through JetStream so the run's EVENTS stream keeps it for later inspection (`srlm tap --since`).
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { encodeEnvelope, makeEnvelope, type Producer } from "./envelope.ts";
+import { decodeEnvelope, type Envelope, encodeEnvelope, makeEnvelope, type Producer } from "./envelope.ts";
 import type { Logger } from "./log.ts";
 import { DeadLetter } from "./messages.ts";
 import type { BusStats } from "./stats.ts";
@@ -48,4 +48,31 @@ export function deadLetter(ctx: DeadLetterContext, subject: string, raw: Uint8Ar
 function failed(ctx: DeadLetterContext, subject: string, err: Error): void {
   // The warn log already holds the reason; this says the bus copy is missing.
   ctx.log?.error({ subject, err: err.message }, "could not publish dead letter");
+}
+
+/**
+ * The envelope of a message on a plain subscription (weights, control) if it decodes and is of
+ * `type`; otherwise null, with the message dead-lettered as work queues do with theirs.
+ */
+export function acceptMessage(
+  ctx: DeadLetterContext,
+  subject: string,
+  raw: Uint8Array,
+  type: string,
+): Envelope | null {
+  const decoded = decodeEnvelope(subject, raw);
+  if (!decoded.ok) {
+    deadLetter(ctx, subject, raw, decoded.reason);
+    return null;
+  }
+  if (decoded.msg.type !== type) {
+    deadLetter(
+      ctx,
+      subject,
+      raw,
+      `message of type ${JSON.stringify(decoded.msg.type)} on ${subject}, which carries only ${type}`,
+    );
+    return null;
+  }
+  return decoded.msg;
 }

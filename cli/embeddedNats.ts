@@ -12,6 +12,13 @@ import { join } from "node:path";
 
 export interface EmbeddedNats {
   url: string;
+  /** The nats-server process itself (not its guard). */
+  pid: number;
+  /**
+   * Resolves, with what is known of why, if the server ends without stop() having been called: the
+   * run's whole bus is gone then, and its owner must say so rather than wait on it.
+   */
+  died: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -64,22 +71,44 @@ export async function startEmbeddedNats(options: EmbeddedOptions = {}): Promise<
   if (options.maxPayload) args.push("--max_payload", String(options.maxPayload));
   const guard = [
     `"$0" "$@" & server=$!`,
+    `echo $server`,
     `trap 'kill $server 2>/dev/null; wait $server; exit 0' TERM INT`,
     `while kill -0 ${process.pid} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done`,
     `kill $server 2>/dev/null; wait $server`,
   ].join("\n");
   const child: ChildProcess = spawn("sh", ["-c", guard, "nats-server", ...args], {
-    stdio: ["ignore", "ignore", "pipe"],
+    stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
+  // The guard's one line of output: the server's pid.
+  let stdout = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  const serverPid = () => {
+    const pid = Number.parseInt(stdout, 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  };
   let exited = false;
-  child.once("exit", () => {
+  let stopping = false;
+  let onDied: (why: string) => void = () => {};
+  const died = new Promise<string>((resolve) => {
+    onDied = resolve;
+  });
+  child.once("exit", (code, signal) => {
     exited = true;
+    if (stopping) return;
+    const last = stderr.trim().split("\n").slice(-3).join(" | ");
+    onDied(
+      `nats-server (pid ${serverPid() ?? "?"}, port ${port}) exited (${signal ?? `code ${code}`})` +
+        (last ? `: ${last}` : ""),
+    );
   });
   const stop = async () => {
+    stopping = true;
     if (!exited) {
       const done = new Promise((resolve) => child.once("exit", resolve));
       child.kill("SIGTERM");
@@ -91,7 +120,8 @@ export async function startEmbeddedNats(options: EmbeddedOptions = {}): Promise<
   };
   for (let i = 0; i < 100; i++) {
     if (exited) throw new Error(`nats-server exited at start: ${stderr.trim() || "no output"}`);
-    if (await accepts(port)) return { url: `nats://127.0.0.1:${port}`, stop };
+    const pid = serverPid();
+    if (pid !== null && (await accepts(port))) return { url: `nats://127.0.0.1:${port}`, pid, died, stop };
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   await stop();

@@ -63,9 +63,10 @@ withCommonFlags(program.command("control"))
   });
 
 withCommonFlags(program.command("config"))
-  .description("print the effective config (defaults < preset < file < SRLM_* env < flags)")
-  .action((flags: CommonFlags) => {
-    process.stdout.write(`${JSON.stringify(configFromFlags(flags), null, 2)}\n`);
+  .description("print the effective config (defaults < preset < file < SRLM_* env < flags), secrets masked")
+  .action(async (flags: CommonFlags) => {
+    const { maskSecrets } = await import("../config/secrets.ts");
+    process.stdout.write(`${JSON.stringify(maskSecrets(configFromFlags(flags)), null, 2)}\n`);
   });
 
 withCommonFlags(program.command("init-model"))

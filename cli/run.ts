@@ -1,6 +1,6 @@
 // `srlm run` (the whole loop) and `srlm up` (actors waiting for work): NATS, one process per actor,
 // progress on the terminal, a clean stop on Ctrl-C.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { MultiBar, Presets, type SingleBar } from "cli-progress";
 import { busOptions } from "../actors/start.ts";
@@ -9,41 +9,92 @@ import { decodeEnvelope } from "../bus/envelope.ts";
 import type { RunDoneBody, StageProgressBody } from "../bus/messages.ts";
 import { subjects } from "../bus/subjects.ts";
 import type { Config } from "../config/schema.ts";
+import { secretEnv, withoutSecrets } from "../config/secrets.ts";
 import { type EmbeddedNats, startEmbeddedNats } from "./embeddedNats.ts";
-import { type ActorSpec, Supervisor } from "./supervisor.ts";
+import { type ActorCommand, type ActorSpec, Supervisor } from "./supervisor.ts";
 
 interface System {
   cfg: Config;
   nats: EmbeddedNats | null;
   supervisor: Supervisor;
+  /** Resolves with the reason once the run cannot go on: a role is down, or the embedded NATS died. */
+  failed: Promise<string>;
   stop(): Promise<void>;
 }
+
+export interface RunHooks {
+  /** How an actor process is started (default `srlm actor NAME`); tests start small scripts. */
+  command?: ActorCommand;
+  /** Where srlm's own lines go (default stderr). */
+  say?: (line: string) => void;
+  /** Called with the embedded nats-server once it runs (tests end it to see the run fail). */
+  onNats?: (nats: EmbeddedNats) => void;
+}
+
+const stderrLine = (line: string) => {
+  process.stderr.write(`${line}\n`);
+};
 
 async function startSystem(
   input: Config,
   withTrainer: boolean,
+  hooks: RunHooks,
   onTrainerExit?: (code: number | null) => void,
 ): Promise<System> {
+  const say = hooks.say ?? stderrLine;
   const cfg: Config = { ...input, out: resolve(input.out), nats: { ...input.nats } };
   mkdirSync(cfg.out, { recursive: true });
+  let fail: (reason: string) => void = () => {};
+  const failed = new Promise<string>((r) => {
+    fail = r;
+  });
   let nats: EmbeddedNats | null = null;
   if (!cfg.nats.url) {
     nats = await startEmbeddedNats({ storeDir: undefined });
     cfg.nats.url = nats.url;
-    process.stderr.write(`srlm: started nats-server with JetStream at ${nats.url}\n`);
+    say(`srlm: started nats-server with JetStream at ${nats.url}`);
+    hooks.onNats?.(nats);
+    // Its store is a temporary folder and every actor holds connections to it: a restart would
+    // lose the run's queues, so a dead embedded server ends the run.
+    void nats.died.then((why) => fail(`the embedded ${why}; the run cannot go on without its bus`));
   }
+  // Secrets reach the actors through their environment only; the file is private anyway.
   const configFile = join(cfg.out, "config.json");
-  writeFileSync(configFile, `${JSON.stringify(cfg, null, 2)}\n`);
-  const supervisor = new Supervisor(join(cfg.out, "logs"), {
-    onExit(spec, code, signal, restarting) {
-      if (code !== 0 || signal) {
-        process.stderr.write(
-          `srlm: ${spec.actor}/${spec.instance} exited (${signal ?? `code ${code}`})${restarting ? ", restarting" : ""}; log: ${join(cfg.out, "logs", `${spec.actor}-${spec.instance}.log`)}\n`,
-        );
-      }
-      if (spec.actor === "trainer") onTrainerExit?.(code);
+  writeFileSync(configFile, `${JSON.stringify(withoutSecrets(cfg), null, 2)}\n`, { mode: 0o600 });
+  chmodSync(configFile, 0o600);
+  const logOf = (spec: ActorSpec) => join(cfg.out, "logs", `${spec.actor}-${spec.instance}.log`);
+  const supervisor = new Supervisor(
+    join(cfg.out, "logs"),
+    {
+      onExit(spec, code, signal, restart) {
+        if (code !== 0 || signal) {
+          const next = restart
+            ? `, restarting in ${(restart.delayMs / 1000).toFixed(1)} s (restart ${restart.inWindow} of at most ` +
+              `${cfg.actors.restartBudget} within ${Math.round(cfg.actors.restartWindowMs / 1000)} s)`
+            : "";
+          say(
+            `srlm: ${spec.actor}/${spec.instance} exited (${signal ?? `code ${code}`})${next}; log: ${logOf(spec)}`,
+          );
+        }
+        if (spec.actor === "trainer") onTrainerExit?.(code);
+      },
+      onGiveUp(spec, reason) {
+        say(`srlm: ${reason}; log: ${logOf(spec)}`);
+      },
+      onRoleDown(role, reason) {
+        fail(`the ${role} role is down: ${reason}`);
+      },
     },
-  });
+    {
+      command: hooks.command,
+      env: secretEnv(cfg),
+      policy: {
+        budget: cfg.actors.restartBudget,
+        windowMs: cfg.actors.restartWindowMs,
+        roleDownMs: cfg.actors.roleDownMs,
+      },
+    },
+  );
   const specs: ActorSpec[] = [{ actor: "reference", instance: "r0", configFile }];
   for (let i = 0; i < cfg.actors.generators; i++)
     specs.push({ actor: "generator", instance: `g${i}`, configFile });
@@ -55,6 +106,7 @@ async function startSystem(
     cfg,
     nats,
     supervisor,
+    failed,
     async stop() {
       await supervisor.stopAll();
       await nats?.stop();
@@ -98,12 +150,32 @@ class ProgressView {
   }
 }
 
-export async function runLoop(input: Config): Promise<number> {
+/** Resolves on Ctrl-C, a SIGTERM, or a closed stdout (`srlm run | head`); dispose() unhooks it. */
+function interruption(): { interrupted: Promise<"interrupted">; dispose(): void } {
+  let fire: () => void = () => {};
+  const interrupted = new Promise<"interrupted">((r) => {
+    fire = () => r("interrupted");
+  });
+  process.once("SIGINT", fire);
+  process.once("SIGTERM", fire);
+  process.stdout.once("error", fire);
+  return {
+    interrupted,
+    dispose() {
+      process.off("SIGINT", fire);
+      process.off("SIGTERM", fire);
+      process.stdout.off("error", fire);
+    },
+  };
+}
+
+export async function runLoop(input: Config, hooks: RunHooks = {}): Promise<number> {
+  const say = hooks.say ?? stderrLine;
   let trainerExit: (code: number | null) => void = () => {};
   const trainerExited = new Promise<number | null>((r) => {
     trainerExit = r;
   });
-  const system = await startSystem(input, true, (code) => trainerExit(code));
+  const system = await startSystem(input, true, hooks, (code) => trainerExit(code));
   const { cfg } = system;
   const nc = await connectBus(busOptions(cfg));
   const view = new ProgressView();
@@ -121,34 +193,37 @@ export async function runLoop(input: Config): Promise<number> {
       },
     });
   });
-  // Ctrl-C, a SIGTERM, or a closed stdout (`srlm run | head`) all stop the actors before exiting.
-  const interrupted = new Promise<"interrupted">((r) => {
-    process.once("SIGINT", () => r("interrupted"));
-    process.once("SIGTERM", () => r("interrupted"));
-    process.stdout.once("error", () => r("interrupted"));
-  });
+  const stopSignal = interruption();
+  let failure = "";
   const outcome = await Promise.race([
     finished.then(() => "done" as const),
-    interrupted,
+    stopSignal.interrupted,
     trainerExited.then(() => "trainer-exit" as const),
+    system.failed.then((reason) => {
+      failure = reason;
+      return "failed" as const;
+    }),
   ]);
+  stopSignal.dispose();
   if (outcome === "trainer-exit") await Promise.race([finished, new Promise((r) => setTimeout(r, 2000))]);
   view.stop();
   await nc.close();
   await system.stop();
   const result = done as RunDoneBody | null;
   if (outcome === "interrupted") {
-    process.stderr.write("srlm: interrupted; actors stopped\n");
+    say("srlm: interrupted; actors stopped");
     return 130;
   }
+  if (outcome === "failed") {
+    say(`srlm: the run failed: ${failure}; actors stopped; logs: ${join(cfg.out, "logs")}`);
+    return 1;
+  }
   if (!result) {
-    process.stderr.write(
-      `srlm: the trainer exited before finishing the run; see ${join(cfg.out, "logs", "trainer-t0.log")}\n`,
-    );
+    say(`srlm: the trainer exited before finishing the run; see ${join(cfg.out, "logs", "trainer-t0.log")}`);
     return 1;
   }
   if (!result.ok) {
-    process.stderr.write(`srlm: the run failed: ${result.error}; see ${join(cfg.out, "logs")}\n`);
+    say(`srlm: the run failed: ${result.error}; see ${join(cfg.out, "logs")}`);
     return 1;
   }
   if (result.stopped)
@@ -159,16 +234,18 @@ export async function runLoop(input: Config): Promise<number> {
   return 0;
 }
 
-export async function up(input: Config): Promise<number> {
-  const system = await startSystem(input, false);
-  process.stderr.write(
+export async function up(input: Config, hooks: RunHooks = {}): Promise<number> {
+  const say = hooks.say ?? stderrLine;
+  const system = await startSystem(input, false, hooks);
+  say(
     `srlm: actors of run ${system.cfg.run} are up against ${system.cfg.nats.url}; start a trainer with ` +
-      `\`srlm actor trainer --nats ${system.cfg.nats.url} --run ${system.cfg.run}\`; Ctrl-C stops everything\n`,
+      `\`srlm actor trainer --nats ${system.cfg.nats.url} --run ${system.cfg.run}\`; Ctrl-C stops everything`,
   );
-  await new Promise<void>((r) => {
-    process.once("SIGINT", () => r());
-    process.once("SIGTERM", () => r());
-  });
+  const stopSignal = interruption();
+  const outcome = await Promise.race([stopSignal.interrupted, system.failed]);
+  stopSignal.dispose();
   await system.stop();
-  return 0;
+  if (outcome === "interrupted") return 0;
+  say(`srlm: ${outcome}; actors stopped; logs: ${join(system.cfg.out, "logs")}`);
+  return 1;
 }

@@ -73,6 +73,9 @@ function coerce(value: unknown): unknown {
   return value;
 }
 
+// Every nats field is a string (a URL, a name, a secret, a path): a password of digits stays one.
+const coerceAt = (path: string, value: unknown) => (path.startsWith("nats.") ? value : coerce(value));
+
 function setPath(tree: Tree, path: string, value: unknown): void {
   const keys = path.split(".");
   let node = tree;
@@ -126,10 +129,10 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const envFlags = envToFlags(env);
   const flagTree: Tree = {};
   for (const [path, value] of Object.entries(options.flags ?? {})) {
-    if (value !== undefined) setPath(flagTree, path, coerce(value));
+    if (value !== undefined) setPath(flagTree, path, coerceAt(path, value));
   }
   const envTree: Tree = {};
-  for (const [path, value] of Object.entries(envFlags)) setPath(envTree, path, coerce(value));
+  for (const [path, value] of Object.entries(envFlags)) setPath(envTree, path, coerceAt(path, value));
 
   const presetName = String(
     options.preset ??

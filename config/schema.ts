@@ -185,6 +185,13 @@ export const actorsSchema = z
     ackWaitMs: positiveInt.default(30_000),
     maxDeliver: positiveInt.default(5),
     batchSize: positiveInt.default(16),
+    // A job the trainer waits on longer than this settles as failed (never a silent hang).
+    jobTimeoutMs: positiveInt.default(1_800_000),
+    // A crashing actor instance is restarted with backoff, at most restartBudget times within
+    // restartWindowMs; a role with no running instance for roleDownMs fails the run.
+    restartBudget: positiveInt.default(10),
+    restartWindowMs: positiveInt.default(300_000),
+    roleDownMs: positiveInt.default(120_000),
   })
   .strict();
 

@@ -31,7 +31,7 @@ export function answerSamples(policy: Policy, job: JobOf<"samples">): Omit<Resul
 
 export async function startGenerator(ctx: ActorContext, cfg: Config): Promise<void> {
   const weights = new WeightCache(ctx.nc, ctx.log);
-  weights.follow(ctx.run);
+  weights.follow(ctx.deadLetters);
   ctx.onStop(() => weights.close());
   const ackWaitMs = cfg.actors.ackWaitMs;
   const maxDeliver = cfg.actors.maxDeliver;

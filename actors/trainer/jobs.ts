@@ -1,6 +1,7 @@
 // The trainer's view of distributed work: enqueue jobs on a JetStream queue and wait for their
 // results, whichever process on whichever host did them. A job that exhausted its deliveries
-// comes back through the dead-letter subject and settles as failed, so a stage never hangs on it.
+// comes back through the dead-letter subject and settles as failed, and every job has a deadline
+// past which it settles as failed too, so a stage never hangs on it.
 import { type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { z } from "zod";
@@ -12,6 +13,7 @@ import {
   makeEnvelope,
   type Producer,
 } from "../../bus/envelope.ts";
+import type { Logger } from "../../bus/log.ts";
 import type { DeadLetterBody } from "../../bus/messages.ts";
 import { type JobOf, PROTOCOL, queueOfResult, type ResultOf, resultProblem } from "../../bus/protocol.ts";
 import { enqueue, type ResultReader, readResults, watchExhaustedJobs } from "../../bus/queues.ts";
@@ -20,17 +22,41 @@ import type { JobOutcome, Workers } from "./workers.ts";
 
 export type { JobOutcome } from "./workers.ts";
 
+export const DEFAULT_JOB_TIMEOUT_MS = 1_800_000;
+export const DEFAULT_EARLY_LIMIT = 10_000;
+
+export interface JobBoardOptions {
+  /** How long a job may go without a result, queueing included, before it settles as failed (default 30 min). */
+  timeoutMs?: number;
+  /** Results kept for jobs nobody waits on (yet); the oldest beyond this are dropped (default 10 000). */
+  earlyLimit?: number;
+  log?: Logger;
+}
+
+export interface JobBoardCounts {
+  /** Jobs settled as failed because their deadline passed. */
+  timedOut: number;
+  /** Results for unknown jobs dropped to keep the board bounded. */
+  earlyDropped: number;
+}
+
 interface Waiter {
   queue: QueueName;
   job: unknown;
   resolve(outcome: JobOutcome<unknown>): void;
+  deadline: NodeJS.Timeout;
 }
 
 /** The NATS implementation of the loop's workers: jobs on JetStream queues, any process answers. */
 export class JobBoard implements Workers {
   private waiters = new Map<string, Waiter>();
-  // Results that arrived before anyone waited (a fast actor) or for jobs of an earlier trainer life.
+  // Results that arrived before anyone waited (a fast actor), for jobs of an earlier trainer life,
+  // or for jobs that already timed out. Nothing claims most of them, hence the bound.
   private early = new Map<string, { msg: Envelope; subject: string }>();
+  readonly counts: JobBoardCounts = { timedOut: 0, earlyDropped: 0 };
+  private timeoutMs: number;
+  private earlyLimit: number;
+  private log?: Logger;
   private readers: ResultReader[] = [];
   private deadSub?: Subscription;
   private exhausted?: { stop(): void };
@@ -42,8 +68,12 @@ export class JobBoard implements Workers {
     private js: JetStreamClient,
     private run: string,
     private producer: Producer,
+    options: JobBoardOptions,
   ) {
     this.deadLetters = { js, run, producer };
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
+    this.earlyLimit = Math.max(1, options.earlyLimit ?? DEFAULT_EARLY_LIMIT);
+    this.log = options.log;
   }
 
   static async open(
@@ -51,8 +81,9 @@ export class JobBoard implements Workers {
     js: JetStreamClient,
     run: string,
     producer: Producer,
+    options: JobBoardOptions = {},
   ): Promise<JobBoard> {
-    const board = new JobBoard(nc, js, run, producer);
+    const board = new JobBoard(nc, js, run, producer, options);
     await board.listen();
     return board;
   }
@@ -61,7 +92,23 @@ export class JobBoard implements Workers {
     const waiter = this.waiters.get(jobId);
     if (!waiter) return;
     this.waiters.delete(jobId);
+    clearTimeout(waiter.deadline);
     waiter.resolve(outcome);
+  }
+
+  private keepEarly(jobId: string, msg: Envelope, subject: string): void {
+    this.early.delete(jobId);
+    this.early.set(jobId, { msg, subject });
+    if (this.early.size <= this.earlyLimit) return;
+    const [oldest] = this.early.keys();
+    this.early.delete(oldest);
+    // One line per thousand drops: a flood of foreign results must not flood the log as well.
+    if (this.counts.earlyDropped++ % 1000 === 0) {
+      this.log?.warn(
+        { dropped: this.counts.earlyDropped, limit: this.earlyLimit, job: oldest },
+        "results for jobs nobody waits on exceed the bound; dropping the oldest",
+      );
+    }
   }
 
   private async listen(): Promise<void> {
@@ -116,8 +163,8 @@ export class JobBoard implements Workers {
       return `from a ${msg.producer.actor}; only a ${row.answeredBy} answers ${queue} jobs`;
     const waiter = this.waiters.get(jobId);
     if (!waiter) {
-      // A fast actor can answer before submit() registered the waiter; kept briefly for it.
-      this.early.set(jobId, { msg, subject });
+      // A fast actor can answer before submit() registered the waiter; kept (bounded) for it.
+      this.keepEarly(jobId, msg, subject);
       return "early";
     }
     return resultProblem(queue, waiter.job as JobOf<typeof queue>, msg.body as ResultOf<typeof queue>);
@@ -137,9 +184,26 @@ export class JobBoard implements Workers {
       id,
     });
     const outcome = new Promise<JobOutcome<ResultOf<Q>>>((resolve) => {
-      this.waiters.set(id, { queue, job: env.body, resolve: resolve as (o: JobOutcome<unknown>) => void });
+      const deadline = setTimeout(() => {
+        this.counts.timedOut++;
+        const reason = `job ${id} on queue ${queue} got no result within ${this.timeoutMs} ms (actors.jobTimeoutMs)`;
+        this.log?.warn({ queue, job: id, timeoutMs: this.timeoutMs }, "job timed out");
+        this.settle(id, { ok: false, jobId: id, reason });
+      }, this.timeoutMs);
+      this.waiters.set(id, {
+        queue,
+        job: env.body,
+        resolve: resolve as (o: JobOutcome<unknown>) => void,
+        deadline,
+      });
     });
-    await enqueue(this.js, this.run, queue, env, { msgID: id });
+    try {
+      await enqueue(this.js, this.run, queue, env, { msgID: id });
+    } catch (err) {
+      clearTimeout(this.waiters.get(id)?.deadline);
+      this.waiters.delete(id);
+      throw new Error(`could not enqueue job ${id} on queue ${queue}: ${(err as Error).message}`);
+    }
     const early = this.early.get(id);
     if (early) {
       this.early.delete(id);

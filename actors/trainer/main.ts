@@ -4,8 +4,6 @@
 
 import { join } from "node:path";
 import type { ActorContext } from "../../bus/actor.ts";
-import { decodeEnvelope } from "../../bus/envelope.ts";
-import type { ControlBody } from "../../bus/messages.ts";
 import { putBlob } from "../../bus/objects.ts";
 import { ensureStreams } from "../../bus/queues.ts";
 import { busStatus } from "../../bus/status.ts";
@@ -13,34 +11,10 @@ import { subjects } from "../../bus/subjects.ts";
 import type { Config } from "../../config/schema.ts";
 import { taskFromConfig } from "../../tasks/fromConfig.ts";
 import { policyToBlob } from "../policy.ts";
+import { followControl, RunControl } from "./control.ts";
 import { JobBoard } from "./jobs.ts";
 import { type ActorUsage, summaryTable } from "./report.ts";
 import { RunStopped, SelfRewardingLoop } from "./selfRewarding.ts";
-
-/** Pause and resume from `srlm control`; a stop ends the schedule at the next stage boundary. */
-class RunControl {
-  private paused: { promise: Promise<void>; resolve: () => void } | null = null;
-  private stopped = false;
-
-  apply(command: ControlBody["command"]): void {
-    if (command === "pause" && !this.paused) {
-      let resolve = () => {};
-      const promise = new Promise<void>((r) => {
-        resolve = r;
-      });
-      this.paused = { promise, resolve };
-    } else if (command === "resume" || command === "start" || command === "stop") {
-      if (command === "stop") this.stopped = true;
-      this.paused?.resolve();
-      this.paused = null;
-    }
-  }
-
-  async gate(): Promise<void> {
-    if (this.paused) await this.paused.promise;
-    if (this.stopped) throw new RunStopped();
-  }
-}
 
 export async function startTrainer(
   ctx: ActorContext,
@@ -53,18 +27,13 @@ export async function startTrainer(
     ackWaitMs: cfg.actors.ackWaitMs,
     maxDeliver: cfg.actors.maxDeliver,
   });
-  const board = await JobBoard.open(ctx.nc, ctx.js, ctx.run, ctx.producer);
+  const board = await JobBoard.open(ctx.nc, ctx.js, ctx.run, ctx.producer, {
+    timeoutMs: cfg.actors.jobTimeoutMs,
+    log: ctx.log,
+  });
   const lastProgress = new Map<string, number>();
   const control = new RunControl();
-  const controlSub = ctx.nc.subscribe(s.control, {
-    callback: (_err, m) => {
-      const decoded = decodeEnvelope(m.subject, m.data);
-      if (!decoded.ok || decoded.msg.type !== "control") return;
-      const body = decoded.msg.body as ControlBody;
-      ctx.log.info({ command: body.command, reason: body.reason }, "control");
-      control.apply(body.command);
-    },
-  });
+  const unfollowControl = followControl(ctx.nc, ctx.deadLetters, control, ctx.log);
   const loop = new SelfRewardingLoop(cfg, taskFromConfig(cfg), {
     workers: board,
     log: ctx.log,
@@ -115,7 +84,7 @@ export async function startTrainer(
   );
   void done.finally(() => process.kill(process.pid, "SIGTERM"));
   return async () => {
-    controlSub.unsubscribe();
+    unfollowControl();
     control.apply("resume");
     await board.close();
   };

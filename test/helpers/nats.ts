@@ -9,6 +9,8 @@ import { accepts, freePort } from "../../cli/embeddedNats.ts";
 export interface NatsServerOptions {
   /** Largest message the server accepts, in bytes (nats-server default: 1 MiB). */
   maxPayload?: number;
+  /** More server config, e.g. an `authorization { ... }` block. */
+  conf?: string;
 }
 
 export interface NatsServerHandle {
@@ -32,10 +34,13 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), "srlm-nats-"));
   const args = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", join(dir, "store")];
-  if (opts.maxPayload !== undefined) {
-    // max_payload is a config-file-only setting.
+  // max_payload and authorization are config-file-only settings.
+  const lines: string[] = [];
+  if (opts.maxPayload !== undefined) lines.push(`max_payload: ${opts.maxPayload}`);
+  if (opts.conf) lines.push(opts.conf);
+  if (lines.length > 0) {
     const conf = join(dir, "server.conf");
-    await writeFile(conf, `max_payload: ${opts.maxPayload}\n`);
+    await writeFile(conf, `${lines.join("\n")}\n`);
     args.push("-c", conf);
   }
   const child: ChildProcess = spawn("nats-server", args, { stdio: ["ignore", "ignore", "pipe"] });

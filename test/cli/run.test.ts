@@ -1,0 +1,95 @@
+// `srlm run` as a whole, with the actors replaced by small scripts: it fails, naming the role, when
+// a role is down; it fails, saying so, when its embedded nats-server dies; and the config it hands
+// the actors holds no secret, which they get through their environment instead.
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { runLoop } from "../../cli/run.ts";
+import type { ActorCommand } from "../../cli/supervisor.ts";
+import { loadConfig } from "../../config/load.ts";
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function config(extra: Record<string, unknown> = {}) {
+  const out = mkdtempSync(join(tmpdir(), "srlm-runloop-"));
+  dirs.push(out);
+  return loadConfig({ env: {}, flags: { out, run: "fake", "nats.url": "", ...extra } });
+}
+
+// Each fake actor writes the password it was given next to the config, then idles; `crash` ones exit 1.
+const fakeActors =
+  (crash: string[] = []): ActorCommand =>
+  (spec) => ({
+    command: process.execPath,
+    args: [
+      "-e",
+      crash.includes(spec.actor)
+        ? "process.exit(1)"
+        : `require("node:fs").writeFileSync(process.argv[1], process.env.SRLM_NATS__PASS ?? "<none>");
+           setInterval(() => {}, 1000);`,
+      `${spec.configFile}.${spec.actor}-${spec.instance}.pass`,
+    ],
+  });
+
+test("a role that keeps crashing fails the run with a message naming it", async () => {
+  const cfg = config({
+    "nats.user": "alice",
+    "nats.pass": "hunter2",
+    "actors.restartBudget": 2,
+    "actors.restartWindowMs": 60_000,
+  });
+  const lines: string[] = [];
+  const code = await runLoop(cfg, { command: fakeActors(["generator"]), say: (l) => lines.push(l) });
+  assert.equal(code, 1);
+  const text = lines.join("\n");
+  assert.match(
+    text,
+    /generator\/g0 exited \(code 1\), restarting in 0\.3 s \(restart 1 of at most 2 within 60 s\)/,
+  );
+  assert.match(
+    text,
+    /the run failed: the generator role is down: every generator instance crashed past its restart budget/,
+  );
+
+  const configFile = join(cfg.out, "config.json");
+  assert.equal(statSync(configFile).mode & 0o777, 0o600, "config.json is private");
+  const stored = readFileSync(configFile, "utf8");
+  assert.ok(!stored.includes("hunter2"), `the password is in ${configFile}`);
+  assert.equal(JSON.parse(stored).nats.user, "alice");
+  const passFile = `${configFile}.reference-r0.pass`;
+  assert.ok(existsSync(passFile), "the reference actor ran");
+  assert.equal(
+    readFileSync(passFile, "utf8"),
+    "hunter2",
+    "the actor got the password through its environment",
+  );
+});
+
+test("the embedded nats-server dying fails the run instead of hanging it", async () => {
+  const cfg = config();
+  const lines: string[] = [];
+  let natsPid = 0;
+  const started = Date.now();
+  const code = await runLoop(cfg, {
+    command: fakeActors(),
+    say: (l) => lines.push(l),
+    onNats: (nats) => {
+      natsPid = nats.pid;
+      setTimeout(() => process.kill(nats.pid, "SIGKILL"), 500);
+    },
+  });
+  assert.ok(natsPid > 0);
+  assert.equal(code, 1);
+  assert.match(
+    lines.join("\n"),
+    new RegExp(
+      `the run failed: the embedded nats-server \\(pid ${natsPid}, port \\d+\\) exited .*cannot go on without its bus`,
+    ),
+  );
+  assert.ok(Date.now() - started < 20_000, "noticed within seconds");
+});
