@@ -16,7 +16,7 @@ export interface GenerateOptions {
   topK?: number;
   /** Generation of a row ends when its text contains one of these; the text is cut before it. */
   stop?: string[];
-  /** Token ids that end a row. Default: the model's eos_token_id(s). */
+  /** Token ids that end a row. Default: the model's eos_token_id(s) and the tokenizer's eos. */
   eosIds?: number[];
   seed?: number;
   /** Default true; false recomputes the whole sequence every step (for testing the cache). */
@@ -111,7 +111,7 @@ export function generate(
     );
   }
   const maxNew = Math.max(0, Math.min(opts.maxNewTokens, c.max_position_embeddings - P));
-  const eos = new Set(opts.eosIds ?? model.eosIds);
+  const eos = new Set(opts.eosIds ?? [...model.eosIds, tokenizer.eosId]);
   const stops = (opts.stop ?? []).filter((s) => s.length > 0);
   const pad = c.pad_token_id ?? tokenizer.padId;
   const rng = new Rng(opts.seed ?? 0);

@@ -162,6 +162,20 @@ export interface InitOptions {
   valueHead?: boolean;
 }
 
+/** Fresh host weights: normal(0, initializer_range) for matrices, ones for norms, seeded. */
+export function randomWeights(config: LlamaConfig, opts: InitOptions = {}): Map<string, HostTensor> {
+  const rng = new Rng(opts.seed ?? 0);
+  const std = config.initializer_range;
+  const weights = new Map<string, HostTensor>();
+  for (const [name, shape] of parameterShapes(config, opts.valueHead ?? false)) {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (shape.length === 1) data.fill(1);
+    else for (let i = 0; i < data.length; i++) data[i] = rng.normal() * std;
+    weights.set(name, { shape, data });
+  }
+  return weights;
+}
+
 export class Llama {
   readonly params = new Map<string, tf.Variable>();
   private readonly invFreq: number[];
@@ -195,18 +209,9 @@ export class Llama {
     this.ropeFor(INITIAL_ROPE_ROWS);
   }
 
-  /** Fresh weights: normal(0, initializer_range) for matrices, ones for norms, seeded. */
+  /** Fresh weights (see randomWeights). */
   static init(config: LlamaConfig, opts: InitOptions = {}): Llama {
-    const rng = new Rng(opts.seed ?? 0);
-    const std = config.initializer_range;
-    const weights = new Map<string, HostTensor>();
-    for (const [name, shape] of parameterShapes(config, opts.valueHead ?? false)) {
-      const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-      if (shape.length === 1) data.fill(1);
-      else for (let i = 0; i < data.length; i++) data[i] = rng.normal() * std;
-      weights.set(name, { shape, data });
-    }
-    return new Llama(config, weights);
+    return new Llama(config, randomWeights(config, opts));
   }
 
   get hasValueHead(): boolean {

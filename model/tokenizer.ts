@@ -4,7 +4,6 @@
 // the pure-JS @huggingface/tokenizers.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
 
 export interface Tokenizer {
@@ -180,6 +179,8 @@ export class HfTokenizer implements Tokenizer {
   }
 
   decode(ids: number[]): string {
+    // @huggingface/tokenizers throws on an empty list; a row that ends at its first token has one.
+    if (ids.length === 0) return "";
     return this.impl.decode(ids, { skip_special_tokens: true });
   }
 
@@ -214,25 +215,4 @@ export function loadTokenizer(
   const config = existsSync(configPath) ? (readJson(configPath) as Record<string, unknown>) : {};
   const chatTemplate = typeof config.chat_template === "string" ? config.chat_template : null;
   return CharTokenizer.fromJSON(json, chatTemplate) ?? new HfTokenizer(json, config, fallbackIds);
-}
-
-export interface ChatMessage {
-  role: "system" | "user" | "assistant";
-  content: string;
-}
-
-/** Renders messages with the tokenizer's chat_template (Jinja, as transformers does). */
-export function applyChatTemplate(
-  tokenizer: Tokenizer,
-  messages: ChatMessage[],
-  opts: { addGenerationPrompt?: boolean; tokenOf?: (id: number) => string } = {},
-): string {
-  if (!tokenizer.chatTemplate) throw new Error("applyChatTemplate: tokenizer has no chat_template");
-  const cfg = tokenizer.configJSON() as Record<string, SpecialToken>;
-  return new Template(tokenizer.chatTemplate).render({
-    messages,
-    add_generation_prompt: opts.addGenerationPrompt ?? true,
-    bos_token: tokenText(cfg.bos_token) ?? "",
-    eos_token: tokenText(cfg.eos_token) ?? "",
-  });
 }

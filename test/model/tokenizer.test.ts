@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
-import { applyChatTemplate, CharTokenizer, HfTokenizer, loadTokenizer } from "../../model/tokenizer.ts";
+import { renderChat } from "../../model/chat.ts";
+import { CharTokenizer, HfTokenizer, loadTokenizer } from "../../model/tokenizer.ts";
 
 test("CharTokenizer: one id per character, specials first, unknowns map to <unk>", () => {
   const tok = new CharTokenizer("ab c\n");
@@ -39,7 +40,7 @@ test("loadTokenizer: ours comes back as CharTokenizer, any other tokenizer.json 
     assert.ok(back instanceof CharTokenizer);
     assert.deepEqual(back.encode("cab"), tok.encode("cab"));
     assert.equal(
-      applyChatTemplate(back, [{ role: "user", content: "hi" }], { addGenerationPrompt: false }),
+      renderChat(back, [{ role: "user", content: "hi" }], { addGenerationPrompt: false }),
       "<user>hi",
     );
 
