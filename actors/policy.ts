@@ -3,11 +3,12 @@
 // through the object store as one blob. Every actor touches model/ through this file only.
 import { decode, encode } from "../bus/codec.ts";
 import type { PromptFormat } from "../bus/messages.ts";
+import { chatCompletionIds, chatPromptIds, stopIds, textCompletionIds } from "../model/chat.ts";
 import { modelFromBytes, weightsToBytes } from "../model/checkpoint.ts";
 import { generate } from "../model/generate.ts";
 import type { Llama } from "../model/llama.ts";
 import { responseLogProbs } from "../model/score.ts";
-import { applyChatTemplate, CharTokenizer, HfTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { CharTokenizer, HfTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { cutAtEnd, END, policyInput } from "../tasks/format.ts";
 
 export interface Policy {
@@ -70,17 +71,27 @@ export function disposePolicy(policy: Policy): void {
  */
 export function promptIds(tokenizer: Tokenizer, prompt: string, format: PromptFormat = "plain"): number[] {
   if (format === "plain") return [tokenizer.bosId, ...tokenizer.encode(policyInput(prompt))];
-  return tokenizer.encode(applyChatTemplate(tokenizer, [{ role: "user", content: prompt }]));
+  return chatPromptIds(tokenizer, [{ role: "user", content: prompt }]);
 }
 
-/** Token ids of a completion as trained: its text, then the end marker (plain) or EOS (chat). */
-export function completionIds(
+/**
+ * A training row as token ids: the prompt as the policy is conditioned on it, and the completion
+ * with its end (the end marker in plain format, plus EOS for a brought tokenizer; the template's
+ * end of the assistant turn in chat format), so a trained model stops where generation stops.
+ */
+export function trainingRow(
   tokenizer: Tokenizer,
+  prompt: string,
   completion: string,
   format: PromptFormat = "plain",
-): number[] {
-  if (format === "plain") return tokenizer.encode(completion + END);
-  return [...tokenizer.encode(completion), tokenizer.eosId];
+): { prompt: number[]; response: number[] } {
+  if (format === "plain")
+    return { prompt: promptIds(tokenizer, prompt), response: textCompletionIds(tokenizer, completion, END) };
+  const messages = [{ role: "user" as const, content: prompt }];
+  return {
+    prompt: chatPromptIds(tokenizer, messages),
+    response: chatCompletionIds(tokenizer, messages, completion),
+  };
 }
 
 export interface PromptSamples {
@@ -107,7 +118,7 @@ export function samplePolicy(
     topK: sampling.topK,
     maxNewTokens: sampling.maxNewTokens,
     seed: sampling.seed,
-    ...(format === "plain" ? { stop: [END] } : { eosIds: [...new Set([...model.eosIds, tokenizer.eosId])] }),
+    ...(format === "plain" ? { stop: [END] } : { eosIds: stopIds(model, tokenizer) }),
   });
   const out: PromptSamples[] = rendered.map((ids) => ({ promptTokens: Int32Array.from(ids), samples: [] }));
   outputs.forEach((o, i) => {

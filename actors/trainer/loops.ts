@@ -5,7 +5,7 @@ import type { PromptFormat } from "../../bus/messages.ts";
 import type { Config } from "../../config/schema.ts";
 import { Trainer } from "../../model/train.ts";
 import { makeRng, type Rng } from "../../tasks/random.ts";
-import { completionIds, type Policy, promptIds } from "../policy.ts";
+import { type Policy, trainingRow } from "../policy.ts";
 
 type Optim = Config["train"]["pretrain"];
 
@@ -91,10 +91,7 @@ export function supervisedFineTune(
   format: PromptFormat = "plain",
 ) {
   const { tokenizer } = policy;
-  const rows = examples.map((ex) => ({
-    prompt: promptIds(tokenizer, ex.prompt, format),
-    response: completionIds(tokenizer, ex.response, format),
-  }));
+  const rows = examples.map((ex) => trainingRow(tokenizer, ex.prompt, ex.response, format));
   return crossEntropySteps(policy, rows, optim, seed, onStep);
 }
 

@@ -17,7 +17,20 @@ let server: NatsServerHandle;
 let out: string;
 let checkpoint: BuiltCheckpoint;
 
-const TOPICS = ["rain", "tea", "maps", "bees", "salt", "kites", "clocks", "moss", "ink", "glass", "owls", "rust"];
+const TOPICS = [
+  "rain",
+  "tea",
+  "maps",
+  "bees",
+  "salt",
+  "kites",
+  "clocks",
+  "moss",
+  "ink",
+  "glass",
+  "owls",
+  "rust",
+];
 
 before(async () => {
   server = await startNatsServer();
