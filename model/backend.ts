@@ -35,9 +35,28 @@ async function activate(tfName: string): Promise<Attempt> {
     const ok = await tf.setBackend(tfName);
     if (!ok) return { ok: false, reason: `tf.setBackend("${tfName}") returned false` };
     await tf.ready();
+    firstWriteQuietly();
     return { ok: true, tfName };
   } catch (err) {
     return { ok: false, reason: reasonOf(err) };
+  }
+}
+
+/**
+ * tfjs's cpu backend, and blas which is built on it, print an "install tfjs-node" banner on
+ * their first tensor write in Node. Here the backend was chosen on purpose and selectBackend
+ * logs which one and why the others were skipped, so the banner is only noise on every command's
+ * stderr: the first write happens here with tfjs's warnings off (its PROD flag, which in tfjs 4
+ * gates nothing but warn and log), and the flag is put back so later warnings still show.
+ */
+function firstWriteQuietly(): void {
+  const env = tf.env();
+  const prod = env.getBool("PROD");
+  env.set("PROD", true);
+  try {
+    tf.tensor1d([0]).dispose();
+  } finally {
+    env.set("PROD", prod);
   }
 }
 

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { eosIds, type LlamaConfig, parseLlamaConfig } from "./config.ts";
 import { type HostTensor, Llama } from "./llama.ts";
-import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
+import { decodeSafetensors, encodeSafetensors, readSafetensorsFile } from "./safetensors.ts";
 import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
 
 export const CONFIG_FILE = "config.json";
@@ -97,7 +97,7 @@ export function loadConfig(dir: string): LlamaConfig {
 /** Every tensor of the checkpoint's weights: model.safetensors, or the shards its index lists. */
 export function loadWeights(dir: string): Map<string, HostTensor> {
   const single = join(dir, WEIGHTS_FILE);
-  if (existsSync(single)) return decodeSafetensors(readFileSync(single), single).tensors;
+  if (existsSync(single)) return readSafetensorsFile(single).tensors;
   const indexPath = join(dir, WEIGHTS_INDEX_FILE);
   if (!existsSync(indexPath)) {
     throw new Error(`checkpoint ${dir}: neither ${WEIGHTS_FILE} nor ${WEIGHTS_INDEX_FILE} is present`);
@@ -123,7 +123,7 @@ export function loadWeights(dir: string): Map<string, HostTensor> {
   for (const [file, names] of byShard) {
     const path = join(dir, file);
     if (!existsSync(path)) throw new Error(`checkpoint ${indexPath}: shard ${file} is missing`);
-    const { tensors } = decodeSafetensors(readFileSync(path), path);
+    const { tensors } = readSafetensorsFile(path);
     for (const [name, t] of tensors) {
       if (!names.has(name)) {
         const listed = (map as Record<string, string>)[name];
@@ -202,6 +202,6 @@ export function loadTrainerState(dir: string): TrainerStateFiles | null {
   const tensorPath = join(dir, TRAINER_TENSORS_FILE);
   if (!existsSync(jsonPath) || !existsSync(tensorPath)) return null;
   const json = JSON.parse(readFileSync(jsonPath, "utf8")) as Record<string, unknown>;
-  const { tensors } = decodeSafetensors(readFileSync(tensorPath), tensorPath);
+  const { tensors } = readSafetensorsFile(tensorPath);
   return { json, tensors };
 }

@@ -62,9 +62,9 @@ export function sampleToken(
   const temperature = opts.temperature ?? 1;
   if (temperature <= 0) return { id: argmax, logProb: logits[argmax] - logZ };
 
-  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b);
+  const order = byLogitDescending(logits);
   const topK = opts.topK && opts.topK > 0 ? Math.min(opts.topK, V) : V;
-  const weights = order.slice(0, topK).map((i) => Math.exp((logits[i] - max) / temperature));
+  const weights = Array.from(order.subarray(0, topK), (i) => Math.exp((logits[i] - max) / temperature));
   const total = weights.reduce((a, b) => a + b, 0);
   const topP = opts.topP ?? 1;
   let keep = weights.length;
@@ -91,6 +91,38 @@ export function sampleToken(
   }
   const id = order[pick];
   return { id, logProb: logits[id] - logZ };
+}
+
+const ID_BITS = 20;
+const f32 = new Float32Array(1);
+const f32Bits = new Uint32Array(f32.buffer);
+
+/**
+ * Token ids by descending logit, ties to the lower id: the order top-k, top-p and the sampling
+ * walk use. At a 100k+ vocabulary a comparator sort costs more than the model's whole step, so
+ * float32 rows of up to 2^20 ids sort as numbers instead: each key is the logit's bits mapped to
+ * an unsigned integer that falls as the logit rises, times 2^20, plus the id, exact in a double
+ * (52 bits), and a Float64Array sorts natively. Other rows take the comparator, same order.
+ */
+export function byLogitDescending(logits: ArrayLike<number>): Uint32Array {
+  const V = logits.length;
+  const ids = new Uint32Array(V);
+  if (!(logits instanceof Float32Array) || V > 2 ** ID_BITS) {
+    for (let i = 0; i < V; i++) ids[i] = i;
+    return ids.sort((a, b) => logits[b] - logits[a] || a - b);
+  }
+  const keys = new Float64Array(V);
+  for (let i = 0; i < V; i++) {
+    f32[0] = logits[i] + 0; // −0 and +0 tie, as they do for the comparator
+    const bits = f32Bits[0];
+    // ascending image: flip all bits of negatives, set the sign bit of positives
+    const ascending = bits & 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0;
+    keys[i] = (0xffffffff - ascending) * 2 ** ID_BITS + i;
+  }
+  keys.sort();
+  const mask = 2 ** ID_BITS;
+  for (let i = 0; i < V; i++) ids[i] = keys[i] % mask;
+  return ids;
 }
 
 export function generate(

@@ -68,8 +68,9 @@ export function ropeInverseFrequencies(c: LlamaConfig): number[] {
   const invFreq = Array.from({ length: hd / 2 }, (_, i) => f(1 / f(c.rope_theta ** f((2 * i) / hd))));
   const s = llama3RopeScaling(c);
   if (!s) return invFreq;
-  // Llama 3.1: wavelengths longer than the original context divide by `factor`, shorter than
-  // original/high_freq_factor stay, and the band between blends the two smoothly.
+  // Llama 3.1: with L the original context length, wavelengths above L/low_freq_factor are
+  // stretched by `factor`, those below L/high_freq_factor stay, and the band between blends
+  // the two.
   const lowWavelen = f(s.original_max_position_embeddings / s.low_freq_factor);
   const highWavelen = f(s.original_max_position_embeddings / s.high_freq_factor);
   return invFreq.map((freq) => {

@@ -1,6 +1,7 @@
 // The safetensors format: an 8-byte little-endian header length, a JSON header mapping each
 // tensor name to {dtype, shape, data_offsets: [begin, end]} (offsets into the data section), then
 // the raw little-endian data. We write F32 and read F32, F16 and BF16 (upcast to float32).
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import type { HostTensor } from "./llama.ts";
 
 export type SafetensorsDType = "F32" | "F16" | "BF16";
@@ -54,25 +55,25 @@ export interface ParsedHeader {
   dataStart: number;
 }
 
-export function parseSafetensorsHeader(bytes: Uint8Array, where = "safetensors"): ParsedHeader {
-  if (bytes.length < 8)
-    throw new Error(`${where}: ${bytes.length} bytes is too short for a safetensors file`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLen = Number(view.getBigUint64(0, true));
-  if (8 + headerLen > bytes.length) {
-    throw new Error(
-      `${where}: header length ${headerLen} runs past the end of the file (${bytes.length} bytes)`,
-    );
+// The reference implementation refuses headers above 100 MB; a larger length is a corrupt file.
+const MAX_HEADER_BYTES = 100_000_000;
+
+function checkHeaderLength(headerLen: number, fileLen: number, where: string): void {
+  if (headerLen > MAX_HEADER_BYTES || 8 + headerLen > fileLen) {
+    throw new Error(`${where}: header length ${headerLen} runs past the end of the file (${fileLen} bytes)`);
   }
+}
+
+/** Header entries from the header's JSON bytes, each checked against a data section of dataLen bytes. */
+function parseHeaderJson(json: Uint8Array, dataLen: number, where: string): Omit<ParsedHeader, "dataStart"> {
   let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen)));
+    raw = JSON.parse(new TextDecoder().decode(json));
   } catch (err) {
     throw new Error(`${where}: header is not valid JSON (${(err as Error).message})`);
   }
   const entries = new Map<string, HeaderEntry>();
   let metadata: Record<string, string> = {};
-  const dataLen = bytes.length - 8 - headerLen;
   for (const [name, value] of Object.entries(raw)) {
     if (name === "__metadata__") {
       metadata = (value ?? {}) as Record<string, string>;
@@ -88,9 +89,49 @@ export function parseSafetensorsHeader(bytes: Uint8Array, where = "safetensors")
         `${where}: tensor "${name}" offsets [${begin}, ${end}] outside the data (${dataLen} bytes)`,
       );
     }
+    if (!(e.dtype in BYTES_PER)) {
+      throw new Error(
+        `${where}: tensor "${name}" has dtype ${e.dtype}; only F32, F16 and BF16 are supported`,
+      );
+    }
+    const count = e.shape.reduce((a, b) => a * b, 1);
+    if (end - begin !== count * BYTES_PER[e.dtype as SafetensorsDType]) {
+      throw new Error(`${where}: tensor "${name}" has ${end - begin} bytes for ${e.dtype}[${e.shape}]`);
+    }
     entries.set(name, e);
   }
-  return { entries, metadata, dataStart: 8 + headerLen };
+  return { entries, metadata };
+}
+
+export function parseSafetensorsHeader(bytes: Uint8Array, where = "safetensors"): ParsedHeader {
+  if (bytes.length < 8)
+    throw new Error(`${where}: ${bytes.length} bytes is too short for a safetensors file`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = Number(view.getBigUint64(0, true));
+  checkHeaderLength(headerLen, bytes.length, where);
+  const dataStart = 8 + headerLen;
+  const parsed = parseHeaderJson(bytes.subarray(8, dataStart), bytes.length - dataStart, where);
+  return { ...parsed, dataStart };
+}
+
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** One tensor's raw little-endian bytes as float32. */
+function toFloat32(raw: Uint8Array, dtype: SafetensorsDType): Float32Array {
+  const count = raw.length / BYTES_PER[dtype];
+  const out = new Float32Array(count);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (dtype === "F32") {
+    if (littleEndian) new Uint8Array(out.buffer).set(raw);
+    else for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
+  } else if (dtype === "BF16") {
+    // bfloat16 is the top half of a float32: shift the bits into place.
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < count; i++) bits[i] = view.getUint16(i * 2, true) << 16;
+  } else {
+    for (let i = 0; i < count; i++) out[i] = f16ToF32(view.getUint16(i * 2, true));
+  }
+  return out;
 }
 
 export function decodeSafetensors(
@@ -98,37 +139,52 @@ export function decodeSafetensors(
   where = "safetensors",
 ): { tensors: Map<string, HostTensor>; metadata: Record<string, string> } {
   const { entries, metadata, dataStart } = parseSafetensorsHeader(bytes, where);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const tensors = new Map<string, HostTensor>();
   for (const [name, e] of entries) {
-    if (!(e.dtype in BYTES_PER)) {
-      throw new Error(
-        `${where}: tensor "${name}" has dtype ${e.dtype}; only F32, F16 and BF16 are supported`,
-      );
-    }
-    const dtype = e.dtype as SafetensorsDType;
-    const count = e.shape.reduce((a, b) => a * b, 1);
     const [begin, end] = e.data_offsets;
-    if (end - begin !== count * BYTES_PER[dtype]) {
-      throw new Error(`${where}: tensor "${name}" has ${end - begin} bytes for ${dtype}[${e.shape}]`);
-    }
-    const data = new Float32Array(count);
-    const at = dataStart + begin;
-    if (dtype === "F32") for (let i = 0; i < count; i++) data[i] = view.getFloat32(at + i * 4, true);
-    else if (dtype === "F16")
-      for (let i = 0; i < count; i++) data[i] = f16ToF32(view.getUint16(at + i * 2, true));
-    else for (let i = 0; i < count; i++) data[i] = bf16ToF32(view.getUint16(at + i * 2, true));
+    const data = toFloat32(bytes.subarray(dataStart + begin, dataStart + end), e.dtype as SafetensorsDType);
     tensors.set(name, { shape: [...e.shape], data });
   }
   return { tensors, metadata };
 }
 
-const scratch = new DataView(new ArrayBuffer(4));
-
-/** bfloat16 is the top half of a float32. */
-export function bf16ToF32(bits: number): number {
-  scratch.setUint32(0, bits << 16);
-  return scratch.getFloat32(0);
+/**
+ * decodeSafetensors on a file, read one tensor at a time: the whole file never sits in memory
+ * beside its float32 copy, and files above Node's 2 GiB readFileSync limit (a 1B-parameter
+ * model in bf16 is one) load.
+ */
+export function readSafetensorsFile(path: string): {
+  tensors: Map<string, HostTensor>;
+  metadata: Record<string, string>;
+} {
+  const fd = openSync(path, "r");
+  try {
+    const fileLen = fstatSync(fd).size;
+    const readAt = (length: number, position: number): Uint8Array => {
+      const buf = new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const n = readSync(fd, buf, done, length - done, position + done);
+        if (n === 0) throw new Error(`${path}: file ended at byte ${position + done} of ${fileLen}`);
+        done += n;
+      }
+      return buf;
+    };
+    if (fileLen < 8) throw new Error(`${path}: ${fileLen} bytes is too short for a safetensors file`);
+    const headerLen = Number(new DataView(readAt(8, 0).buffer).getBigUint64(0, true));
+    checkHeaderLength(headerLen, fileLen, path);
+    const dataStart = 8 + headerLen;
+    const { entries, metadata } = parseHeaderJson(readAt(headerLen, 8), fileLen - dataStart, path);
+    const tensors = new Map<string, HostTensor>();
+    for (const [name, e] of entries) {
+      const [begin, end] = e.data_offsets;
+      const data = toFloat32(readAt(end - begin, dataStart + begin), e.dtype as SafetensorsDType);
+      tensors.set(name, { shape: [...e.shape], data });
+    }
+    return { tensors, metadata };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function f16ToF32(bits: number): number {

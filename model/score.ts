@@ -101,26 +101,34 @@ export function responseLogProbsTensor(
 export interface ResponseLogProbs {
   perToken: number[][];
   sum: number[];
-  entropy: number[][];
+  /** Present when asked for. */
+  entropy?: number[][];
 }
 
 function rowsOf(data: Float32Array | Int32Array | Uint8Array, R: number, lengths: number[]): number[][] {
   return lengths.map((n, b) => Array.from(data.subarray(b * R, b * R + n)));
 }
 
-/** Plain-number per-token log-probs, scored in chunks of `batchSize` rows. */
-export function responseLogProbs(model: Llama, batch: PromptResponse[], batchSize = 16): ResponseLogProbs {
-  const result: ResponseLogProbs = { perToken: [], sum: [], entropy: [] };
+/** Plain-number per-token log-probs, scored in chunks of `batchSize` rows. Entropy is opt-in:
+ * it needs the full log-softmax, several tensors the size of the logits at a large vocabulary. */
+export function responseLogProbs(
+  model: Llama,
+  batch: PromptResponse[],
+  batchSize = 16,
+  opts: { entropy?: boolean } = {},
+): ResponseLogProbs {
+  const withEntropy = opts.entropy ?? false;
+  const result: ResponseLogProbs = { perToken: [], sum: [], ...(withEntropy ? { entropy: [] } : {}) };
   for (let start = 0; start < batch.length; start += batchSize) {
     const chunk = batch.slice(start, start + batchSize);
     const lengths = chunk.map((ex) => ex.response.length);
-    const [lp, ent, sum] = tf.tidy(() => {
-      const s = responseLogProbsTensor(model, chunk, { withEntropy: true });
-      return [s.logProbs.dataSync(), s.entropy!.dataSync(), s.sum.dataSync()];
+    const [lp, sum, ent] = tf.tidy(() => {
+      const s = responseLogProbsTensor(model, chunk, { withEntropy });
+      return [s.logProbs.dataSync(), s.sum.dataSync(), s.entropy?.dataSync()];
     });
     const R = lp.length / chunk.length;
     result.perToken.push(...rowsOf(lp, R, lengths));
-    result.entropy.push(...rowsOf(ent, R, lengths));
+    if (ent) result.entropy?.push(...rowsOf(ent, R, lengths));
     result.sum.push(...Array.from(sum));
   }
   return result;

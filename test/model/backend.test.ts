@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import * as tf from "@tensorflow/tfjs";
 import { currentBackend, selectBackend } from "../../model/backend.ts";
 
@@ -27,4 +30,27 @@ test("a named backend is used as asked and selecting it again is a no-op", async
 test("an unavailable named backend throws with the reason", async () => {
   await assert.rejects(selectBackend("tfjs-node-gpu", { info() {} }), /tfjs-node-gpu/);
   await assert.rejects(selectBackend("nope" as "cpu", { info() {} }), /unknown backend/);
+});
+
+test("the cpu and blas backends print no tfjs 'install tfjs-node' banner", async () => {
+  const { registerBlasBackend } = await import("../../model/backends/blas.ts");
+  const names = (await registerBlasBackend()).ok ? ["cpu", "blas"] : ["cpu"];
+  for (const name of names) {
+    // A fresh process: the banner comes once per backend instance, on its first tensor write.
+    const script = [
+      `import * as tf from "@tensorflow/tfjs";`,
+      `import { selectBackend } from "./model/backend.ts";`,
+      `await selectBackend(${JSON.stringify(name)}, { info() {} });`,
+      `tf.tensor([1, 2, 3]).square().dataSync();`,
+      `console.warn("PROD=" + tf.env().getBool("PROD"));`,
+    ].join("\n");
+    const { stderr } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", script],
+      { cwd: fileURLToPath(new URL("../..", import.meta.url)) },
+    );
+    assert.ok(!/tfjs-node|Hi, looks like/.test(stderr), `${name}: ${stderr}`);
+    // tfjs's warnings are back on afterwards.
+    assert.match(stderr, /PROD=false/);
+  }
 });

@@ -15,7 +15,7 @@ import {
 } from "../../model/checkpoint.ts";
 import { parseLlamaConfig } from "../../model/config.ts";
 import { parameterShapes } from "../../model/llama.ts";
-import { decodeSafetensors } from "../../model/safetensors.ts";
+import { decodeSafetensors, readSafetensorsFile } from "../../model/safetensors.ts";
 import { Trainer } from "../../model/train.ts";
 import { BACKENDS, maxAbsDiff, numTensors, tinyModel, tokenizer, useBackend } from "./helpers.ts";
 import { type RefWeights, referenceLogits } from "./reference.ts";
@@ -193,6 +193,24 @@ test("safetensors reads F16 and BF16, upcasting to float32", () => {
   const bad = new Uint8Array(bytes);
   new DataView(bad.buffer).setBigUint64(0, BigInt(bytes.length), true);
   assert.throws(() => decodeSafetensors(bad, "x.safetensors"), /x\.safetensors: header length/);
+
+  // The file reader, tensor by tensor, gives the same values and the same errors.
+  const dir = tempDir();
+  try {
+    const path = join(dir, "x.safetensors");
+    writeFileSync(path, bytes);
+    const fromFile = readSafetensorsFile(path).tensors;
+    for (const [name, t] of tensors) assert.deepEqual(fromFile.get(name), t, name);
+    writeFileSync(path, bad);
+    assert.throws(() => readSafetensorsFile(path), /x\.safetensors: header length/);
+    writeFileSync(path, bytes.subarray(0, bytes.length - 2));
+    assert.throws(
+      () => readSafetensorsFile(path),
+      /tensor "b" offsets \[6, 10\] outside the data \(8 bytes\)/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("config validation names the bad field", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { generate, sampleToken } from "../../model/generate.ts";
+import { byLogitDescending, generate, sampleToken } from "../../model/generate.ts";
 import { Rng } from "../../model/random.ts";
 import { responseLogProbs } from "../../model/score.ts";
 import { BACKENDS, maxAbsDiff, numTensors, tinyModel, tokenizer, useBackend } from "./helpers.ts";
@@ -20,6 +20,19 @@ test("sampleToken: greedy, top-k 1 and tiny top-p all pick the argmax; log-prob 
   for (let i = 0; i < 2000; i++) counts[sampleToken(logits, { temperature: 1 }, rng).id]++;
   const p3 = Math.exp(2.4 - z);
   assert.ok(Math.abs(counts[3] / 2000 - p3) < 0.05, `frequency ${counts[3] / 2000} vs ${p3}`);
+});
+
+test("byLogitDescending orders float32 rows exactly as the comparator sort does", () => {
+  const rng = new Rng(3);
+  const V = 151_936;
+  const logits = new Float32Array(V);
+  // Coarse values make many ties; signed zeros and infinities sit among them.
+  for (let i = 0; i < V; i++) logits[i] = Math.round(rng.normal() * 20) / 4;
+  logits.set([-0, 0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 3.4e38, -3.4e38], 1000);
+  const expected = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b);
+  assert.deepEqual(Array.from(byLogitDescending(logits)), expected);
+  const small = [0.1, 2.5, -1, 2.5, -0, 0];
+  assert.deepEqual(Array.from(byLogitDescending(small)), [1, 3, 0, 4, 5, 2]);
 });
 
 for (const backend of BACKENDS) {

@@ -14,7 +14,8 @@ import {
   stopIds,
   textCompletionIds,
 } from "../../model/chat.ts";
-import { loadCheckpoint } from "../../model/checkpoint.ts";
+import { loadCheckpoint, loadConfig } from "../../model/checkpoint.ts";
+import { eosIds } from "../../model/config.ts";
 import { generate } from "../../model/generate.ts";
 import { responseLogProbs } from "../../model/score.ts";
 import { HfTokenizer } from "../../model/tokenizer.ts";
@@ -174,14 +175,11 @@ for (const { vocab, ckpt, model, tokenizer } of loaded) {
 test("a checkpoint folder without generation_config.json ends generation on config.json's eos only", () => {
   const ckpt = buildCheckpoint({ vocab: "llama3", generationConfig: false, layers: 1 });
   try {
+    assert.deepEqual(eosIds(loadConfig(ckpt.dir)), [128001]);
     const cfgPath = join(ckpt.dir, "config.json");
-    writeFileSync(
-      cfgPath,
-      JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, "utf8")), eos_token_id: [128001, 128009] }),
-    );
-    const { model } = loadCheckpoint(ckpt.dir);
-    assert.deepEqual(model.eosIds, [128001, 128009]);
-    model.dispose();
+    const json = JSON.parse(readFileSync(cfgPath, "utf8"));
+    writeFileSync(cfgPath, JSON.stringify({ ...json, eos_token_id: [128001, 128009] }));
+    assert.deepEqual(eosIds(loadConfig(ckpt.dir)), [128001, 128009]);
   } finally {
     ckpt.remove();
   }

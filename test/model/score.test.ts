@@ -17,7 +17,7 @@ for (const backend of BACKENDS) {
     const model = tinyModel(21);
     try {
       const before = numTensors();
-      const scored = responseLogProbs(model, batch);
+      const scored = responseLogProbs(model, batch, 16, { entropy: true });
       assert.equal(numTensors(), before);
       batch.forEach((ex, b) => {
         const seq = [...ex.prompt, ...ex.response];
@@ -31,10 +31,11 @@ for (const backend of BACKENDS) {
         );
         assert.equal(scored.perToken[b].length, ex.response.length);
         assert.ok(maxAbsDiff(scored.perToken[b], direct) < 1e-5, `row ${b}`);
-        assert.ok(maxAbsDiff(scored.entropy[b], entropy) < 1e-5, `entropy row ${b}`);
+        assert.ok(maxAbsDiff(scored.entropy![b], entropy) < 1e-5, `entropy row ${b}`);
         assert.ok(Math.abs(scored.sum[b] - direct.reduce((a, x) => a + x, 0)) < 1e-4);
       });
-      // Chunking does not change the answer.
+      // Chunking does not change the answer; without entropy the log-probs are the same.
+      assert.equal(responseLogProbs(model, batch).entropy, undefined);
       const chunked = responseLogProbs(model, batch, 1);
       batch.forEach((_, b) => {
         assert.ok(maxAbsDiff(chunked.perToken[b], scored.perToken[b]) < 1e-5);
