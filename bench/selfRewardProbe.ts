@@ -75,19 +75,7 @@ const iterations: IterationReport[] = [
   },
 ];
 await loop.iterations(cfg.selfReward.iterations, (r) => iterations.push(r));
-const report = {
-  method: "self-rewarding" as const,
-  preset: cfg.preset,
-  task: cfg.data.task,
-  verifier: cfg.data.task === "synthetic",
-  backend: backend.name,
-  run: "probe",
-  mode: cfg.selfReward.mode,
-  wallSeconds: (performance.now() - started) / 1000,
-  trainerBusySeconds: 0,
-  actors: [],
-  iterations,
-};
+const report = await loop.report(iterations, (performance.now() - started) / 1000);
 console.log(summaryTable(report));
 for (const it of iterations.slice(1))
   console.log(

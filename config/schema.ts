@@ -154,6 +154,10 @@ export const selfRewardSchema = z
     maxStaleness: nonNegativeInt.default(2),
     // Streaming: publish new weights every this many DPO steps, for generators to pick up.
     publishEvery: positiveInt.default(10),
+    // Strict mode: take the reference log-probs of a pair from the generator's own behaviour
+    // log-probs (full softmax at temperature 1, under M_t, the reference itself) instead of
+    // asking the reference actor to score the same ids again. Streaming always asks.
+    referenceFromSampler: z.boolean().default(false),
     // A stage whose failed jobs exceed this share stops the run with an error naming the stage.
     maxFailedShare: probability.default(0.1),
   })

@@ -284,6 +284,13 @@ export class Llama {
   }
 
   forward(ids: tf.Tensor2D, opts: ForwardOptions = {}): ForwardOutput {
+    const hidden = this.hiddenStates(ids, opts);
+    return { logits: this.logitsOf(hidden), hidden };
+  }
+
+  /** The final-normed hidden states [B, T, d] (or [B, 1, d] with lastOnly), before the LM head:
+   * scoring picks the positions it needs first, so prompt positions never pay for the head. */
+  hiddenStates(ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
     const c = this.config;
     const [B, T] = ids.shape;
     const training = opts.training ?? false;
@@ -330,12 +337,15 @@ export class Llama {
       c.hidden_size,
     ]) as tf.Tensor3D;
     if (opts.lastOnly) hidden = hidden.slice([0, T - 1, 0], [-1, 1, -1]);
-    const L = hidden.shape[1];
+    return hidden;
+  }
+
+  /** The LM head over hidden states [B, L, d] → logits [B, L, V]. */
+  logitsOf(hidden: tf.Tensor3D): tf.Tensor3D {
+    const c = this.config;
+    const [B, L] = hidden.shape;
     const head = c.tie_word_embeddings ? this.w("model.embed_tokens.weight") : this.w("lm_head.weight");
-    const logits = tf
-      .matMul(hidden.reshape([B * L, c.hidden_size]), head, false, true)
-      .reshape([B, L, c.vocab_size]) as tf.Tensor3D;
-    return { logits, hidden };
+    return tf.matMul(hidden.reshape([B * L, c.hidden_size]), head, false, true).reshape([B, L, c.vocab_size]);
   }
 
   /** The scalar value head over hidden states [B, T, d] → [B, T]. */

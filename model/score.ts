@@ -54,46 +54,42 @@ export function responseLogProbsTensor(
   const pad = model.config.pad_token_id ?? 0;
 
   const inputs = new Int32Array(B * L).fill(pad);
-  const targets = new Int32Array(B * L).fill(pad);
+  const targets = new Int32Array(B * R).fill(pad);
   const maskData = new Float32Array(B * R);
   // Row b's response token i is predicted at position prompt_b - 1 + i. A 0/1 selection matrix
-  // lines every row up in one batched matmul, whose gradient every backend has (gather's needs
-  // UnsortedSegmentSum, which wasm lacks); padding columns select nothing.
+  // lines the hidden states of those positions up in one batched matmul (whose gradient every
+  // backend has; gather's needs UnsortedSegmentSum, which wasm lacks), and only they go through
+  // the LM head: at a 128k vocabulary the head over prompt positions would cost most of a step.
   const select = new Float32Array(B * R * L);
   batch.forEach((ex, b) => {
     const seq = [...ex.prompt, ...ex.response];
     for (let t = 0; t < Math.min(L, seq.length); t++) inputs[b * L + t] = seq[t];
-    for (let t = 0; t + 1 < seq.length; t++) targets[b * L + t] = seq[t + 1];
     for (let i = 0; i < ex.response.length; i++) {
       maskData[b * R + i] = 1;
+      targets[b * R + i] = ex.response[i];
       select[(b * R + i) * L + ex.prompt.length - 1 + i] = 1;
     }
   });
 
-  const { logits, hidden } = model.forward(tf.tensor2d(inputs, [B, L], "int32"), {
+  const hidden = model.hiddenStates(tf.tensor2d(inputs, [B, L], "int32"), {
     training: opts.training,
     dropoutSeed: opts.dropoutSeed,
   });
-  const picked = targetLogProbs(logits.reshape([B * L, V]), tf.tensor1d(targets, "int32")).reshape([
-    B,
-    L,
-  ]) as tf.Tensor2D;
-
-  const selection = tf.tensor3d(select, [B, R, L]);
-  const align = (x: tf.Tensor2D): tf.Tensor2D =>
-    tf.matMul(selection, x.reshape([B, L, 1])).reshape([B, R]) as tf.Tensor2D;
-  // The selection already leaves padding columns at 0, so nothing after it needs the mask.
+  const picked = tf.matMul(tf.tensor3d(select, [B, R, L]), hidden) as tf.Tensor3D; // [B, R, d]
+  const logits = model.logitsOf(picked); // [B, R, V]
   const mask = tf.tensor2d(maskData, [B, R]);
-  const logProbs = align(picked);
+  // Padding columns picked no state; the mask zeroes what the head made of it.
+  const logProbs = targetLogProbs(logits.reshape([B * R, V]), tf.tensor1d(targets, "int32"))
+    .reshape([B, R])
+    .mul(mask) as tf.Tensor2D;
   const out: ResponseScores = { logProbs, mask, sum: logProbs.sum(1) };
   if (opts.withEntropy) {
-    const logp = tf.logSoftmax(logits, -1); // [B, L, V], only when scoring asks for entropy
-    const entropyAll = logp.exp().mul(logp).sum(-1).neg() as tf.Tensor2D;
-    out.entropy = align(entropyAll);
+    const logp = tf.logSoftmax(logits, -1); // [B, R, V], only when scoring asks for entropy
+    out.entropy = logp.exp().mul(logp).sum(-1).neg().mul(mask) as tf.Tensor2D;
   }
   if (opts.withValues) {
     if (!model.hasValueHead) throw new Error("responseLogProbs: withValues needs a model with a value head");
-    out.values = align(model.values(hidden));
+    out.values = model.values(picked).mul(mask) as tf.Tensor2D;
   }
   return out;
 }

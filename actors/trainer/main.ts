@@ -14,7 +14,7 @@ import { policyToBlob } from "../policy.ts";
 import { followControl, RunControl } from "./control.ts";
 import { JobBoard } from "./jobs.ts";
 import { type ActorUsage, summaryTable } from "./report.ts";
-import { RunStopped, SelfRewardingLoop } from "./selfRewarding.ts";
+import { SelfRewardingLoop } from "./selfRewarding.ts";
 
 export async function startTrainer(
   ctx: ActorContext,

@@ -6,6 +6,8 @@ export interface JudgedCandidate {
   response: string;
   /** The ids as sampled, where the candidate came from the policy (DPO trains these). */
   tokens?: Int32Array;
+  /** Summed behaviour log-prob of those ids under the sampling policy, at temperature 1. */
+  logProbSum?: number;
   // One entry per judge sample; null where the judgement could not be parsed.
   scores: (number | null)[];
   policyVersion: number;
@@ -17,6 +19,8 @@ export interface PreferencePair {
   rejected: string;
   chosenTokens?: Int32Array;
   rejectedTokens?: Int32Array;
+  chosenLogProbSum?: number;
+  rejectedLogProbSum?: number;
   chosenScore: number;
   rejectedScore: number;
   policyVersion: number;
@@ -54,6 +58,8 @@ export function pairFromJudged(prompt: string, candidates: JudgedCandidate[], mi
       rejected: worst.candidate.response,
       ...(best.candidate.tokens ? { chosenTokens: best.candidate.tokens } : {}),
       ...(worst.candidate.tokens ? { rejectedTokens: worst.candidate.tokens } : {}),
+      ...(best.candidate.logProbSum !== undefined ? { chosenLogProbSum: best.candidate.logProbSum } : {}),
+      ...(worst.candidate.logProbSum !== undefined ? { rejectedLogProbSum: worst.candidate.logProbSum } : {}),
       chosenScore: best.mean,
       rejectedScore: worst.mean,
       // A pair is as old as the oldest policy that wrote either side.

@@ -84,6 +84,8 @@ export interface RunReport {
   backend: string;
   run: string;
   mode: string;
+  /** Where DPO's reference log-probs came from: the reference actor, or the sampler's own. */
+  reference: string;
   wallSeconds: number;
   /** Seconds the trainer computed; wallSeconds minus this is the time it waited on the other actors. */
   trainerBusySeconds: number;

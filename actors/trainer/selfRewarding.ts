@@ -103,6 +103,14 @@ const chunk = <T>(items: T[], size: number): T[][] => {
   return out;
 };
 
+/** An iteration that formed no pair: the judge's verdicts gave nothing to train on. */
+function noPairs(t: number, prompts: number, ties: number, tooFew: number): Error {
+  return new Error(
+    `iteration ${t}: no preference pairs from ${prompts} prompts (${ties} ties, ${tooFew} with fewer than 2 parsable judgements); ` +
+      "the judge's parse failures are in the trainer's log",
+  );
+}
+
 const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
 
 export class SelfRewardingLoop {
@@ -185,6 +193,10 @@ export class SelfRewardingLoop {
 
   /** Publishes the current weights as `version`; `label` (M1, M2…) also writes a checkpoint folder. */
   private async publish(version: number, label?: string): Promise<void> {
+    // Weights that are not finite must never reach a worker or a checkpoint folder.
+    for (const [name, w] of this.policy.model.getWeights())
+      if (!w.data.every(Number.isFinite))
+        throw new Error(`weights of version ${version}: ${name} holds non-finite values`);
     this.policy.version = version;
     if (label) saveCheckpoint(this.checkpointDir(label), this.policy.model, this.policy.tokenizer);
     this.weights = await this.io.publish(version, this.policy);
@@ -336,8 +348,17 @@ export class SelfRewardingLoop {
     wallSeconds: number,
     stopped: boolean,
   ): Promise<RunReport> {
+    const result = await this.report(iterations, wallSeconds, stopped);
+    mkdirSync(this.cfg.out, { recursive: true });
+    writeFileSync(join(this.cfg.out, "report.json"), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(join(this.cfg.out, "summary.txt"), summaryTable(result));
+    return result;
+  }
+
+  /** The run's report over `iterations` (run() writes it; probes print it). */
+  async report(iterations: IterationReport[], wallSeconds: number, stopped = false): Promise<RunReport> {
     const { cfg, io } = this;
-    const result: RunReport = {
+    return {
       method: "self-rewarding",
       preset: cfg.preset,
       task: this.task.name,
@@ -345,16 +366,18 @@ export class SelfRewardingLoop {
       backend: io.backend,
       run: cfg.run,
       mode: cfg.selfReward.mode,
+      reference: this.referenceFromSampler ? "sampler log-probs (strict, M_t)" : "reference actor",
       ...(stopped ? { stopped: true } : {}),
       wallSeconds,
       trainerBusySeconds: this.trainingSeconds,
       actors: await io.actorStats(),
       iterations,
     };
-    mkdirSync(cfg.out, { recursive: true });
-    writeFileSync(join(cfg.out, "report.json"), `${JSON.stringify(result, null, 2)}\n`);
-    writeFileSync(join(cfg.out, "summary.txt"), summaryTable(result));
-    return result;
+  }
+
+  /** Where strict iterations take the reference log-probs from (report: `reference`). */
+  private get referenceFromSampler(): boolean {
+    return this.cfg.selfReward.referenceFromSampler && !this.streaming;
   }
 
   /** Streaming needs room for staleness; with maxStaleness 0 it is exactly the strict schedule. */
@@ -396,6 +419,7 @@ export class SelfRewardingLoop {
     const ties = outcomes.filter((o) => o.outcome.kind === "tie").length;
     const tooFew = outcomes.filter((o) => o.outcome.kind === "too-few-scores").length;
     io.log.info({ iteration: t, pairs: pairs.length, ties, tooFew }, "preference pairs");
+    if (pairs.length === 0) throw noPairs(t, prompts.length, ties, tooFew);
     const training = await this.timed("reference", () => this.referenceLogProbs(t, pairs));
     let dpo: DpoSummary | null = null;
     if (training.length > 0) {
@@ -410,8 +434,14 @@ export class SelfRewardingLoop {
           s.nllWeight,
         ),
       );
+      if (!Number.isFinite(dpo.loss))
+        throw new Error(`stage "dpo" of iteration ${t}: DPO loss is ${dpo.loss}`);
     } else {
-      io.log.warn({ iteration: t }, "no preference pairs: the model is not updated this iteration");
+      // Pairs formed but every reference job failed: counted, and within maxFailedShare.
+      io.log.warn(
+        { iteration: t },
+        "no pair has reference log-probs: the model is not updated this iteration",
+      );
     }
     const pairList = pairs.map((p) => p.pair);
     return {
@@ -564,6 +594,7 @@ export class SelfRewardingLoop {
       trainer.dispose();
     }
     await pipeline;
+    if (counts.pairs === 0) throw noPairs(t, prompts.length, counts.ties, counts.tooFew);
     this.stageSeconds.dpo = (performance.now() - dpoStart - waitingMs) / 1000;
     this.trainingSeconds += this.stageSeconds.dpo;
     io.log.info({ iteration: t, ...counts, steps: trainer.steps }, "streaming iteration");
@@ -606,6 +637,7 @@ export class SelfRewardingLoop {
             candidates: p.responses.map((x) => ({
               response: x.text,
               tokens: x.tokens,
+              logProbSum: x.logProbs.reduce((a, b) => a + b, 0),
               scores: [],
               policyVersion: o.result.policyVersion,
             })),
@@ -678,6 +710,18 @@ export class SelfRewardingLoop {
         );
       return { prompt: promptTokens, chosen: pair.chosenTokens, rejected: pair.rejectedTokens, pair };
     });
+    if (this.referenceFromSampler && reference === this.weights) {
+      // Strict mode samples with M_t, the reference itself: its behaviour log-probs of the same
+      // ids are the reference log-probs, computed once by the generator instead of twice.
+      return rows.map((r) => ({
+        prompt: r.prompt,
+        chosen: r.chosen,
+        rejected: r.rejected,
+        refChosen: r.pair.chosenLogProbSum ?? Number.NaN,
+        refRejected: r.pair.rejectedLogProbSum ?? Number.NaN,
+        policyVersion: r.pair.policyVersion,
+      }));
+    }
     const batches = chunk(rows, 16);
     const outcomes = await this.jobs(
       "reference",
