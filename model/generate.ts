@@ -62,10 +62,13 @@ export function sampleToken(
   const temperature = opts.temperature ?? 1;
   if (temperature <= 0) return { id: argmax, logProb: logits[argmax] - logZ };
 
-  const order = byLogitDescending(logits);
   const topK = opts.topK && opts.topK > 0 ? Math.min(opts.topK, V) : V;
+  const order =
+    !(opts.topK && opts.topK > 0) && (opts.topP ?? 1) < 1 && V > NUCLEUS_MIN_VOCAB
+      ? nucleusCandidates(logits, max, temperature, opts.topP ?? 1)
+      : byLogitDescending(logits);
   const weights = Array.from(order.subarray(0, topK), (i) => Math.exp((logits[i] - max) / temperature));
-  const total = weights.reduce((a, b) => a + b, 0);
+  const total = order.length < V ? nucleusTotal(logits, max, temperature) : weights.reduce((a, b) => a + b, 0);
   const topP = opts.topP ?? 1;
   let keep = weights.length;
   if (topP < 1) {
@@ -91,6 +94,46 @@ export function sampleToken(
   }
   const id = order[pick];
   return { id, logProb: logits[id] - logZ };
+}
+
+// Below this vocabulary a full sort per token is cheap, and srlm's own models keep its exact order.
+const NUCLEUS_MIN_VOCAB = 4096;
+
+function nucleusTotal(logits: ArrayLike<number>, max: number, temperature: number): number {
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) total += Math.exp((logits[i] - max) / temperature);
+  return total;
+}
+
+/**
+ * The ids top-p sampling can reach, by descending logit, without sorting the whole vocabulary:
+ * every id whose weight reaches a threshold, lowered until those ids hold at least `topP` of the
+ * mass. Any id left out weighs less than every id kept, so the kept ids are exactly the first ones
+ * of the full order, and the nucleus, which is a prefix of that order, lies within them.
+ */
+function nucleusCandidates(logits: ArrayLike<number>, max: number, temperature: number, topP: number): Uint32Array {
+  const V = logits.length;
+  const w = new Float64Array(V);
+  let total = 0;
+  for (let i = 0; i < V; i++) {
+    w[i] = Math.exp((logits[i] - max) / temperature);
+    total += w[i];
+  }
+  for (let threshold = 1 / 16; ; threshold /= 16) {
+    let mass = 0;
+    let count = 0;
+    for (let i = 0; i < V; i++)
+      if (w[i] >= threshold) {
+        mass += w[i];
+        count++;
+      }
+    if (mass >= topP * total || threshold < Number.MIN_VALUE * 16) {
+      const ids = new Uint32Array(count);
+      let k = 0;
+      for (let i = 0; i < V; i++) if (w[i] >= threshold) ids[k++] = i;
+      return ids.sort((a, b) => logits[b] - logits[a] || a - b);
+    }
+  }
 }
 
 const ID_BITS = 20;

@@ -108,3 +108,18 @@ for (const backend of BACKENDS) {
     }
   });
 }
+
+test("top-p at a large vocabulary samples exactly as a full sort does", () => {
+  const V = 50_000;
+  const rng = new Rng(5);
+  for (let row = 0; row < 20; row++) {
+    const logits = Float32Array.from({ length: V }, () => 4 * (rng.next() - 0.5) ** 3 * (row + 1));
+    for (const topP of [0.5, 0.9, 0.99]) {
+      // topK = V keeps every id, as top-k off does, but takes the full-sort path.
+      const fast = sampleToken(logits, { temperature: 0.7, topP }, new Rng(row));
+      const full = sampleToken(logits, { temperature: 0.7, topP, topK: V }, new Rng(row));
+      assert.equal(fast.id, full.id, `row ${row} topP ${topP}`);
+      assert.ok(Math.abs(fast.logProb - full.logProb) < 1e-9);
+    }
+  }
+});
