@@ -326,6 +326,65 @@ test(`${backend}: GRPO trains without a critic on group-normalised rewards`, asy
   model.dispose();
 });
 
+test(`${backend}: micro-batches give the minibatch's step, statistics included`, async () => {
+  await useBackend(backend);
+  const run = (microBatchSize: number) => {
+    const model = tinyModel(45);
+    const trainer = new PpoTrainer(model, {
+      schedule: { kind: "constant", peak: 1e-2 },
+      microBatchSize,
+      seed: 9,
+    });
+    const update = trainer.train(rolloutsFor(model));
+    const weights = model.getWeights();
+    trainer.dispose();
+    model.dispose();
+    return { update, weights };
+  };
+  const whole = run(0);
+  const micro = run(1);
+  assert.equal(micro.update.steps.length, 2);
+  whole.update.steps.forEach((w, k) => {
+    const m = micro.update.steps[k];
+    for (const key of [
+      "loss",
+      "policyLoss",
+      "valueLoss",
+      "clipFraction",
+      "approxKl",
+      "entropy",
+      "refKl",
+    ] as const)
+      close(m[key], w[key], 1e-5);
+    close(m.explainedVariance, w.explainedVariance, 1e-3);
+  });
+  // Float32 sums in another order, scaled up by Adam where a gradient is near 0; a real
+  // difference would be of the order of the learning rate.
+  for (const [name, w] of whole.weights)
+    assert.ok(maxAbsDiff(w.data, micro.weights.get(name)!.data) < 1e-4, name);
+});
+
+test("PpoTrainer state resumes the minibatch order and the skip count", () => {
+  const model = tinyModel(46);
+  const opts = { schedule: { kind: "constant" as const, peak: 1e-3 }, minibatchSize: 2, seed: 4 };
+  const a = new PpoTrainer(model, opts);
+  const batch = preparePpoBatch(model, rolloutsFor(model));
+  a.plan(batch);
+  a.skippedSteps = 3;
+  const saved = a.state();
+  const next = a.plan(batch);
+  const b = new PpoTrainer(model, opts);
+  assert.notDeepEqual(b.plan(batch), next, "a fresh trainer starts the order over");
+  b.loadState(saved);
+  assert.deepEqual(b.plan(batch), next);
+  assert.equal(b.skippedSteps, 3);
+  assert.equal(next.length, 4);
+  assert.deepEqual(next.slice(0, 2).flat().sort(), [0, 1, 2, 3], "an epoch covers every rollout once");
+  a.dispose();
+  b.dispose();
+  model.dispose();
+});
+
 test("preparePpoBatch names the rollout that is malformed", () => {
   const model = tinyModel(44);
   const ok = { prompt, response: enc("2"), refLogProbs: [-1], reward: 1 };
