@@ -1,5 +1,6 @@
 // Training objectives. Each returns tensors so the trainer can differentiate them; the sum-style
-// variants take a normaliser so micro-batches add up to exactly the full-batch loss.
+// variants take a normaliser so micro-batches add up to exactly the full-batch loss. PPO's and
+// GRPO's terms live in ppo.ts, next to their plain-number forms.
 import * as tf from "@tensorflow/tfjs";
 import type { Llama } from "./llama.ts";
 import { type PromptResponse, responseLogProbsTensor } from "./score.ts";
@@ -61,83 +62,4 @@ export function dpoLoss(
     rewardMargin: margin.sum().div(n),
     preferenceAccuracy: margin.greater(0).cast("float32").sum().div(n),
   };
-}
-
-export interface PpoTensors {
-  /** [B, R] under the current policy (differentiable) */
-  logProbs: tf.Tensor2D;
-  /** [B, R] behaviour log-probs, from the sampler */
-  oldLogProbs: tf.Tensor2D;
-  advantages: tf.Tensor2D;
-  returns: tf.Tensor2D;
-  /** [B, R] current value head (differentiable) */
-  values: tf.Tensor2D;
-  /** [B, R] value head when the rollout's advantages were computed */
-  oldValues: tf.Tensor2D;
-  mask: tf.Tensor2D;
-}
-
-export interface PpoTerms {
-  loss: tf.Scalar;
-  policyLoss: tf.Scalar;
-  valueLoss: tf.Scalar;
-  clipFraction: tf.Scalar;
-  approxKl: tf.Scalar;
-}
-
-/** PPO's clipped surrogate plus a clipped value loss, token-averaged over `normaliser` tokens. */
-export function ppoLoss(
-  x: PpoTensors,
-  opts: { clip: number; valueClip: number; valueCoef: number; normaliser: number },
-): PpoTerms {
-  const mask = x.mask;
-  const n = opts.normaliser > 0 ? opts.normaliser : 1;
-  const logRatio = x.logProbs.sub(x.oldLogProbs).mul(mask);
-  const ratio = logRatio.exp();
-  const unclipped = ratio.mul(x.advantages);
-  const clipped = ratio.clipByValue(1 - opts.clip, 1 + opts.clip).mul(x.advantages);
-  const policyLoss = tf.minimum(unclipped, clipped).neg().mul(mask).sum().div(n) as tf.Scalar;
-
-  const valueClipped = x.oldValues.add(
-    x.values.sub(x.oldValues).clipByValue(-opts.valueClip, opts.valueClip),
-  );
-  const vLoss = tf.maximum(x.values.sub(x.returns).square(), valueClipped.sub(x.returns).square());
-  const valueLoss = vLoss.mul(mask).sum().mul(0.5).div(n) as tf.Scalar;
-
-  const clipFraction = ratio
-    .sub(1)
-    .abs()
-    .greater(opts.clip)
-    .cast("float32")
-    .mul(mask)
-    .sum()
-    .div(n) as tf.Scalar;
-  // k3 estimator of KL(old ‖ new): (r − 1) − log r, non-negative and low-variance.
-  const approxKl = ratio.sub(1).sub(logRatio).mul(mask).sum().div(n) as tf.Scalar;
-  return {
-    loss: policyLoss.add(valueLoss.mul(opts.valueCoef)),
-    policyLoss,
-    valueLoss,
-    clipFraction,
-    approxKl,
-  };
-}
-
-/** Generalised advantage estimation over one response's per-token rewards and values. */
-export function gae(
-  rewards: number[],
-  values: number[],
-  gamma: number,
-  lambda: number,
-): { advantages: number[]; returns: number[] } {
-  const n = rewards.length;
-  const advantages = new Array<number>(n).fill(0);
-  let next = 0;
-  for (let t = n - 1; t >= 0; t--) {
-    const nextValue = t + 1 < n ? values[t + 1] : 0;
-    const delta = rewards[t] + gamma * nextValue - values[t];
-    next = delta + gamma * lambda * next;
-    advantages[t] = next;
-  }
-  return { advantages, returns: advantages.map((a, t) => a + values[t]) };
 }

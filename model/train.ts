@@ -5,8 +5,10 @@ import * as tf from "@tensorflow/tfjs";
 import type { TrainerStateFiles } from "./checkpoint.ts";
 import type { Llama } from "./llama.ts";
 import { VALUE_HEAD } from "./llama.ts";
-import { dpoLoss, gae, ppoLoss, responseTokenCount, sftLoss } from "./losses.ts";
+import { dpoLoss, responseTokenCount, sftLoss } from "./losses.ts";
 import { AdamW, clipByGlobalNorm, learningRate, type Schedule } from "./optim.ts";
+import { PPO_DEFAULTS, type PpoHyper } from "./ppo.ts";
+import { ppoMinibatchStep, preparePpoBatch } from "./ppoBatch.ts";
 import { Rng, type RngState } from "./random.ts";
 import { type PromptResponse, responseLogProbsTensor } from "./score.ts";
 
@@ -28,26 +30,7 @@ export interface TrainerOptions {
   ppo?: Partial<PpoOptions>;
 }
 
-export interface PpoOptions {
-  clip: number;
-  valueClip: number;
-  valueCoef: number;
-  /** Per-token KL penalty coefficient against the reference, folded into the reward (as in ReFT). */
-  klCoef: number;
-  gamma: number;
-  lambda: number;
-  whitenAdvantages: boolean;
-}
-
-const PPO_DEFAULTS: PpoOptions = {
-  clip: 0.2,
-  valueClip: 0.2,
-  valueCoef: 0.5,
-  klCoef: 0.05,
-  gamma: 1,
-  lambda: 0.95,
-  whitenAdvantages: true,
-};
+export type PpoOptions = PpoHyper;
 
 export interface StepStats {
   step: number;
@@ -70,7 +53,8 @@ export interface DpoStats extends StepStats {
 export interface Rollout {
   prompt: number[];
   response: number[];
-  /** Behaviour log-prob of each response token (from generate). */
+  /** Behaviour log-prob of each response token (from generate). ppoStep recomputes the old
+   * log-probs under the current weights, so these only have to be the right length. */
   logProbs: number[];
   /** Reference-model log-prob of each response token. */
   refLogProbs: number[];
@@ -83,7 +67,7 @@ export interface PpoStats extends StepStats {
   valueLoss: number;
   clipFraction: number;
   approxKl: number;
-  /** Mean per-sequence KL(behaviour ‖ reference) estimate, Σ(logπ − logπref). */
+  /** Mean per-sequence KL(old policy ‖ reference) estimate, Σ(logπ_old − logπ_ref). */
   refKl: number;
   meanReward: number;
 }
@@ -126,12 +110,15 @@ export class Trainer {
   /**
    * Accumulates gradients of `lossOf(micro)` over micro-batches, clips, applies AdamW. `lossOf`
    * returns {loss, ...stats} where every scalar is already normalised by the whole batch, so
-   * sums over micro-batches are the batch values.
+   * sums over micro-batches are the batch values. Public for objectives defined next to their
+   * batches (ppoBatch.ts). With `skipNonFinite`, a loss or gradient that is not finite applies
+   * nothing and leaves `step` where it was: one bad rollout must not poison the weights.
    */
-  private update<T>(
+  update<T>(
     batch: T[],
     lossOf: (micro: T[], index: number) => Scalars,
     includeValueHead: boolean,
+    skipNonFinite = false,
   ): Record<string, number> & StepStats {
     const params = [...this.model.params].filter(([name]) => includeValueHead || name !== VALUE_HEAD);
     const hfName = new Map(params.map(([name, v]) => [v.name, name]));
@@ -164,9 +151,10 @@ export class Trainer {
     });
     const { grads, norm } = clipByGlobalNorm(acc, this.opts.maxGradNorm ?? 1);
     const lr = this.lr;
-    this.optimizer.apply(grads, lr);
+    const skipped = skipNonFinite && !(Number.isFinite(norm) && Number.isFinite(totals.loss));
+    if (!skipped) this.optimizer.apply(grads, lr);
     for (const g of grads.values()) g.dispose();
-    this.step += 1;
+    if (!skipped) this.step += 1;
     return { ...totals, step: this.step, lr, gradNorm: norm, loss: totals.loss };
   }
 
@@ -246,106 +234,39 @@ export class Trainer {
   }
 
   /**
-   * One PPO update over rollouts (ReFT): per-token reward −klCoef·(logπ_behaviour − logπ_ref), plus
-   * the sequence reward at the last token; GAE on the value head's current estimates; clipped
-   * surrogate + clipped value loss. Adds a value head to the model if it has none.
+   * One PPO step over rollouts (ReFT): the batch is prepared under the current weights and
+   * trained on once, so its ratio is 1 and the clips never act; PpoTrainer (ppoTrainer.ts) runs
+   * the real thing, several minibatch passes over one prepared batch. Adds a value head if absent.
    */
   ppoStep(rollouts: Rollout[]): PpoStats {
-    const o = this.ppo;
-    this.model.addValueHead();
     rollouts.forEach((r, i) => {
-      const n = r.response.length;
-      if (n === 0) throw new Error(`ppoStep: rollout ${i} has an empty response`);
-      if (r.logProbs.length !== n || r.refLogProbs.length !== n) {
+      if (r.logProbs.length !== r.response.length)
         throw new Error(
-          `ppoStep: rollout ${i} has ${n} tokens but ${r.logProbs.length}/${r.refLogProbs.length} log-probs`,
+          `ppoStep: rollout ${i} has ${r.response.length} tokens but ${r.logProbs.length} log-probs`,
         );
-      }
     });
-    const pairs = rollouts.map((r) => ({ prompt: r.prompt, response: r.response }));
-    const oldValues: number[][] = [];
-    for (const micro of this.chunks(pairs)) {
-      const [vals, R] = tf.tidy(() => {
-        const v = responseLogProbsTensor(this.model, micro, { withValues: true }).values!;
-        return [v.dataSync(), v.shape[1]] as const;
-      });
-      micro.forEach((ex, b) => {
-        oldValues.push(Array.from(vals.subarray(b * R, b * R + ex.response.length)));
-      });
-    }
-
-    let refKl = 0;
-    const advantages: number[][] = [];
-    const returns: number[][] = [];
-    rollouts.forEach((r, i) => {
-      const kl = r.logProbs.map((lp, t) => lp - r.refLogProbs[t]);
-      refKl += kl.reduce((a, b) => a + b, 0) / rollouts.length;
-      const rewards = kl.map((k) => -o.klCoef * k);
-      rewards[rewards.length - 1] += r.reward;
-      const g = gae(rewards, oldValues[i], o.gamma, o.lambda);
-      advantages.push(g.advantages);
-      returns.push(g.returns);
+    const batch = preparePpoBatch(this.model, rollouts, {
+      algorithm: "ppo",
+      hyper: this.ppo,
+      chunkSize: this.opts.microBatchSize || undefined,
     });
-    if (o.whitenAdvantages) whiten(advantages);
-
-    const tokens = responseTokenCount(pairs);
-    const indexed = rollouts.map((r, i) => ({ r, i }));
-    const padded = (rows: number[][], R: number) =>
-      tf.tensor2d(rows.map((row) => Array.from({ length: R }, (_, t) => row[t] ?? 0)));
-    const stats = this.update(
-      indexed,
-      (micro) => {
-        const s = responseLogProbsTensor(
-          this.model,
-          micro.map(({ r }) => ({ prompt: r.prompt, response: r.response })),
-          { training: true, withValues: true, dropoutSeed: this.rng.nextUint32() },
-        );
-        const R = s.mask.shape[1];
-        const terms = ppoLoss(
-          {
-            logProbs: s.logProbs,
-            oldLogProbs: padded(
-              micro.map(({ r }) => r.logProbs),
-              R,
-            ),
-            advantages: padded(
-              micro.map(({ i }) => advantages[i]),
-              R,
-            ),
-            returns: padded(
-              micro.map(({ i }) => returns[i]),
-              R,
-            ),
-            values: s.values!,
-            oldValues: padded(
-              micro.map(({ i }) => oldValues[i]),
-              R,
-            ),
-            mask: s.mask,
-          },
-          { clip: o.clip, valueClip: o.valueClip, valueCoef: o.valueCoef, normaliser: tokens },
-        );
-        return {
-          loss: terms.loss,
-          policyLoss: terms.policyLoss,
-          valueLoss: terms.valueLoss,
-          clipFraction: terms.clipFraction,
-          approxKl: terms.approxKl,
-        };
-      },
-      true,
+    const s = ppoMinibatchStep(
+      this,
+      batch,
+      rollouts.map((_, i) => i),
+      this.ppo,
     );
     return {
-      step: stats.step,
-      lr: stats.lr,
-      loss: stats.loss,
-      gradNorm: stats.gradNorm,
-      policyLoss: stats.policyLoss,
-      valueLoss: stats.valueLoss,
-      clipFraction: stats.clipFraction,
-      approxKl: stats.approxKl,
-      refKl,
-      meanReward: rollouts.reduce((a, r) => a + r.reward, 0) / rollouts.length,
+      step: s.step,
+      lr: s.lr,
+      loss: s.loss,
+      gradNorm: s.gradNorm,
+      policyLoss: s.policyLoss,
+      valueLoss: s.valueLoss,
+      clipFraction: s.clipFraction,
+      approxKl: s.approxKl,
+      refKl: batch.stats.refKl,
+      meanReward: batch.stats.meanReward,
     };
   }
 
@@ -375,13 +296,4 @@ export class Trainer {
   dispose(): void {
     this.optimizer.dispose();
   }
-}
-
-/** Normalises advantages to zero mean, unit variance across all tokens of the batch. */
-function whiten(rows: number[][]): void {
-  const all = rows.flat();
-  if (all.length < 2) return;
-  const mean = all.reduce((a, b) => a + b, 0) / all.length;
-  const std = Math.sqrt(all.reduce((a, b) => a + (b - mean) ** 2, 0) / all.length);
-  for (const row of rows) for (let t = 0; t < row.length; t++) row[t] = (row[t] - mean) / (std + 1e-8);
 }

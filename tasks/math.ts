@@ -1,0 +1,178 @@
+// Synthetic math word problems for ReFT, sized for a small character model: a person starts with
+// some things and 2-4 arithmetic steps of small integers change how many there are. Each problem
+// carries a chain of thought, one equation per step, ending on the answer trigger, and its answer,
+// so rewards are exact. Splits are drawn from their own seeded streams and never share a question.
+
+import { deriveSeed, makeRng, type Rng } from "./random.ts";
+import { ANSWER_TRIGGER } from "./reward.ts";
+
+export interface MathProblem {
+  question: string;
+  /** The worked solution, ending on `${ANSWER_TRIGGER} ${answer}`. */
+  cot: string;
+  answer: number;
+}
+
+export interface MathOptions {
+  /** Arithmetic steps per problem, both ends included. Default 2 and 4. */
+  minOps?: number;
+  maxOps?: number;
+  /** Largest operand a step uses. Default 9. */
+  maxOperand?: number;
+}
+
+const NAMES: [string, "She" | "He"][] = [
+  ["Ann", "She"],
+  ["Ben", "He"],
+  ["Cara", "She"],
+  ["Dan", "He"],
+  ["Eva", "She"],
+  ["Finn", "He"],
+  ["Gus", "He"],
+  ["Ida", "She"],
+  ["Max", "He"],
+  ["Zoe", "She"],
+];
+const ITEMS: { plural: string; food: boolean }[] = [
+  { plural: "apples", food: true },
+  { plural: "cookies", food: true },
+  { plural: "pears", food: true },
+  { plural: "marbles", food: false },
+  { plural: "stamps", food: false },
+  { plural: "pens", food: false },
+  { plural: "shells", food: false },
+  { plural: "cards", food: false },
+];
+
+interface Step {
+  sentence: string;
+  /** The step's equations, in order. */
+  lines: string[];
+  value: number;
+  ops: number;
+}
+
+interface Story {
+  name: string;
+  pronoun: "She" | "He";
+  object: "her" | "him";
+  friend: string;
+  item: (typeof ITEMS)[number];
+}
+
+const eq = (a: number, op: string, b: number, c: number) => `${a} ${op} ${b} = ${c}.`;
+
+/** One event that changes the count `x`, or null if it cannot apply (nothing left to give). */
+function event(rng: Rng, s: Story, x: number, budget: number, maxOperand: number): Step | null {
+  const kinds = ["gain", "gain", "loss", "loss"];
+  if (budget >= 2) kinds.push("bags");
+  const kind = rng.pick(kinds);
+  const { pronoun, object, friend, item } = s;
+  if (kind === "gain") {
+    const n = rng.int(1, maxOperand);
+    const sentence = rng.pick([
+      `${pronoun} buys ${n} more.`,
+      `${pronoun} finds ${n} more.`,
+      `${friend} gives ${object} ${n} more.`,
+    ]);
+    return { sentence, lines: [eq(x, "+", n, x + n)], value: x + n, ops: 1 };
+  }
+  if (kind === "loss") {
+    if (x < 2) return null;
+    const n = rng.int(1, Math.min(maxOperand, x - 1));
+    const verbs = [`${pronoun} gives ${n} to ${friend}.`, `${pronoun} loses ${n}.`];
+    if (item.food) verbs.push(`${pronoun} eats ${n}.`);
+    return { sentence: rng.pick(verbs), lines: [eq(x, "-", n, x - n)], value: x - n, ops: 1 };
+  }
+  const bags = rng.int(2, Math.min(5, maxOperand));
+  const each = rng.int(2, maxOperand);
+  const total = bags * each;
+  return {
+    sentence: `${pronoun} buys ${bags} bags with ${each} ${item.plural} in each.`,
+    lines: [eq(bags, "*", each, total), eq(x, "+", total, x + total)],
+    value: x + total,
+    ops: 2,
+  };
+}
+
+/** One problem: a start, then events until the step count is reached. */
+export function makeMathProblem(rng: Rng, opts: MathOptions = {}): MathProblem {
+  const minOps = opts.minOps ?? 2;
+  const maxOps = opts.maxOps ?? 4;
+  const maxOperand = opts.maxOperand ?? 9;
+  if (!(Number.isInteger(minOps) && minOps >= 1 && maxOps >= minOps))
+    throw new RangeError(`makeMathProblem: bad step range [${minOps}, ${maxOps}]`);
+  if (!(Number.isInteger(maxOperand) && maxOperand >= 2))
+    throw new RangeError(`makeMathProblem: maxOperand ${maxOperand} < 2`);
+  const [name, pronoun] = rng.pick(NAMES);
+  const friend = rng.pick(NAMES.filter(([n]) => n !== name))[0];
+  const story: Story = {
+    name,
+    pronoun,
+    object: pronoun === "She" ? "her" : "him",
+    friend,
+    item: rng.pick(ITEMS),
+  };
+  const ops = rng.int(minOps, maxOps);
+  let x = rng.int(2, maxOperand);
+  const sentences = [`${name} has ${x} ${story.item.plural}.`];
+  const lines: string[] = [];
+  let done = 0;
+  while (done < ops) {
+    const step = event(rng, story, x, ops - done, maxOperand);
+    if (!step) continue;
+    sentences.push(step.sentence);
+    lines.push(...step.lines);
+    x = step.value;
+    done += step.ops;
+  }
+  sentences.push(`How many ${story.item.plural} does ${name} have now?`);
+  return {
+    question: sentences.join(" "),
+    cot: `${lines.join(" ")} ${ANSWER_TRIGGER} ${x}`,
+    answer: x,
+  };
+}
+
+export interface MathSplitSizes extends MathOptions {
+  seed: number;
+  train: number;
+  dev: number;
+  heldOut: number;
+}
+
+export interface MathSplits {
+  train: MathProblem[];
+  dev: MathProblem[];
+  heldOut: MathProblem[];
+}
+
+/**
+ * Train, dev and held-out problems. Held-out is drawn first, then dev, then train, each from its
+ * own stream and skipping questions an earlier split holds, so growing the training set never
+ * changes the evaluation sets and no question is in two splits.
+ */
+export function mathSplits(opts: MathSplitSizes): MathSplits {
+  const seen = new Set<string>();
+  const draw = (label: string, n: number): MathProblem[] => {
+    const rng = makeRng(deriveSeed(opts.seed, `math.${label}`));
+    const out: MathProblem[] = [];
+    // Small operands make a finite space of stories; stop rather than loop when it runs dry.
+    const limit = 20 * n + 1000;
+    for (let tries = 0; out.length < n; tries++) {
+      if (tries >= limit)
+        throw new Error(
+          `mathSplits: found only ${out.length} of ${n} distinct ${label} problems; ask for fewer or allow larger operands`,
+        );
+      const p = makeMathProblem(rng, opts);
+      if (seen.has(p.question)) continue;
+      seen.add(p.question);
+      out.push(p);
+    }
+    return out;
+  };
+  const heldOut = draw("heldOut", opts.heldOut);
+  const dev = draw("dev", opts.dev);
+  const train = draw("train", opts.train);
+  return { train, dev, heldOut };
+}
