@@ -68,7 +68,8 @@ export function sampleToken(
       ? nucleusCandidates(logits, max, temperature, opts.topP ?? 1)
       : byLogitDescending(logits);
   const weights = Array.from(order.subarray(0, topK), (i) => Math.exp((logits[i] - max) / temperature));
-  const total = order.length < V ? nucleusTotal(logits, max, temperature) : weights.reduce((a, b) => a + b, 0);
+  const total =
+    order.length < V ? nucleusTotal(logits, max, temperature) : weights.reduce((a, b) => a + b, 0);
   const topP = opts.topP ?? 1;
   let keep = weights.length;
   if (topP < 1) {
@@ -111,7 +112,12 @@ function nucleusTotal(logits: ArrayLike<number>, max: number, temperature: numbe
  * mass. Any id left out weighs less than every id kept, so the kept ids are exactly the first ones
  * of the full order, and the nucleus, which is a prefix of that order, lies within them.
  */
-function nucleusCandidates(logits: ArrayLike<number>, max: number, temperature: number, topP: number): Uint32Array {
+function nucleusCandidates(
+  logits: ArrayLike<number>,
+  max: number,
+  temperature: number,
+  topP: number,
+): Uint32Array {
   const V = logits.length;
   const w = new Float64Array(V);
   let total = 0;

@@ -187,7 +187,7 @@ test(`${backend}: the entropy statistic is the next-token distribution's entropy
   await useBackend(backend);
   const model = tinyModel(40);
   const response = enc("12");
-  const scored = responseLogProbs(model, [{ prompt, response }]).entropy[0];
+  const scored = responseLogProbs(model, [{ prompt, response }], 16, { entropy: true }).entropy?.[0] ?? [];
   const logits = tf.tidy(() =>
     model
       .forward(tf.tensor2d([[...prompt, response[0]]], [1, prompt.length + 1], "int32"))
