@@ -58,14 +58,28 @@ async function crossEntropySteps(
 ) {
   const trainer = trainerFor(policy, optim, seed);
   const rng = makeRng(seed);
-  let loss = Number.NaN;
+  const losses: number[] = [];
   for (let step = 0; step < optim.steps; step++) {
-    loss = trainer.sftStep(batchOf(rng, rows, optim.batchSize)).loss;
+    const loss = trainer.sftStep(batchOf(rng, rows, optim.batchSize)).loss;
+    losses.push(loss);
     onStep({ step: step + 1, total: optim.steps, loss });
     await yieldToEventLoop();
   }
   trainer.optimizer.dispose();
-  return { loss };
+  return lossSummary(losses);
+}
+
+export interface LossSummary {
+  /** Mean loss of the first and of the last tenth of the steps (one step is too noisy a figure). */
+  first: number;
+  last: number;
+  steps: number;
+}
+
+function lossSummary(losses: number[]): LossSummary {
+  const n = Math.max(1, Math.floor(losses.length / 10));
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
+  return { first: mean(losses.slice(0, n)), last: mean(losses.slice(-n)), steps: losses.length };
 }
 
 /** Next-token prediction on every token of each line (after BOS): srlm's own M0. */

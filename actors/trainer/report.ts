@@ -58,6 +58,8 @@ export interface IterationReport extends ModelEval {
   droppedStale?: number;
   failures: StageFailures;
   dpo: DpoSummary | null;
+  /** M1 only, when SFT ran (not reused): its loss at the start and at the end. */
+  sftLoss?: { first: number; last: number; steps: number };
   staleness: { max: number; mean: number } | null;
   wallSeconds: number;
   stageSeconds: Record<string, number>;

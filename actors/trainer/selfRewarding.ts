@@ -34,6 +34,7 @@ import type { Policy } from "../policy.ts";
 import {
   type DpoSummary,
   directPreference,
+  type LossSummary,
   PreferenceTrainer,
   pretrain,
   supervisedFineTune,
@@ -249,16 +250,17 @@ export class SelfRewardingLoop {
   }
 
   /** M1 from M0 by SFT on the task's IFT, EFT and prompt-writing examples (or reused). */
-  private async firstModel(): Promise<void> {
+  private async firstModel(): Promise<LossSummary | null> {
     const { cfg, io, task } = this;
     const m1Key = stageKey(m1Inputs(cfg));
     // Iterating on the self-rewarding stage alone: M1 depends only on what came before it.
     const reusedM1 = this.reusedStage("M1", m1Key);
+    let sft: LossSummary | null = null;
     if (reusedM1) this.policy = reusedM1;
     else {
       this.policy = await this.timed("pretrain", () => this.baseModel());
       const d = task.data;
-      await this.timed("sft", () =>
+      sft = await this.timed("sft", () =>
         supervisedFineTune(
           this.policy,
           [...d.ift, ...d.eft, ...d.selfInstruct],
@@ -269,8 +271,13 @@ export class SelfRewardingLoop {
         ),
       );
     }
+    if (sft && sft.steps > 0 && !Number.isFinite(sft.last))
+      throw new Error(`stage "sft": the loss is ${sft.last} after ${sft.steps} steps`);
+    if (sft && sft.last >= sft.first)
+      io.log.warn({ ...sft }, "SFT did not lower the loss: check train.sft.learningRate and the data");
     await this.publish(1, "M1");
     if (!reusedM1) recordStage(this.checkpointDir("M1"), m1Key, m1Inputs(cfg));
+    return sft;
   }
 
   /** The whole run: M1, then the iterations, evaluated after each; writes the report. */
@@ -281,9 +288,10 @@ export class SelfRewardingLoop {
     const iterations: IterationReport[] = [];
     let stopped = false;
     try {
-      await this.firstModel();
+      const sft = await this.firstModel();
       iterations.push({
         model: "M1",
+        ...(sft ? { sftLoss: sft } : {}),
         ...(await this.evaluate(1)),
         pairs: 0,
         prompts: 0,

@@ -3,14 +3,14 @@
 // so pairs form and DPO runs; the strict reference step may reuse the sampler's own log-probs of
 // the same ids, and training on them matches training on the reference's.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import pino from "pino";
 import type { Policy } from "../../actors/policy.ts";
 import { LocalWorkers } from "../../actors/trainer/localWorkers.ts";
-import { SelfRewardingLoop } from "../../actors/trainer/selfRewarding.ts";
+import { RunStopped, SelfRewardingLoop } from "../../actors/trainer/selfRewarding.ts";
 import { loadConfig } from "../../config/load.ts";
 import { presetConfig } from "../../model/config.ts";
 import { Llama } from "../../model/llama.ts";
@@ -88,4 +88,47 @@ test("in-process loop: pairs, DPO, and sampler log-probs as the strict reference
   assert.equal(a.failures.reference.failed, 0);
   assert.equal(b.failures.reference, undefined, "no reference jobs were asked for");
   assert.ok(a.heldOutAccuracy !== null && a.heldOutN === 8);
+});
+
+test("an operator's stop ends the run as stopped, with the report of what finished", {
+  timeout: 300_000,
+}, async () => {
+  const cfg = loadConfig({
+    preset: "tiny",
+    env: {},
+    flags: {
+      out,
+      "data.heldOutSize": "4",
+      "data.judgeEvalSize": "2",
+      "train.pretrain.steps": "3",
+      "train.sft.steps": "3",
+      "model.reuse": "false",
+      "selfReward.maxNewTokens": "4",
+    },
+  });
+  const workers = new LocalWorkers("verifier");
+  let gates = 0;
+  const loop = new SelfRewardingLoop(cfg, taskFromConfig(cfg), {
+    workers,
+    publish: async (version, p) => workers.publish(version, p),
+    log: pino({ level: "silent" }),
+    backend: "test",
+    progress() {},
+    // Pretraining and SFT pass their stage boundaries; the first iteration's does not.
+    gate: async () => {
+      if (++gates > 2) throw new RunStopped();
+    },
+    metrics() {},
+    actorStats: async () => [],
+  });
+  const report = await loop.run();
+  assert.equal(report.stopped, true);
+  assert.deepEqual(
+    report.iterations.map((it) => it.model),
+    ["M1"],
+  );
+  assert.ok(report.iterations[0].sftLoss && report.iterations[0].sftLoss.steps === 3);
+  const written = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
+  assert.equal(written.stopped, true);
+  assert.match(readFileSync(join(out, "summary.txt"), "utf8"), /stopped by the operator/);
 });
