@@ -35,10 +35,31 @@ export function m0Inputs(cfg: Config): unknown {
   return { preset: cfg.model.preset, seed: cfg.model.seed, data: cfg.data, pretrain: cfg.train.pretrain };
 }
 
-/** What M1 depends on: M0 (srlm's own, or the --base folder), the seed data, the SFT settings. */
+/** A file's content digest: a user's data file edited in place must not reuse an old M1. */
+function fileDigest(path: string): string | undefined {
+  if (!path) return undefined;
+  try {
+    return createHash("sha256").update(readFileSync(path)).digest("hex");
+  } catch {
+    return "unreadable";
+  }
+}
+
+/** What M1 depends on: M0 (srlm's own, or the --base folder), the seed data (the JSONL files' and
+ * templates' contents too), the SFT settings. */
 export function m1Inputs(cfg: Config): unknown {
   const base = cfg.model.base ? { base: cfg.model.base } : { m0: m0Inputs(cfg) };
-  return { ...base, data: cfg.data, fewShot: cfg.selfReward.fewShot, sft: cfg.train.sft };
+  const files = Object.fromEntries(
+    Object.entries({
+      ...cfg.data.jsonl,
+      judge: cfg.judge.promptTemplate,
+      selfInstruct: cfg.selfInstruct.template,
+    })
+      .map(([k, path]) => [k, fileDigest(path)])
+      .filter(([, d]) => d !== undefined),
+  );
+  const contents = Object.keys(files).length > 0 ? { files } : {};
+  return { ...base, data: cfg.data, ...contents, fewShot: cfg.selfReward.fewShot, sft: cfg.train.sft };
 }
 
 /** True when `dir` holds a checkpoint written for exactly these inputs. */

@@ -36,6 +36,7 @@ before(async () => {
   server = await startNatsServer();
   out = mkdtempSync(join(tmpdir(), "srlm-jsonl-run-"));
   checkpoint = buildCheckpoint({ vocab: "llama3", hiddenSize: 32, layers: 1 });
+  writeFileSync(join(out, "write.jinja"), "{{ examples[0] }}");
   const lines = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join("\n");
   writeFileSync(
     join(out, "ift.jsonl"),
@@ -66,20 +67,25 @@ test("srlm run on a Llama 3-vocabulary checkpoint and JSONL files: judged pairs,
     "data.task": "jsonl",
     "data.jsonl.ift": join(out, "ift.jsonl"),
     "data.jsonl.eft": join(out, "eft.jsonl"),
-    "data.heldOutSize": 3,
+    "data.heldOutSize": 2,
     "train.sft.steps": 80,
     "train.sft.batchSize": 8,
     "train.sft.learningRate": 0.01,
     "train.dpo.steps": 2,
     "train.dpo.batchSize": 2,
     "selfReward.iterations": 1,
-    "selfReward.promptsPerIteration": 4,
+    "selfReward.promptsPerIteration": 3,
+    "selfReward.fewShot": 1,
     "selfReward.candidates": 3,
+    // Hot sampling makes some candidates worse than others, so the judge's scores differ.
+    "selfReward.temperature": 1.5,
     "selfReward.judgeSamples": 2,
-    "selfReward.maxNewTokens": 8,
-    "selfReward.judgeMaxNewTokens": 8,
-    // A random-weight model writes few usable prompts; what is tested is that the loop runs.
-    "selfInstruct.maxOverlap": 1,
+    "selfReward.maxNewTokens": 6,
+    "selfReward.judgeMaxNewTokens": 6,
+    // A model this small writes a new request only when shown one seed request alone: it answers
+    // it, which reads as a request of three or more words (the default template's long prompt
+    // makes it write a judgement instead).
+    "selfInstruct.template": join(out, "write.jinja"),
   };
   const args = ["run", "--base", checkpoint.dir, "--nats", server.url, "--run", "jsonl", "--out", out];
   for (const [k, v] of Object.entries(sets)) args.push("--set", `${k}=${v}`);
@@ -107,11 +113,16 @@ test("srlm run on a Llama 3-vocabulary checkpoint and JSONL files: judged pairs,
   );
   for (const it of report.iterations) {
     assert.equal(it.heldOutAccuracy, null, "no verifier, no accuracy");
-    assert.equal(it.heldOutN, 3);
+    assert.equal(it.heldOutN, 2);
     assert.ok(it.heldOutJudgeScore, `${it.model} has a judge score of its held-out answers`);
     assert.ok(it.heldOutJudgeScore.parseFailureRate >= 0 && it.heldOutJudgeScore.parseFailureRate <= 1);
     assert.equal(it.judge.pairwiseAccuracy, null);
   }
+  const m1 = report.iterations[0];
+  assert.ok(
+    m1.sftLoss.last < m1.sftLoss.first,
+    `SFT on the JSONL data lowered the loss: ${JSON.stringify(m1.sftLoss)}`,
+  );
   const m2 = report.iterations[1];
   assert.ok(m2.pairs > 0, `the self-judge formed pairs (prompts ${m2.prompts}, candidates ${m2.candidates})`);
   assert.ok(m2.dpo && Number.isFinite(m2.dpo.loss), "DPO trained on them");
