@@ -52,3 +52,18 @@ test("a checkpoint folder matches only the key recorded with it, and forgetting 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a JSONL data file edited in place gives M1 a new key", () => {
+  const dir = mkdtempSync(join(tmpdir(), "srlm-stage-files-"));
+  try {
+    const ift = join(dir, "ift.jsonl");
+    writeFileSync(ift, '{"prompt": "a", "response": "b"}\n');
+    const cfg = config({ "data.task": "jsonl", "data.jsonl.ift": ift, "model.base": dir });
+    const before = stageKey(m1Inputs(cfg));
+    assert.equal(stageKey(m1Inputs(cfg)), before);
+    writeFileSync(ift, '{"prompt": "a", "response": "c"}\n');
+    assert.notEqual(stageKey(m1Inputs(cfg)), before);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
