@@ -42,16 +42,29 @@ before(async () => {
     join(out, "ift.jsonl"),
     lines(TOPICS.map((t) => ({ prompt: `Tell me about ${t} please`, response: `${t} are nice` }))),
   );
-  // Judgements of good and bad answers, so the judge's scores differ and pairs can form.
+  // Judgements of answers from good to bad, so the judge learns to give different scores and
+  // pairs can form.
+  const graded = (t: string) => [
+    [`${t} are nice`, 5],
+    [`${t} are`, 3],
+    [t, 2],
+    ["nice nice nice", 2],
+    ["no", 1],
+  ];
   writeFileSync(
     join(out, "eft.jsonl"),
     lines(
-      TOPICS.flatMap((t) => [
-        { prompt: `Tell me about ${t} please`, response: `${t} are nice`, judgement: "Score: 4" },
-        { prompt: `Tell me about ${t} please`, response: "no", judgement: "Score: 1" },
-      ]),
+      TOPICS.flatMap((t) =>
+        graded(t).map(([response, score]) => ({
+          prompt: `Tell me about ${t} please`,
+          response,
+          judgement: `Score: ${score}`,
+        })),
+      ),
     ),
   );
+  // The judge reads the response alone: a one-layer model attends over a short prompt.
+  writeFileSync(join(out, "judge.jinja"), "{{ response }}");
 });
 
 after(async () => {
@@ -68,7 +81,7 @@ test("srlm run on a Llama 3-vocabulary checkpoint and JSONL files: judged pairs,
     "data.jsonl.ift": join(out, "ift.jsonl"),
     "data.jsonl.eft": join(out, "eft.jsonl"),
     "data.heldOutSize": 2,
-    "train.sft.steps": 80,
+    "train.sft.steps": 120,
     "train.sft.batchSize": 8,
     "train.sft.learningRate": 0.01,
     "train.dpo.steps": 2,
@@ -77,15 +90,15 @@ test("srlm run on a Llama 3-vocabulary checkpoint and JSONL files: judged pairs,
     "selfReward.promptsPerIteration": 3,
     "selfReward.fewShot": 1,
     "selfReward.candidates": 3,
-    // Hot sampling makes some candidates worse than others, so the judge's scores differ.
-    "selfReward.temperature": 1.5,
     "selfReward.judgeSamples": 2,
+    "selfReward.judgeTemperature": 1,
     "selfReward.maxNewTokens": 6,
     "selfReward.judgeMaxNewTokens": 6,
     // A model this small writes a new request only when shown one seed request alone: it answers
     // it, which reads as a request of three or more words (the default template's long prompt
     // makes it write a judgement instead).
     "selfInstruct.template": join(out, "write.jinja"),
+    "judge.promptTemplate": join(out, "judge.jinja"),
   };
   const args = ["run", "--base", checkpoint.dir, "--nats", server.url, "--run", "jsonl", "--out", out];
   for (const [k, v] of Object.entries(sets)) args.push("--set", `${k}=${v}`);
