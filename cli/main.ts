@@ -36,6 +36,24 @@ withCommonFlags(program.command("actor"))
     await startActor(name, configFromFlags(flags), { impl: flags.impl, instance: flags.instance });
   });
 
+withCommonFlags(program.command("serve"))
+  .description(
+    "an OpenAI-compatible HTTP server (/v1/models, /v1/completions, /v1/chat/completions) over a checkpoint (--model) or a run's newest weights (--run with --nats)",
+  )
+  .option("--model <dir>", "checkpoint folder to serve; without it, follow the run's published weights")
+  .option("--model-name <id>", "the model id clients send (default: the folder's name, or srlm-<run>)")
+  .option("--host <host>", "address to listen on", "127.0.0.1")
+  .option("--port <n>", "port to listen on (0: any free one)", "8000")
+  .option("--api-key-env <NAME>", "require 'Authorization: Bearer <key>' with the key read from $NAME")
+  .option("--max-body-bytes <n>", "largest request body (413 above it)", "1048576")
+  .option("--max-queue <n>", "requests waiting to run (429 above it)", "256")
+  .option("--max-batch-rows <n>", "completions one batch may hold", "64")
+  .option("--batch-window-ms <n>", "how long a request waits for others to batch with", "5")
+  .action(async (flags: CommonFlags & import("./serve.ts").ServeFlags) => {
+    const { serveCommand } = await import("./serve.ts");
+    await serveCommand(configFromFlags(flags), flags);
+  });
+
 withCommonFlags(program.command("status"))
   .description("live actors (service discovery), their stats, and queue depths")
   .action(async (flags: CommonFlags) => {
