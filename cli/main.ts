@@ -29,10 +29,12 @@ withCommonFlags(program.command("up"))
 withCommonFlags(program.command("actor"))
   .description("run one actor process (on any host) against the configured NATS")
   .argument("<name>", "generator | judge | reference | trainer")
-  .option("--impl <name>", "implementation, e.g. a judge: self, verifier, ab")
+  .option("--impl <name>", "implementation, e.g. a judge: self, verifier, openai, ab")
+  .option("--ab <a,b>", "the two judges of --impl ab, primary first (judge.ab, default self,verifier)")
   .option("--instance <id>", "instance name (default: host-pid)")
-  .action(async (name: string, flags: CommonFlags & { impl?: string; instance?: string }) => {
+  .action(async (name: string, flags: CommonFlags & { impl?: string; instance?: string; ab?: string }) => {
     const { startActor } = await import("../actors/start.ts");
+    if (flags.ab) flags.set = [...(flags.set ?? []), `judge.ab=${flags.ab}`];
     await startActor(name, configFromFlags(flags), { impl: flags.impl, instance: flags.instance });
   });
 
