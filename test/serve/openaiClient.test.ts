@@ -1,26 +1,34 @@
 // `srlm serve` as the official `openai` client sees it: every endpoint, streaming included, over a
-// small random-weight checkpoint with Llama 3's real tokenizer and chat template. Greedy answers
-// are checked against generate() run directly on the same checkpoint, so the server is shown to
-// apply the chat template and the stop rules, not just to return well-formed JSON.
+// small random-weight checkpoint: srlm's character model with a chat template for most tests (a
+// large vocabulary is slow on a CPU backend), and one with Llama 3's real tokenizer and template.
+// Greedy answers are checked against generate() run directly on the same checkpoint, so the
+// server is shown to apply the chat template and the stop rules, not just to return valid JSON.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import OpenAI, { APIError } from "openai";
 import pino from "pino";
+import { initModel } from "../../model/api.ts";
 import { selectBackend } from "../../model/backend.ts";
 import { chatPromptIds, stopIds } from "../../model/chat.ts";
-import { loadCheckpoint } from "../../model/checkpoint.ts";
+import { loadCheckpoint, saveCheckpoint } from "../../model/checkpoint.ts";
 import { generate } from "../../model/generate.ts";
 import type { Llama } from "../../model/llama.ts";
-import type { Tokenizer } from "../../model/tokenizer.ts";
+import { CharTokenizer, type Tokenizer } from "../../model/tokenizer.ts";
 import { type ServerHandle, startServer } from "../../serve/server.ts";
 import { checkpointSource } from "../../serve/source.ts";
 import { type BuiltCheckpoint, buildCheckpoint } from "../helpers/checkpoints.ts";
 
 const KEY = "sk-test-serve-0123456789";
-const MODEL = "tiny-llama3";
+const MODEL = "tiny-char";
+// A chat template of srlm's own making: role headers, one line per turn.
+const TEMPLATE =
+  "{% for m in messages %}<{{ m.role }}> {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}";
 const quiet = pino({ level: "silent" });
 
-let ckpt: BuiltCheckpoint;
+let dir: string;
 let server: ServerHandle;
 let client: OpenAI;
 let model: Llama;
@@ -28,8 +36,12 @@ let tokenizer: Tokenizer;
 
 before(async () => {
   await selectBackend("cpu", { info() {} });
-  ckpt = buildCheckpoint({ vocab: "llama3", hiddenSize: 32, layers: 1, seed: 11 });
-  const source = checkpointSource(ckpt.dir, quiet);
+  dir = join(mkdtempSync(join(tmpdir(), "srlm-serve-")), MODEL);
+  const charTokenizer = new CharTokenizer(undefined, TEMPLATE);
+  const initial = initModel("tiny", charTokenizer, { seed: 11 });
+  saveCheckpoint(dir, initial, charTokenizer);
+  initial.dispose();
+  const source = checkpointSource(dir, quiet);
   server = await startServer({
     source,
     modelName: MODEL,
@@ -41,23 +53,23 @@ before(async () => {
     log: quiet,
   });
   await source.loaded;
-  ({ model, tokenizer } = loadCheckpoint(ckpt.dir));
+  ({ model, tokenizer } = loadCheckpoint(dir));
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0 });
 });
 
 after(async () => {
   await server?.close();
   model?.dispose();
-  ckpt?.remove();
+  if (dir) rmSync(join(dir, ".."), { recursive: true, force: true });
 });
 
 /** What the checkpoint answers greedily to one user turn, computed without the server. */
-function greedyChat(content: string, maxNewTokens: number): string {
-  const ids = chatPromptIds(tokenizer, [{ role: "user", content }]);
-  const [g] = generate(model, tokenizer, [ids], {
+function greedyChat(content: string, maxNewTokens: number, m = model, tok = tokenizer): string {
+  const ids = chatPromptIds(tok, [{ role: "user", content }]);
+  const [g] = generate(m, tok, [ids], {
     temperature: 0,
     maxNewTokens,
-    eosIds: stopIds(model, tokenizer),
+    eosIds: stopIds(m, tok),
   });
   return g.text;
 }
@@ -321,4 +333,33 @@ test("errors come in OpenAI's shape with their status: 400 naming the field, 401
     results.some((r) => r.status === "fulfilled"),
     "the queued ones were answered",
   );
+});
+
+test("Llama 3's real tokenizer: the chat template's special tokens, and its turn end, as generate() has them", async () => {
+  const ckpt: BuiltCheckpoint = buildCheckpoint({ vocab: "llama3", hiddenSize: 32, layers: 1, seed: 5 });
+  const source = checkpointSource(ckpt.dir, quiet);
+  const llama = await startServer({ source, modelName: "tiny-llama3", port: 0, log: quiet });
+  try {
+    await source.loaded;
+    const own = loadCheckpoint(ckpt.dir);
+    const content = "Bonjour, ça va ?";
+    const expected = greedyChat(content, 3, own.model, own.tokenizer);
+    own.model.dispose();
+    const c = new OpenAI({ baseURL: `${llama.url}/v1`, apiKey: "none", maxRetries: 0 });
+    const r = await c.chat.completions.create({
+      model: "tiny-llama3",
+      messages: [{ role: "user", content }],
+      temperature: 0,
+      max_tokens: 3,
+      logprobs: true,
+      top_logprobs: 2,
+    });
+    assert.equal(r.choices[0].message.content, expected);
+    // <|begin_of_text|>, the user header, the text, <|eot_id|>, the assistant header: far more than the text.
+    assert.ok((r.usage?.prompt_tokens ?? 0) > 10);
+    for (const t of r.choices[0].logprobs?.content ?? []) assert.equal(t.top_logprobs.length, 2);
+  } finally {
+    await llama.close();
+    ckpt.remove();
+  }
 });
