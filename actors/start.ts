@@ -80,8 +80,8 @@ export async function startActor(
   }
   const impl = opts.impl ?? (name === "judge" ? cfg.actors.judgeImpl : "default");
   const bus = busOptions(cfg);
-  // Only processes that compute load TensorFlow.js; a verifier judge never does.
-  const needsModel = !(name === "judge" && impl === "verifier");
+  // Only processes that compute load TensorFlow.js; a verifier or HTTP judge never does.
+  const needsModel = !(name === "judge" && (impl === "verifier" || impl === "openai"));
   const backend = needsModel ? (await selectBackend(cfg.model.backend)).name : "none";
   await runActor({
     actor: name,

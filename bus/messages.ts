@@ -203,7 +203,14 @@ export const ScoresResult = defineMessage(
     iteration: count,
     purpose,
     prompt: z.string(),
-    judge: z.object({ impl: z.string(), instance: z.string(), weightsVersion: count.optional() }),
+    // model and endpoint (host:port) name an HTTP judge's model, so a result says who scored it.
+    judge: z.object({
+      impl: z.string(),
+      instance: z.string(),
+      weightsVersion: count.optional(),
+      model: z.string().optional(),
+      endpoint: z.string().optional(),
+    }),
     // scores[c][s]: judge sample s of candidate c; null where the judgement did not parse.
     scores: z.array(z.array(z.number().nullable())),
     parseFailures: count,

@@ -29,11 +29,31 @@ withCommonFlags(program.command("up"))
 withCommonFlags(program.command("actor"))
   .description("run one actor process (on any host) against the configured NATS")
   .argument("<name>", "generator | judge | reference | trainer")
-  .option("--impl <name>", "implementation, e.g. a judge: self, verifier, ab")
+  .option("--impl <name>", "implementation, e.g. a judge: self, verifier, openai, ab")
+  .option("--ab <a,b>", "the two judges of --impl ab, primary first (judge.ab, default self,verifier)")
   .option("--instance <id>", "instance name (default: host-pid)")
-  .action(async (name: string, flags: CommonFlags & { impl?: string; instance?: string }) => {
+  .action(async (name: string, flags: CommonFlags & { impl?: string; instance?: string; ab?: string }) => {
     const { startActor } = await import("../actors/start.ts");
+    if (flags.ab) flags.set = [...(flags.set ?? []), `judge.ab=${flags.ab}`];
     await startActor(name, configFromFlags(flags), { impl: flags.impl, instance: flags.instance });
+  });
+
+withCommonFlags(program.command("serve"))
+  .description(
+    "an OpenAI-compatible HTTP server (/v1/models, /v1/completions, /v1/chat/completions) over a checkpoint (--model) or a run's newest weights (--run with --nats)",
+  )
+  .option("--model <dir>", "checkpoint folder to serve; without it, follow the run's published weights")
+  .option("--model-name <id>", "the model id clients send (default: the folder's name, or srlm-<run>)")
+  .option("--host <host>", "address to listen on", "127.0.0.1")
+  .option("--port <n>", "port to listen on (0: any free one)", "8000")
+  .option("--api-key-env <NAME>", "require 'Authorization: Bearer <key>' with the key read from $NAME")
+  .option("--max-body-bytes <n>", "largest request body (413 above it)", "1048576")
+  .option("--max-queue <n>", "requests waiting to run (429 above it)", "256")
+  .option("--max-batch-rows <n>", "completions one batch may hold", "64")
+  .option("--batch-window-ms <n>", "how long a request waits for others to batch with", "5")
+  .action(async (flags: CommonFlags & import("./serve.ts").ServeFlags) => {
+    const { serveCommand } = await import("./serve.ts");
+    await serveCommand(configFromFlags(flags), flags);
   });
 
 withCommonFlags(program.command("status"))

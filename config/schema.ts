@@ -163,11 +163,31 @@ export const selfRewardSchema = z
   })
   .strict();
 
+// The `openai` judge (actors/judge/openai.ts): any OpenAI-compatible chat endpoint.
+export const openaiJudgeSchema = z
+  .object({
+    // Up to and including /v1, e.g. http://host:8000/v1 (vLLM), http://host:11434/v1 (Ollama).
+    baseUrl: z.string().default(""),
+    model: z.string().default(""),
+    // The environment variable holding the API key (never the key itself); empty sends none.
+    apiKeyEnv: z.string().default(""),
+    maxConcurrency: positiveInt.default(4),
+    timeoutMs: positiveInt.default(60_000),
+    // Further tries of a request after a 429, 5xx, timeout or malformed answer.
+    retries: nonNegativeInt.default(3),
+    backoffMs: positiveInt.default(500),
+  })
+  .strict();
+
 export const judgeSchema = z
   .object({
     // A Jinja file with {{ prompt }} and {{ response }}; empty = the built-in additive 5-point
     // rubric (the paper's LLM-as-a-Judge prompt, in srlm's words). Instruction tasks only.
     promptTemplate: z.string().default(""),
+    openai: openaiJudgeSchema.default(openaiJudgeSchema.parse({})),
+    // The two judges of `--impl ab`, primary first: the primary's scores train, the secondary's
+    // are reported beside them.
+    ab: z.string().default("self,verifier"),
   })
   .strict();
 
@@ -185,7 +205,7 @@ export const actorsSchema = z
   .object({
     generators: positiveInt.default(1),
     judges: positiveInt.default(1),
-    judgeImpl: z.enum(["self", "verifier", "ab"]).default("self"),
+    judgeImpl: z.enum(["self", "verifier", "openai", "ab"]).default("self"),
     ackWaitMs: positiveInt.default(30_000),
     maxDeliver: positiveInt.default(5),
     batchSize: positiveInt.default(16),

@@ -21,6 +21,9 @@ export interface GenerateOptions {
   seed?: number;
   /** Default true; false recomputes the whole sequence every step (for testing the cache). */
   useCache?: boolean;
+  /** Called as row `row` samples `id`, with the logits it was drawn from: lets a server stream
+   * text while the batch runs and report the most likely alternatives without a second pass. */
+  onToken?: (row: number, id: number, logits: Float32Array) => void;
 }
 
 export type FinishReason = "eos" | "stop" | "length";
@@ -231,6 +234,7 @@ export function generate(
         g.ids.push(id);
         g.logProbs.push(logProb);
         fed.push(id);
+        opts.onToken?.(b, id, logits.subarray(b * V, (b + 1) * V));
         if (eos.has(id)) {
           g.finishReason = "eos";
           done[b] = true;

@@ -2,7 +2,9 @@
 // same result shape, so the trainer never knows or cares which judge is running:
 //   self      the policy itself as an LLM-as-a-Judge (the paper), with the weights the job names;
 //   verifier  the task verifier's exact rubric score (ground truth);
-//   ab        scores with self, and also with the verifier, reporting both (their agreement).
+//   openai    any OpenAI-compatible chat endpoint (judge.openai: vLLM, Ollama, `srlm serve`, …);
+//   ab        scores with two of them (judge.ab, default self,verifier), reporting both so the
+//             trainer's evaluation measures their agreement.
 import type { ActorContext } from "../../bus/actor.ts";
 import type { JudgeJobBody } from "../../bus/messages.ts";
 import type { JobOf, ResultOf } from "../../bus/protocol.ts";
@@ -12,9 +14,34 @@ import { verifierOf } from "../../tasks/verifiers.ts";
 import { type Policy, samplePolicy } from "../policy.ts";
 import { publishJobResult } from "../start.ts";
 import { WeightCache } from "../weights.ts";
+import { OpenAIJudge } from "./openai.ts";
 
-export const JUDGE_IMPLS = ["self", "verifier", "ab"] as const;
+export const JUDGE_IMPLS = ["self", "verifier", "openai", "ab"] as const;
 export type JudgeImpl = (typeof JUDGE_IMPLS)[number];
+/** The judges `ab` can pair. */
+export type SingleJudge = Exclude<JudgeImpl, "ab">;
+const SINGLE_JUDGES: readonly SingleJudge[] = ["self", "verifier", "openai"];
+
+/** judge.ab ("primary,secondary") as two distinct judges. */
+export function abPair(spec: string): [SingleJudge, SingleJudge] {
+  const parts = spec.split(",").map((x) => x.trim());
+  const ok = (x: string): x is SingleJudge => (SINGLE_JUDGES as readonly string[]).includes(x);
+  if (parts.length !== 2 || !ok(parts[0]) || !ok(parts[1]) || parts[0] === parts[1]) {
+    throw new Error(
+      `judge.ab ${JSON.stringify(spec)}: expected two different judges of ${SINGLE_JUDGES.join(", ")}, e.g. self,openai`,
+    );
+  }
+  return [parts[0], parts[1]];
+}
+
+/** What answerJudge needs beyond the policy, by the judges it runs. */
+export interface JudgeExtras {
+  openai?: OpenAIJudge;
+  /** The two judges of `ab` (default self, verifier). */
+  ab?: [SingleJudge, SingleJudge];
+  /** Aborts HTTP requests when the actor stops. */
+  signal?: AbortSignal;
+}
 
 export interface Judgements {
   /** scores[c][s]: sample s of candidate c; null where the judge's output did not parse. */
@@ -52,31 +79,60 @@ const mean = (xs: (number | null)[]) => {
   return valid.length ? valid.reduce((a, b) => a + b, 0) / valid.length : null;
 };
 
+interface SingleAnswer {
+  result: Judgements;
+  weightsVersion?: number;
+  model?: string;
+  endpoint?: string;
+}
+
+async function judgeOnce(
+  judge: SingleJudge,
+  job: JobOf<"judge">,
+  policy: () => Promise<Policy>,
+  extras: JudgeExtras,
+): Promise<SingleAnswer> {
+  if (judge === "verifier") return { result: judgeWithVerifier(job) };
+  if (judge === "openai") {
+    if (!extras.openai) throw new Error("the openai judge was asked for but not configured (judge.openai)");
+    const result = await extras.openai.judge(job, extras.signal);
+    return { result, model: extras.openai.model, endpoint: extras.openai.endpoint };
+  }
+  const p = await policy();
+  return { result: judgeWithPolicy(p, job), weightsVersion: p.version };
+}
+
 /** A judging job's answer by judge `impl`; `policy` gives the weights the job names, where the
- * judge needs them (self, ab). */
+ * judge needs them (self, or ab with self). */
 export async function answerJudge(
   impl: JudgeImpl,
   job: JobOf<"judge">,
   instance: string,
   policy: () => Promise<Policy>,
+  extras: JudgeExtras = {},
 ): Promise<{ body: Omit<ResultOf<"judge">, "jobId">; weightsVersion?: number }> {
-  let result: Judgements;
-  let weightsVersion: number | undefined;
-  let secondary: { impl: string; means: (number | null)[] } | undefined;
-  if (impl === "verifier") result = judgeWithVerifier(job);
-  else {
-    const p = await policy();
-    weightsVersion = p.version;
-    result = judgeWithPolicy(p, job);
-    if (impl === "ab") secondary = { impl: "verifier", means: judgeWithVerifier(job).scores.map(mean) };
-  }
+  const [primary, second] = impl === "ab" ? (extras.ab ?? ["self", "verifier"]) : [impl, undefined];
+  const [a, b] = await Promise.all([
+    judgeOnce(primary, job, policy, extras),
+    second ? judgeOnce(second, job, policy, extras) : undefined,
+  ]);
+  const weightsVersion = a.weightsVersion ?? b?.weightsVersion;
+  // The HTTP judge's identity, whichever side of an A/B it is on.
+  const model = a.model ?? b?.model;
+  const endpoint = a.endpoint ?? b?.endpoint;
   const body = {
     iteration: job.iteration,
     purpose: job.purpose,
     prompt: job.prompt,
-    judge: { impl: impl === "ab" ? "ab:self+verifier" : impl, instance, weightsVersion },
-    ...result,
-    ...(secondary ? { secondary } : {}),
+    judge: {
+      impl: second ? `ab:${primary}+${second}` : primary,
+      instance,
+      weightsVersion,
+      ...(model ? { model } : {}),
+      ...(endpoint ? { endpoint } : {}),
+    },
+    ...a.result,
+    ...(b && second ? { secondary: { impl: second, means: b.result.scores.map(mean) } } : {}),
   };
   return { body, weightsVersion };
 }
@@ -89,15 +145,28 @@ export async function startJudge(ctx: ActorContext, cfg: Config, impl: string): 
   if (!isJudgeImpl(impl)) {
     throw new Error(`judge --impl ${impl}: unknown judge; use one of ${JUDGE_IMPLS.join(", ")}`);
   }
+  const ab = impl === "ab" ? abPair(cfg.judge.ab) : undefined;
+  const usesOpenAI = impl === "openai" || ab?.includes("openai");
+  const openai = usesOpenAI ? new OpenAIJudge(cfg.judge.openai, { log: ctx.log }) : undefined;
+  if (openai) ctx.log.info({ endpoint: openai.endpoint, model: openai.model }, "openai judge");
   const weights = new WeightCache(ctx.nc, ctx.log);
   await ctx.consume(
     "judge",
-    async (msg) => {
-      const { body, weightsVersion } = await answerJudge(impl, msg.body, ctx.instance, () =>
-        weights.get(msg.body.weights),
+    async (msg, ctl) => {
+      const { body, weightsVersion } = await answerJudge(
+        impl,
+        msg.body,
+        ctx.instance,
+        () => weights.get(msg.body.weights),
+        { openai, ab, signal: ctl.signal },
       );
       await publishJobResult(ctx, "judge", msg, body, weightsVersion);
     },
-    { ackWaitMs: cfg.actors.ackWaitMs, maxDeliver: cfg.actors.maxDeliver },
+    {
+      ackWaitMs: cfg.actors.ackWaitMs,
+      maxDeliver: cfg.actors.maxDeliver,
+      // An HTTP judge spends its time waiting on the endpoint: several jobs may wait at once.
+      concurrency: openai ? cfg.judge.openai.maxConcurrency : 1,
+    },
   );
 }
