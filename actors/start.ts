@@ -2,10 +2,13 @@
 // runtime (bus/actor.ts) the role's start function; the runtime does the rest (service
 // registration, stats, graceful stop, crash exit).
 
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { z } from "zod";
 import { type ActorContext, runActor } from "../bus/actor.ts";
 import type { BusOptions } from "../bus/connect.ts";
 import { makeEnvelope } from "../bus/envelope.ts";
+import { inboxPrefix, type Role } from "../bus/permissions.ts";
 import { type JobEnvelope, PROTOCOL, type ResultOf } from "../bus/protocol.ts";
 import { publishResult, resultMsgID } from "../bus/queues.ts";
 import type { QueueName } from "../bus/subjects.ts";
@@ -15,21 +18,39 @@ import { selectBackend } from "../model/backend.ts";
 export const ACTORS = ["generator", "judge", "reference", "trainer"] as const;
 const VERSION = "0.1.0";
 
-export function busOptions(cfg: Config): BusOptions {
+/**
+ * How `role` connects: the configured server and credentials, the role's own reply inboxes, and
+ * with `nats.keysDir` the role's nkey seed from `<keysDir>/<role>.nk` (an explicit nats.nkeySeed
+ * wins, so `srlm run` can hand each child its own).
+ */
+export function busOptions(cfg: Config, role?: Role): BusOptions {
   if (!cfg.nats.url) {
     throw new Error(
       "no NATS server configured for this actor: pass --nats nats://HOST:4222 (or set SRLM_NATS_URL); " +
         "`srlm up` and `srlm run` start an embedded one and pass it to the actors they start",
     );
   }
+  let nkeySeed = cfg.nats.nkeySeed;
+  if (nkeySeed === undefined && cfg.nats.keysDir && role) {
+    const file = join(cfg.nats.keysDir, `${role}.nk`);
+    try {
+      nkeySeed = readFileSync(file, "utf8").trim();
+    } catch (err) {
+      throw new Error(
+        `nats.keysDir: cannot read the ${role} key ${file} (${(err as Error).message}); ` +
+          `\`srlm nats-config --run ${cfg.run} --out DIR\` writes one per role`,
+      );
+    }
+  }
   return {
     servers: cfg.nats.url.split(",").map((s) => s.trim()),
     user: cfg.nats.user,
     pass: cfg.nats.pass,
     token: cfg.nats.token,
-    nkeySeed: cfg.nats.nkeySeed,
+    nkeySeed,
     credsFile: cfg.nats.credsFile,
     tls: cfg.nats.tls,
+    ...(role ? { inboxPrefix: inboxPrefix(cfg.run, role) } : {}),
   };
 }
 
@@ -79,7 +100,7 @@ export async function startActor(
     throw new Error(`unknown actor ${JSON.stringify(name)}: use one of ${ACTORS.join(", ")}`);
   }
   const impl = opts.impl ?? (name === "judge" ? cfg.actors.judgeImpl : "default");
-  const bus = busOptions(cfg);
+  const bus = busOptions(cfg, name as Role);
   // Only processes that compute load TensorFlow.js; a verifier or HTTP judge never does.
   const needsModel = !(name === "judge" && (impl === "verifier" || impl === "openai"));
   const backend = needsModel ? (await selectBackend(cfg.model.backend)).name : "none";

@@ -1,5 +1,4 @@
-// The runtime every actor process stands on: connect, make sure the run's streams exist, announce
-// itself as a NATS service (discoverable with ping/info/stats), run the actor's start(), and on
+// The runtime every actor process stands on: connect, announce itself as a NATS service (discoverable with ping/info/stats), run the actor's start(), and on
 // SIGINT/SIGTERM stop taking work, finish or nak what it holds, drain and exit 0. A crash exits
 // non-zero without acking, so JetStream hands its jobs to another process.
 import { hostname } from "node:os";
@@ -16,7 +15,6 @@ import {
   type ConsumeHandle,
   type ConsumeOptions,
   consume as consumeQueue,
-  ensureStreams,
   type JobControl,
   type JobHandler,
 } from "./queues.ts";
@@ -103,7 +101,8 @@ export async function runActor(spec: ActorSpec): Promise<ActorHandle> {
   const nc = await connectBus({ ...spec.bus, name: spec.bus.name ?? `srlm-${spec.actor}-${instance}` });
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
-  await ensureStreams(jsm, run);
+  // No stream is created here: only the trainer may (bus/permissions.ts), and it does at its start;
+  // a worker's consume() waits for the queue it needs.
   const subj = subjects(run);
 
   const consumers: Array<{ queue: QueueName; handle: ConsumeHandle }> = [];
@@ -173,6 +172,8 @@ export async function runActor(spec: ActorSpec): Promise<ActorHandle> {
         ...opts,
         stats,
         expectType: PROTOCOL[queue].job.type,
+        ensure: false,
+        signal: shutdown.signal,
       });
       consumers.push({ queue, handle });
       return handle;

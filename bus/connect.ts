@@ -1,6 +1,7 @@
 // The NATS connection every actor and CLI command uses: auth from options, reconnects forever with
 // jittered backoff once connected, and a clear message when nothing is listening at start.
 import { readFileSync } from "node:fs";
+import { fromSeed } from "@nats-io/nkeys";
 import {
   type Authenticator,
   connect,
@@ -23,6 +24,8 @@ export interface BusOptions {
   tls?: { ca?: string; cert?: string; key?: string };
   /** Client name shown in server monitoring. */
   name?: string;
+  /** Subject prefix of this client's reply inboxes (bus/permissions.ts gives each role its own). */
+  inboxPrefix?: string;
 }
 
 export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
@@ -71,6 +74,7 @@ export function connectionOptions(opts: BusOptions, reconnectDelay: () => number
     waitOnFirstConnect: false,
     timeout: 5_000,
   };
+  if (opts.inboxPrefix !== undefined) co.inboxPrefix = opts.inboxPrefix;
   if (opts.user !== undefined) {
     co.user = opts.user;
     co.pass = opts.pass;
@@ -127,7 +131,16 @@ function isAuthFailure(err: unknown): boolean {
 function who(opts: BusOptions): string {
   if (opts.user !== undefined) return `user ${JSON.stringify(opts.user)}`;
   if (opts.credsFile) return `the credentials in ${opts.credsFile}`;
-  if (opts.nkeySeed) return "the configured nkey";
+  if (opts.nkeySeed) return `nkey user ${nkeyPublic(opts.nkeySeed)}`;
   if (opts.token !== undefined) return "the configured token";
   return "an anonymous connection (no user, token, nkey or credentials configured)";
+}
+
+// The public half names the user in errors; the seed itself is never shown.
+function nkeyPublic(seed: string): string {
+  try {
+    return fromSeed(new TextEncoder().encode(seed.trim())).getPublicKey();
+  } catch {
+    return "(a malformed nkey seed)";
+  }
 }

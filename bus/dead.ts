@@ -1,4 +1,4 @@
-// Dead letters: a message nobody can use is published to `srlm.<run>.dead` with the reason and its
+// Dead letters: a message nobody can use is published to `srlm.<run>.dead.<actor>` with the reason and its
 // raw bytes, counted, and logged. It is never dropped silently and never crashes the actor. It goes
 // through JetStream so the run's EVENTS stream keeps it for later inspection (`srlm tap --since`).
 import type { JetStreamClient } from "@nats-io/jetstream";
@@ -38,7 +38,7 @@ export function deadLetter(ctx: DeadLetterContext, subject: string, raw: Uint8Ar
       { run: ctx.run, producer: ctx.producer },
     );
     ctx.js
-      .publish(subjects(ctx.run).dead, encodeEnvelope(env))
+      .publish(subjects(ctx.run).deadOf(ctx.producer.actor), encodeEnvelope(env))
       .catch((err: Error) => failed(ctx, subject, err));
   } catch (err) {
     failed(ctx, subject, err as Error);

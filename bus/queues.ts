@@ -95,7 +95,7 @@ export async function ensureStreams(
   });
   await ensureStream(jsm, {
     name: s.eventStream,
-    subjects: [s.weights, s.metrics, s.events, s.dead, s.control],
+    subjects: [s.weights, s.metrics, s.events, s.deadAll, s.control],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     max_age: nanos(opts.eventsMaxAgeMs ?? 7 * 24 * 3600_000),
@@ -200,8 +200,13 @@ export interface ConsumeOptions extends WorkConsumerOptions {
   producer?: Producer;
   log?: Logger;
   stats?: BusStats;
-  /** Create/update the durable consumer before consuming (default true). */
+  /**
+   * Create/update the durable consumer before consuming (default true). Workers pass false: only
+   * the trainer may create consumers (bus/permissions.ts), so they wait for it instead.
+   */
   ensure?: boolean;
+  /** Ends the wait for a consumer that does not exist yet (with `ensure: false`). */
+  signal?: AbortSignal;
   /** The one message type this queue carries (bus/protocol.ts); any other is dead-lettered at once. */
   expectType?: string;
 }
@@ -235,7 +240,7 @@ export async function consume(
   const dl = { js, run, producer, log, stats };
 
   if (opts.ensure !== false) await ensureWorkConsumer(await js.jetstreamManager(), run, queue, opts);
-  const consumer: Consumer = await js.consumers.get(s.workStream, s.workConsumer(queue));
+  const consumer: Consumer = await bindWorkConsumer(js, run, queue, { log, signal: opts.signal });
   // The server's settings rule (another process may have configured the run).
   const { config } = await consumer.info(true);
   const ackWaitMs = millis(config.ack_wait ?? nanos(DEFAULT_ACK_WAIT_MS));
@@ -361,6 +366,44 @@ export async function consume(
   }
 
   return { stop, done, stats, lag };
+}
+
+/** How often a worker waiting for the run's streams says so in its log. */
+export const WAIT_LOG_EVERY_MS = 30_000;
+
+/**
+ * The queue's durable consumer, once it exists. A worker may start before the trainer has created
+ * the run's streams (`srlm up` with the trainer started later, a generator on another host), so a
+ * missing stream or consumer is waited for, with a log line now and then naming what is missing,
+ * rather than created here with rights a worker does not have.
+ */
+export async function bindWorkConsumer(
+  js: JetStreamClient,
+  run: string,
+  queue: QueueName,
+  opts: { log?: Logger; signal?: AbortSignal; pollMs?: number } = {},
+): Promise<Consumer> {
+  const s = subjects(run);
+  const started = Date.now();
+  let lastLog = 0;
+  for (;;) {
+    try {
+      return await js.consumers.get(s.workStream, s.workConsumer(queue));
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    if (opts.signal?.aborted) {
+      throw new Error(`stopped while waiting for consumer ${s.workConsumer(queue)} on ${s.workStream}`);
+    }
+    if (Date.now() - lastLog >= WAIT_LOG_EVERY_MS) {
+      lastLog = Date.now();
+      opts.log?.warn(
+        { queue, stream: s.workStream, consumer: s.workConsumer(queue), waitedMs: lastLog - started },
+        "the run's work queue does not exist yet; waiting for its trainer to create it",
+      );
+    }
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 1000));
+  }
 }
 
 export interface ResultRecord {

@@ -37,7 +37,13 @@ export interface RunSubjects {
   weights: string;
   metrics: string;
   events: string;
-  dead: string;
+  /** `srlm.<run>.dead.>`: every dead letter of the run. */
+  deadAll: string;
+  /**
+   * `srlm.<run>.dead.<actor>`: dead letters published by one actor role. Each role may publish only
+   * under its own name (bus/permissions.ts), so a letter's subject says which role sent it.
+   */
+  deadOf(actor: string): string;
   control: string;
   /** JetStream stream holding the run's work queues. */
   workStream: string;
@@ -71,7 +77,12 @@ export function subjects(run: string): RunSubjects {
     weights: `${root}.weights`,
     metrics: `${root}.metrics`,
     events: `${root}.events`,
-    dead: `${root}.dead`,
+    deadAll: `${root}.dead.>`,
+    deadOf: (actor) => {
+      if (!RUN_ID.test(actor))
+        throw new Error(`invalid actor name ${JSON.stringify(actor)} for a dead-letter subject`);
+      return `${root}.dead.${actor}`;
+    },
     control: `${root}.control`,
     // Stream names may not contain '.', '*', '>'; run ids are already restricted to [A-Za-z0-9_-].
     workStream: `SRLM_${run}_WORK`,
@@ -171,7 +182,7 @@ export function describeSubjects(): SubjectRow[] {
       carries: "actor lifecycle and progress (started, stopping, stopped, progress)",
     },
     {
-      subject: `${r}.dead`,
+      subject: `${r}.dead.<actor>`,
       type: "dead.letter",
       producer: "bus runtime",
       consumer: "operators (srlm tap)",

@@ -111,7 +111,7 @@ export async function tap(
   const js: JetStreamClient = jetstream(nc);
   const streams: Array<[string, string[]]> = [
     [s.resultStream, [s.resultAll]],
-    [s.eventStream, [s.weights, s.metrics, s.events, s.dead, s.control]],
+    [s.eventStream, [s.weights, s.metrics, s.events, s.deadAll, s.control]],
   ];
   const closers: Array<() => Promise<unknown>> = [];
   for (const [stream, streamSubjects] of streams) {

@@ -5,7 +5,7 @@
 // POSIX-shell guard sits between them: it starts the server, stops it when srlm's pid is gone
 // (checked every second) or when the guard itself gets SIGTERM, and exits with it.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -60,6 +60,13 @@ export interface EmbeddedOptions {
   maxPayload?: number;
   // Where the JetStream store lives; a fresh temporary folder (removed on stop) when absent.
   storeDir?: string;
+  /**
+   * Server config text (accounts, users and their permissions: bus/permissions.ts). It holds
+   * public nkeys only, so the file it goes to is no secret; removed on stop all the same.
+   */
+  conf?: string;
+  /** Where the server's own log goes too (permission violations are logged there). */
+  logFile?: string;
 }
 
 export async function startEmbeddedNats(options: EmbeddedOptions = {}): Promise<EmbeddedNats> {
@@ -69,6 +76,14 @@ export async function startEmbeddedNats(options: EmbeddedOptions = {}): Promise<
   const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), "srlm-nats-"));
   const args = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir];
   if (options.maxPayload) args.push("--max_payload", String(options.maxPayload));
+  let confDir: string | null = null;
+  if (options.conf !== undefined) {
+    confDir = mkdtempSync(join(tmpdir(), "srlm-nats-conf-"));
+    const confFile = join(confDir, "server.conf");
+    writeFileSync(confFile, `${options.conf}\n`, { mode: 0o600 });
+    args.push("-c", confFile);
+  }
+  const logStream = options.logFile ? createWriteStream(options.logFile, { flags: "a" }) : null;
   const guard = [
     `"$0" "$@" & server=$!`,
     `echo $server`,
@@ -82,6 +97,7 @@ export async function startEmbeddedNats(options: EmbeddedOptions = {}): Promise<
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
+    logStream?.write(chunk);
   });
   // The guard's one line of output: the server's pid.
   let stdout = "";
@@ -117,6 +133,8 @@ export async function startEmbeddedNats(options: EmbeddedOptions = {}): Promise<
       if (!exited) child.kill("SIGKILL");
     }
     if (ownStore) rmSync(storeDir, { recursive: true, force: true });
+    if (confDir) rmSync(confDir, { recursive: true, force: true });
+    logStream?.end();
   };
   for (let i = 0; i < 100; i++) {
     if (exited) throw new Error(`nats-server exited at start: ${stderr.trim() || "no output"}`);

@@ -82,6 +82,23 @@ withCommonFlags(program.command("control"))
     process.exitCode = await controlCommand(configFromFlags(flags), command, flags.reason);
   });
 
+program
+  .command("nats-config")
+  .description(
+    "write a nats-server config (one account, one nkey user per role with least permissions) and the role keys",
+  )
+  .requiredOption("--run <name>", "the run the users are for")
+  .option(
+    "--out <dir>",
+    "where to write server.conf, accounts.conf and <role>.nk (default ./srlm-nats-<run>)",
+  )
+  .option("--force", "replace keys already in --out")
+  .action(async (flags: { run: string; out?: string; force?: boolean }) => {
+    const { writeNatsConfig } = await import("./natsConfig.ts");
+    const result = writeNatsConfig(flags.run, flags.out ?? `srlm-nats-${flags.run}`, { force: flags.force });
+    process.stdout.write(`${result.guide}\n`);
+  });
+
 withCommonFlags(program.command("config"))
   .description("print the effective config (defaults < preset < file < SRLM_* env < flags), secrets masked")
   .action(async (flags: CommonFlags) => {

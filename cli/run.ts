@@ -2,19 +2,25 @@
 // progress on the terminal, a clean stop on Ctrl-C.
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { MultiBar, Presets, type SingleBar } from "cli-progress";
 import { busOptions } from "../actors/start.ts";
-import { connectBus } from "../bus/connect.ts";
+import { type BusOptions, connectBus } from "../bus/connect.ts";
 import { decodeEnvelope } from "../bus/envelope.ts";
 import type { RunDoneBody, StageProgressBody } from "../bus/messages.ts";
+import { accountsConfig, generateRoleKeys, ROLES, type Role, type RoleKey } from "../bus/permissions.ts";
+import { ensureStreams } from "../bus/queues.ts";
 import { subjects } from "../bus/subjects.ts";
 import type { Config } from "../config/schema.ts";
-import { secretEnv, withoutSecrets } from "../config/secrets.ts";
+import { nkeyOnlyEnv, secretEnv, withoutSecrets } from "../config/secrets.ts";
 import { type EmbeddedNats, startEmbeddedNats } from "./embeddedNats.ts";
 import { type ActorCommand, type ActorSpec, Supervisor } from "./supervisor.ts";
 
 interface System {
   cfg: Config;
+  /** How this process connects as `role` (the embedded server's per-run keys, or the config's). */
+  bus(role: Role): BusOptions;
   nats: EmbeddedNats | null;
   supervisor: Supervisor;
   /** Resolves with the reason once the run cannot go on: a role is down, or the embedded NATS died. */
@@ -49,15 +55,35 @@ async function startSystem(
     fail = r;
   });
   let nats: EmbeddedNats | null = null;
+  // Keys made for this run alone: the server gets their public halves, each actor its own seed
+  // through its environment; no seed is written anywhere or outlives the run.
+  let keys: Record<Role, RoleKey> | null = null;
   if (!cfg.nats.url) {
-    nats = await startEmbeddedNats({ storeDir: undefined });
-    cfg.nats.url = nats.url;
-    say(`srlm: started nats-server with JetStream at ${nats.url}`);
-    hooks.onNats?.(nats);
+    keys = generateRoleKeys();
+    const publicKeys = Object.fromEntries(ROLES.map((r) => [r, keys?.[r].publicKey])) as Record<Role, string>;
+    mkdirSync(join(cfg.out, "logs"), { recursive: true });
+    nats = await startEmbeddedNats({
+      conf: accountsConfig(cfg.run, publicKeys),
+      logFile: join(cfg.out, "logs", "nats-server.log"),
+    });
+    // Only the embedded server's own users get in: whatever auth the config named is not for it.
+    cfg.nats = { url: nats.url };
+    say(`srlm: started nats-server with JetStream at ${nats.url}, one user per role (bus/permissions.ts)`);
     // Its store is a temporary folder and every actor holds connections to it: a restart would
     // lose the run's queues, so a dead embedded server ends the run.
     void nats.died.then((why) => fail(`the embedded ${why}; the run cannot go on without its bus`));
   }
+  const bus = (role: Role): BusOptions => {
+    const opts = busOptions(cfg, role);
+    return keys ? { ...opts, nkeySeed: keys[role].seed } : opts;
+  };
+  // The run's streams and consumers exist before any worker looks for them; only the trainer's
+  // user may create them, so this connects as the trainer (the trainer itself checks them again).
+  await setUpStreams(bus("trainer"), cfg).catch(async (err: Error) => {
+    await nats?.stop();
+    throw err;
+  });
+  if (nats) hooks.onNats?.(nats);
   // Secrets reach the actors through their environment only; the file is private anyway.
   const configFile = join(cfg.out, "config.json");
   writeFileSync(configFile, `${JSON.stringify(withoutSecrets(cfg), null, 2)}\n`, { mode: 0o600 });
@@ -95,15 +121,24 @@ async function startSystem(
       },
     },
   );
-  const specs: ActorSpec[] = [{ actor: "reference", instance: "r0", configFile }];
+  const env = (role: Role) => (keys ? { env: nkeyOnlyEnv(keys[role].seed) } : {});
+  const specs: ActorSpec[] = [{ actor: "reference", instance: "r0", configFile, ...env("reference") }];
   for (let i = 0; i < cfg.actors.generators; i++)
-    specs.push({ actor: "generator", instance: `g${i}`, configFile });
+    specs.push({ actor: "generator", instance: `g${i}`, configFile, ...env("generator") });
   for (let i = 0; i < cfg.actors.judges; i++)
-    specs.push({ actor: "judge", instance: `j${i}`, configFile, impl: cfg.actors.judgeImpl });
-  if (withTrainer) specs.push({ actor: "trainer", instance: "t0", configFile, restart: false });
+    specs.push({
+      actor: "judge",
+      instance: `j${i}`,
+      configFile,
+      impl: cfg.actors.judgeImpl,
+      ...env("judge"),
+    });
+  if (withTrainer)
+    specs.push({ actor: "trainer", instance: "t0", configFile, restart: false, ...env("trainer") });
   for (const spec of specs) supervisor.start(spec);
   return {
     cfg,
+    bus,
     nats,
     supervisor,
     failed,
@@ -112,6 +147,18 @@ async function startSystem(
       await nats?.stop();
     },
   };
+}
+
+async function setUpStreams(opts: BusOptions, cfg: Config): Promise<void> {
+  const nc = await connectBus({ ...opts, name: "srlm-setup" });
+  try {
+    await ensureStreams(await jetstreamManager(nc), cfg.run, {
+      ackWaitMs: cfg.actors.ackWaitMs,
+      maxDeliver: cfg.actors.maxDeliver,
+    });
+  } finally {
+    await nc.close();
+  }
 }
 
 class ProgressView {
@@ -177,7 +224,20 @@ export async function runLoop(input: Config, hooks: RunHooks = {}): Promise<numb
   });
   const system = await startSystem(input, true, hooks, (code) => trainerExit(code));
   const { cfg } = system;
-  const nc = await connectBus(busOptions(cfg));
+  let nc: NatsConnection;
+  try {
+    nc = await connectBus(system.bus("reader"));
+  } catch (err) {
+    // A bus that died under the connection is the run's failure, said as such, not a connect error.
+    const died = await Promise.race([
+      system.failed,
+      new Promise<null>((r) => setTimeout(() => r(null), 3000)),
+    ]);
+    await system.stop();
+    if (died === null) throw err;
+    say(`srlm: the run failed: ${died}; actors stopped; logs: ${join(cfg.out, "logs")}`);
+    return 1;
+  }
   const view = new ProgressView();
   let done: RunDoneBody | null = null;
   const finished = new Promise<void>((resolveDone) => {
@@ -237,9 +297,17 @@ export async function runLoop(input: Config, hooks: RunHooks = {}): Promise<numb
 export async function up(input: Config, hooks: RunHooks = {}): Promise<number> {
   const say = hooks.say ?? stderrLine;
   const system = await startSystem(input, false, hooks);
+  const { run, nats } = system.cfg;
   say(
-    `srlm: actors of run ${system.cfg.run} are up against ${system.cfg.nats.url}; start a trainer with ` +
-      `\`srlm actor trainer --nats ${system.cfg.nats.url} --run ${system.cfg.run}\`; Ctrl-C stops everything`,
+    system.nats
+      ? `srlm: actors of run ${run} are up against the embedded ${nats.url}, which admits only the ` +
+          "processes srlm started (keys made for this run, held in their environment); to add a trainer " +
+          `or other actors from elsewhere, run a server of your own: \`srlm nats-config --run ${run} --out DIR\`, ` +
+          `\`nats-server -js -c DIR/server.conf\`, then \`srlm up --nats URL --run ${run} --set nats.keysDir=DIR\`; ` +
+          "Ctrl-C stops everything"
+      : `srlm: actors of run ${run} are up against ${nats.url}; start a trainer with ` +
+          `\`srlm actor trainer --nats ${nats.url} --run ${run}${nats.keysDir ? ` --set nats.keysDir=${nats.keysDir}` : ""}\`; ` +
+          "Ctrl-C stops everything",
   );
   const stopSignal = interruption();
   const outcome = await Promise.race([stopSignal.interrupted, system.failed]);

@@ -11,7 +11,7 @@ import { tap } from "../bus/tap.ts";
 import type { Config } from "../config/schema.ts";
 
 export async function status(cfg: Config): Promise<number> {
-  const nc = await connectBus(busOptions(cfg));
+  const nc = await connectBus(busOptions(cfg, "reader"));
   try {
     const st = await busStatus(nc, cfg.run);
     const out: string[] = [`run ${st.run}: ${st.actors.length} live actor(s)`];
@@ -41,7 +41,7 @@ export async function tapCommand(
   pattern: string | undefined,
   flags: { raw?: boolean; since?: string },
 ): Promise<number> {
-  const nc = await connectBus(busOptions(cfg));
+  const nc = await connectBus(busOptions(cfg, "reader"));
   const since =
     flags.since === undefined ? undefined : /^\d+$/.test(flags.since) ? Number(flags.since) : flags.since;
   const stop = await tap(nc, pattern ?? `srlm.${cfg.run}.>`, {
@@ -62,7 +62,7 @@ export async function controlCommand(cfg: Config, command: string, reason?: stri
   if (!["pause", "resume", "stop"].includes(command)) {
     throw new Error(`srlm control ${command}: use pause, resume or stop`);
   }
-  const nc = await connectBus(busOptions(cfg));
+  const nc = await connectBus(busOptions(cfg, "operator"));
   try {
     const env = makeEnvelope(
       "control",

@@ -21,6 +21,11 @@ export interface ActorSpec {
   configFile: string;
   /** Restart after a crash (default true); the trainer holds the schedule and is not restarted. */
   restart?: boolean;
+  /**
+   * This instance's own environment on top of the supervisor's (its role's credentials); a key set
+   * to undefined is removed from what the child inherits.
+   */
+  env?: Record<string, string | undefined>;
 }
 
 export interface RestartPolicy {
@@ -73,7 +78,7 @@ export interface SupervisorOptions {
   policy?: Partial<RestartPolicy>;
   command?: ActorCommand;
   /** Added to the children's environment (secrets travel here, never in a file). */
-  env?: Record<string, string>;
+  env?: Record<string, string | undefined>;
 }
 
 interface Instance {
@@ -94,7 +99,7 @@ export class Supervisor {
   private stopping = false;
   private policy: RestartPolicy;
   private command: ActorCommand;
-  private env: Record<string, string>;
+  private env: Record<string, string | undefined>;
 
   constructor(
     private logDir: string,
@@ -118,10 +123,14 @@ export class Supervisor {
   private spawn(inst: Instance): void {
     const { spec } = inst;
     const { command, args } = this.command(spec);
-    const child = spawn(command, args, {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, ...this.env, [SUPERVISOR_PID_ENV]: String(process.pid) },
-    });
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...this.env,
+      ...spec.env,
+      [SUPERVISOR_PID_ENV]: String(process.pid),
+    };
+    for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env });
     const log = createWriteStream(join(this.logDir, `${spec.actor}-${spec.instance}.log`), { flags: "a" });
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });

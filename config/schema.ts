@@ -18,6 +18,9 @@ export const natsSchema = z
     token: z.string().optional(),
     nkeySeed: z.string().optional(),
     credsFile: z.string().optional(),
+    // A folder of per-role nkey seeds (`<role>.nk`, as `srlm nats-config` writes): each actor and
+    // CLI command connects as its own role's user.
+    keysDir: z.string().optional(),
     tls: z
       .object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() })
       .strict()

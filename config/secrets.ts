@@ -43,3 +43,19 @@ export function secretEnv(cfg: Config): Record<string, string> {
   }
   return env;
 }
+
+/**
+ * The environment that makes a child connect as exactly one nkey user: the seed, and every other
+ * way of authenticating the parent's own environment may carry removed (undefined), so a
+ * SRLM_NATS__USER left in the shell cannot ride along and confuse the server.
+ */
+export function nkeyOnlyEnv(seed: string): Record<string, string | undefined> {
+  return {
+    SRLM_NATS__USER: undefined,
+    SRLM_NATS__PASS: undefined,
+    SRLM_NATS__TOKEN: undefined,
+    SRLM_NATS__CREDS_FILE: undefined,
+    SRLM_NATS__KEYS_DIR: undefined,
+    [ENV_NAMES.nkeySeed]: seed,
+  };
+}

@@ -125,13 +125,27 @@ export class JobBoard implements Workers {
       run: this.run,
       producer: this.producer,
     });
-    this.deadSub = this.nc.subscribe(subjects(this.run).dead, {
+    this.deadSub = this.nc.subscribe(subjects(this.run).deadAll, {
       callback: (_err, m) => {
         const dead = decodeEnvelope(m.subject, m.data);
         if (!dead.ok || dead.msg.type !== "dead.letter") return;
         const letter = dead.msg.body as DeadLetterBody;
         const job = decodeEnvelope(letter.subject, letter.raw);
-        if (job.ok) this.settle(job.msg.id, { ok: false, jobId: job.msg.id, reason: letter.reason });
+        if (!job.ok) return;
+        const waiter = this.waiters.get(job.msg.id);
+        if (!waiter) return;
+        // The subject's last token is the sending role (the server enforces it where permissions
+        // are on): only the role that works a queue, or this trainer, may give up on its jobs.
+        const sender = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+        const worker = PROTOCOL[waiter.queue].answeredBy;
+        if (sender !== worker && sender !== this.producer.actor) {
+          this.log?.warn(
+            { job: job.msg.id, queue: waiter.queue, sender },
+            `dead letter for a ${waiter.queue} job from a ${sender}; only a ${worker} or the trainer may fail it`,
+          );
+          return;
+        }
+        this.settle(job.msg.id, { ok: false, jobId: job.msg.id, reason: letter.reason });
       },
     });
   }

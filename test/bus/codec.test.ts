@@ -119,7 +119,9 @@ test("subjects live under srlm.<run> and run ids are validated", () => {
   const s = subjects("run_1-a");
   assert.equal(s.work("samples"), "srlm.run_1-a.work.samples");
   assert.equal(s.result("reflogprobs"), "srlm.run_1-a.result.reflogprobs");
-  assert.equal(s.dead, "srlm.run_1-a.dead");
+  assert.equal(s.deadAll, "srlm.run_1-a.dead.>");
+  assert.equal(s.deadOf("judge"), "srlm.run_1-a.dead.judge");
+  assert.throws(() => s.deadOf("a.b"), /invalid actor name/);
   assert.equal(s.workStream, "SRLM_run_1-a_WORK");
   assert.throws(() => assertRunId("a.b"), /invalid run id/);
   assert.throws(() => subjects("a b"), /invalid run id/);

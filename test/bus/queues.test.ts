@@ -48,7 +48,7 @@ function until(cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<voi
 
 function collectDead(run: string): DeadLetterBody[] {
   const dead: DeadLetterBody[] = [];
-  nc.subscribe(subjects(run).dead, {
+  nc.subscribe(subjects(run).deadAll, {
     callback: (_err, m) => {
       const d = decodeEnvelope(m.subject, m.data);
       assert.ok(d.ok, "dead letters are valid messages themselves");

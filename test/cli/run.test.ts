@@ -9,6 +9,7 @@ import { after, test } from "node:test";
 import { runLoop } from "../../cli/run.ts";
 import type { ActorCommand } from "../../cli/supervisor.ts";
 import { loadConfig } from "../../config/load.ts";
+import { startNatsServer } from "../helpers/nats.ts";
 
 const dirs: string[] = [];
 after(() => {
@@ -21,7 +22,7 @@ function config(extra: Record<string, unknown> = {}) {
   return loadConfig({ env: {}, flags: { out, run: "fake", "nats.url": "", ...extra } });
 }
 
-// Each fake actor writes the password it was given next to the config, then idles; `crash` ones exit 1.
+// Each fake actor writes the credentials it was given next to the config, then idles; `crash` ones exit 1.
 const fakeActors =
   (crash: string[] = []): ActorCommand =>
   (spec) => ({
@@ -30,14 +31,20 @@ const fakeActors =
       "-e",
       crash.includes(spec.actor)
         ? "process.exit(1)"
-        : `require("node:fs").writeFileSync(process.argv[1], process.env.SRLM_NATS__PASS ?? "<none>");
+        : `const e = process.env;
+           require("node:fs").writeFileSync(process.argv[1], e.SRLM_NATS__PASS ?? "<none>");
+           require("node:fs").writeFileSync(process.argv[1] + ".seed", e.SRLM_NATS__NKEY_SEED ?? "<none>");
            setInterval(() => {}, 1000);`,
       `${spec.configFile}.${spec.actor}-${spec.instance}.pass`,
     ],
   });
 
 test("a role that keeps crashing fails the run with a message naming it", async () => {
+  // A server of the user's own with a password: the actors must get it, through their environment.
+  const server = await startNatsServer({ conf: "authorization { user: alice, password: hunter2 }" });
+  after(() => server.stop());
   const cfg = config({
+    "nats.url": server.url,
     "nats.user": "alice",
     "nats.pass": "hunter2",
     "actors.restartBudget": 2,
@@ -68,6 +75,46 @@ test("a role that keeps crashing fails the run with a message naming it", async 
     "hunter2",
     "the actor got the password through its environment",
   );
+});
+
+test("with the embedded server each actor gets its own role's key, in its environment only", async () => {
+  const cfg = config({ "nats.user": "alice", "nats.pass": "hunter2" });
+  const lines: string[] = [];
+  let stopAt: () => void = () => {};
+  const stopped = new Promise<void>((r) => {
+    stopAt = r;
+  });
+  const running = runLoop(cfg, {
+    command: fakeActors(),
+    say: (l) => lines.push(l),
+    onNats: (nats) => {
+      // Once the actors had time to start, end the run the way a dead bus does.
+      setTimeout(() => {
+        process.kill(nats.pid, "SIGKILL");
+        stopAt();
+      }, 3000);
+    },
+  });
+  await stopped;
+  assert.equal(await running, 1);
+  assert.match(lines.join("\n"), /one user per role/);
+  const configFile = join(cfg.out, "config.json");
+  const stored = readFileSync(configFile, "utf8");
+  const seeds = new Map<string, string>();
+  for (const who of ["reference-r0", "generator-g0", "judge-j0", "trainer-t0"]) {
+    const base = `${configFile}.${who}.pass`;
+    assert.equal(
+      readFileSync(base, "utf8"),
+      "<none>",
+      `${who} got the config's password for a server it is not for`,
+    );
+    const seed = readFileSync(`${base}.seed`, "utf8");
+    assert.match(seed, /^SU[A-Z2-7]{56}$/, `${who} got no nkey seed`);
+    assert.ok(!stored.includes(seed), `${who}'s seed is in ${configFile}`);
+    seeds.set(who, seed);
+  }
+  assert.equal(new Set(seeds.values()).size, 4, "every role has a key of its own");
+  assert.ok(!JSON.parse(stored).nats.user, "the embedded server's actors do not carry the config's user");
 });
 
 test("the embedded nats-server dying fails the run instead of hanging it", async () => {

@@ -34,7 +34,7 @@ after(async () => {
 
 test("garbage and wrongly typed messages on control land in the dead subject; a valid pause applies", async () => {
   const dead: DeadLetterBody[] = [];
-  const deadSub = nc.subscribe(s.dead, {
+  const deadSub = nc.subscribe(s.deadAll, {
     callback: (_err, m) => {
       const d = decodeEnvelope(m.subject, m.data);
       if (d.ok && d.msg.type === "dead.letter") dead.push(d.msg.body as DeadLetterBody);

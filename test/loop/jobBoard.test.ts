@@ -9,6 +9,7 @@ import { connectBus } from "../../bus/connect.ts";
 import { makeEnvelope } from "../../bus/envelope.ts";
 import type { PromptsResultBody } from "../../bus/messages.ts";
 import { consume, ensureStreams, publishResult, resultMsgID } from "../../bus/queues.ts";
+import { subjects } from "../../bus/subjects.ts";
 import { type NatsServerHandle, startNatsServer } from "../helpers/nats.ts";
 
 const producer = { actor: "trainer", instance: "test" };
@@ -98,6 +99,51 @@ test("results for unknown jobs are bounded: the oldest beyond the limit are drop
     await until("three drops", () => board.counts.earlyDropped === 3);
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(board.counts.earlyDropped, 3, "only what exceeds the bound is dropped");
+  } finally {
+    await board.close();
+  }
+});
+
+test("a dead letter fails a job only when the role that works its queue (or the trainer) sent it", async () => {
+  const run = "deadrole";
+  // One delivery: a failing handler dead-letters the job at once.
+  await ensureStreams(await jetstreamManager(nc), run, { maxDeliver: 1 });
+  const judgeLetters: string[] = [];
+  nc.subscribe(subjects(run).deadOf("judge"), {
+    callback: (_e, m) => {
+      judgeLetters.push(m.subject);
+    },
+  });
+  const board = await JobBoard.open(nc, js, run, producer, { timeoutMs: 60_000 });
+  // Each job is dead-lettered as soon as it is enqueued, by whoever `by` names.
+  const letterFrom = (by: string) =>
+    consume(
+      js,
+      run,
+      "prompts",
+      async () => {
+        throw new Error(`failed at the ${by}`);
+      },
+      { producer: { actor: by, instance: "x" }, maxDeliver: 1 },
+    );
+  try {
+    const judge = await letterFrom("judge");
+    let settled = false;
+    const forged = board.submit("prompts", promptsJob).then((o) => {
+      settled = true;
+      return o;
+    });
+    await until("the judge's dead letter", () => judgeLetters.length === 1);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(settled, false, "a judge's dead letter failed a generator's job");
+    await judge.stop();
+    // The same kind of letter from the generator settles a fresh job at once.
+    const generator = await letterFrom("generator");
+    const outcome = await board.submit("prompts", promptsJob);
+    assert.equal(outcome.ok, false);
+    assert.match(outcome.ok ? "" : outcome.reason, /failed at the generator/);
+    await generator.stop();
+    void forged;
   } finally {
     await board.close();
   }

@@ -123,7 +123,7 @@ before(async () => {
         },
       }),
     );
-  on(s.dead, (type, body) => type === "dead.letter" && dead.push(body as DeadLetterBody));
+  on(s.deadAll, (type, body) => type === "dead.letter" && dead.push(body as DeadLetterBody));
   on(s.events, (type, body) => type === "actor.event" && events.push(body as ActorEventBody));
   board = await JobBoard.open(nc, js, RUN, { actor: "trainer", instance: "test" });
 });

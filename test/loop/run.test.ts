@@ -1,7 +1,9 @@
-// The whole self-rewarding loop, as a user runs it: `srlm run --preset tiny` against a real
-// nats-server, one process per actor. It checks that the loop completes, that pairs were
-// trained, that the weights advanced, and that the report is complete; it does not assert gains
-// (the tiny preset is far too small for them).
+// The whole self-rewarding loop, as a user runs it: `srlm run --preset tiny` with its embedded
+// nats-server, one process per actor, each connected as its own role's user with the least
+// permissions of bus/permissions.ts. It checks that the loop completes, that pairs were trained,
+// that the weights advanced, that the report is complete, and that the server refused nothing
+// (a permission the table lacks shows up as a violation in the server's log); it does not
+// assert gains (the tiny preset is far too small for them).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -9,19 +11,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { type NatsServerHandle, startNatsServer } from "../helpers/nats.ts";
 
 const srlm = fileURLToPath(new URL("../../bin/srlm.js", import.meta.url));
-let server: NatsServerHandle;
 let out: string;
 
-before(async () => {
-  server = await startNatsServer();
+before(() => {
   out = mkdtempSync(join(tmpdir(), "srlm-run-"));
 });
 
-after(async () => {
-  await server?.stop();
+after(() => {
   rmSync(out, { recursive: true, force: true });
 });
 
@@ -41,18 +39,14 @@ function runSrlm(args: string[]): Promise<{ code: number | null; stdout: string;
 }
 
 test("srlm run --preset tiny: M1 → M2 → M3 over NATS with trained pairs and a complete report", async () => {
-  const { code, stdout, stderr } = await runSrlm([
-    "run",
-    "--preset",
-    "tiny",
-    "--nats",
-    server.url,
-    "--run",
-    "ci",
-    "--out",
-    out,
-  ]);
+  const { code, stdout, stderr } = await runSrlm(["run", "--preset", "tiny", "--run", "ci", "--out", out]);
   assert.equal(code, 0, `srlm run failed:\n${stdout}\n${stderr}`);
+  assert.match(stderr, /started nats-server .* one user per role/);
+  const serverLog = readFileSync(join(out, "logs", "nats-server.log"), "utf8");
+  const violations = serverLog.split("\n").filter((l) => /Violation/.test(l));
+  assert.deepEqual(violations, [], "the server refused an actor something its role needs");
+  // Service discovery answered across users: the trainer collected the judge's stats.
+  assert.match(stdout, /judge\/j0 idle [\d.]+ of [\d.]+ s \([1-9]\d* jobs\)/);
   const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
   assert.equal(report.method, "self-rewarding");
   assert.equal(report.preset, "tiny");

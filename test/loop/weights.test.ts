@@ -65,7 +65,7 @@ before(async () => {
   nc = await connectBus({ servers: [server.url] });
   js = jetstream(nc);
   await ensureStreams(await jetstreamManager(nc), RUN);
-  nc.subscribe(s.dead, {
+  nc.subscribe(s.deadAll, {
     callback: (_err, m) => {
       const d = decodeEnvelope(m.subject, m.data);
       if (d.ok && d.msg.type === "dead.letter") dead.push(d.msg.body as DeadLetterBody);
