@@ -213,6 +213,8 @@ export const ScoresResult = defineMessage(
     }),
     // scores[c][s]: judge sample s of candidate c; null where the judgement did not parse.
     scores: z.array(z.array(z.number().nullable())),
+    // texts[c][s]: what an LLM judge wrote for scores[c][s], so a tap shows how it judged.
+    texts: z.array(z.array(z.string())).optional(),
     parseFailures: count,
     judgements: count,
     // A/B mode: the second judge's mean score per candidate, and how often the two agree.

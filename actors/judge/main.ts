@@ -48,6 +48,8 @@ export interface Judgements {
   scores: (number | null)[][];
   parseFailures: number;
   judgements: number;
+  /** What an LLM judge wrote, per candidate and sample (absent for the verifier). */
+  texts?: string[][];
 }
 
 /** The policy judges each candidate by answering the judge prompt the trainer rendered for it. */
@@ -62,7 +64,8 @@ export function judgeWithPolicy(policy: Policy, job: JudgeJobBody): Judgements {
       return null;
     }),
   );
-  return { scores, parseFailures, judgements: job.candidates.length * job.samples };
+  const texts = samples.map((perCandidate) => perCandidate.samples.map((s) => s.text));
+  return { scores, parseFailures, judgements: job.candidates.length * job.samples, texts };
 }
 
 export function judgeWithVerifier(job: JudgeJobBody): Judgements {

@@ -179,7 +179,7 @@ export class OpenAIJudge {
         return null;
       }),
     );
-    return { scores, parseFailures, judgements: job.candidates.length * job.samples };
+    return { scores, parseFailures, judgements: job.candidates.length * job.samples, texts };
   }
 
   // A candidate's judgements. Servers that ignore `n` answer with one choice; the rest are asked

@@ -194,6 +194,7 @@ test("a judge swapped from verifier to ab mid-run answers the same board; A/B re
     assert.equal(r.parseFailures, 0);
     assert.equal(r.judgements, ITEMS[i].candidates.length * SAMPLES);
     assert.equal(r.secondary, undefined);
+    assert.equal(r.texts, undefined, "the verifier writes no judgement");
   });
 
   // 2. Stop it: it drains and exits 0. Nothing else restarts: same server, same connection, same board.
@@ -224,6 +225,11 @@ test("a judge swapped from verifier to ab mid-run answers the same board; A/B re
     // The self judge: one entry per candidate and sample; an unparsable judgement is null and counted.
     assert.equal(r.judgements, item.candidates.length * SAMPLES);
     assert.equal(r.scores.length, item.candidates.length);
+    // What the self judge wrote travels with its scores, for whoever taps result.scores.
+    assert.deepEqual(
+      r.texts?.map((t) => t.length),
+      item.candidates.map(() => SAMPLES),
+    );
     for (const samples of r.scores) {
       assert.equal(samples.length, SAMPLES);
       for (const s of samples)
