@@ -11,6 +11,8 @@ export interface StepReport {
   step: number;
   total: number;
   loss: number;
+  /** Global gradient norm before clipping (cross-entropy steps), to see spikes in a run's log. */
+  gradNorm?: number;
 }
 
 function trainerFor(
@@ -30,6 +32,7 @@ function trainerFor(
     },
     weightDecay: optim.weightDecay,
     maxGradNorm: optim.gradClip,
+    sftLossPer: optim.lossPer,
     seed,
     dpoBeta,
     dpoNllWeight,
@@ -58,8 +61,9 @@ async function crossEntropySteps(
   const rng = makeRng(seed);
   let loss = Number.NaN;
   for (let step = 0; step < optim.steps; step++) {
-    loss = trainer.sftStep(batchOf(rng, rows, optim.batchSize)).loss;
-    onStep({ step: step + 1, total: optim.steps, loss });
+    const stats = trainer.sftStep(batchOf(rng, rows, optim.batchSize));
+    loss = stats.loss;
+    onStep({ step: step + 1, total: optim.steps, loss, gradNorm: stats.gradNorm });
     await yieldToEventLoop();
   }
   trainer.optimizer.dispose();
