@@ -77,6 +77,9 @@ export const dataSchema = z
     eftSize: nonNegativeInt.default(600),
     heldOutSize: positiveInt.default(400),
     judgeEvalSize: positiveInt.default(60),
+    // Prompts for choosing settings (bench/m1Stability.ts), kept out of training like held-out.
+    // Unset, not 0, by default: stage keys (stageCache.ts) of runs from before it stay valid.
+    devSize: nonNegativeInt.optional(),
   })
   .strict();
 
@@ -88,6 +91,9 @@ const optimSchema = z
     warmupSteps: nonNegativeInt.default(0),
     weightDecay: z.number().nonnegative().default(0),
     gradClip: z.number().positive().default(1),
+    // Cross-entropy stages: average the loss over target tokens (unset, the default) or over
+    // examples, each its own token mean, so that a mix of short and long targets trains both.
+    lossPer: z.enum(["token", "example"]).optional(),
   })
   .strict();
 

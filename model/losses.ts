@@ -11,19 +11,24 @@ export function responseTokenCount(batch: PromptResponse[]): number {
 }
 
 /** Cross-entropy on response tokens only (prompt tokens masked out), summed and divided by
- * `normaliser` (default: this batch's response token count, i.e. the per-token mean). */
+ * `normaliser` (default: this batch's response token count, i.e. the per-token mean). With
+ * `perExample`, each row's sum is first divided by its own token count, so every example weighs
+ * the same whatever its length (then `normaliser` defaults to the number of rows). */
 export function sftLoss(
   model: Llama,
   batch: PromptResponse[],
-  opts: { normaliser?: number; training?: boolean; dropoutSeed?: number } = {},
+  opts: { normaliser?: number; training?: boolean; dropoutSeed?: number; perExample?: boolean } = {},
 ): tf.Scalar {
-  const normaliser = opts.normaliser ?? responseTokenCount(batch);
+  const normaliser = opts.normaliser ?? (opts.perExample ? batch.length : responseTokenCount(batch));
   if (normaliser <= 0) throw new Error("sftLoss: batch has no response tokens");
   const { sum } = responseLogProbsTensor(model, batch, {
     training: opts.training ?? true,
     dropoutSeed: opts.dropoutSeed,
   });
-  return sum.sum().neg().div(normaliser);
+  const rows = opts.perExample
+    ? sum.div(tf.tensor1d(batch.map((ex) => Math.max(1, ex.response.length))))
+    : sum;
+  return rows.sum().neg().div(normaliser);
 }
 
 export interface DpoTerms {

@@ -24,6 +24,9 @@ export interface TrainerOptions {
   microBatchSize?: number;
   /** Seeds dropout masks. */
   seed?: number;
+  /** SFT loss: the mean over the batch's response tokens (default) or over its examples, each
+   * example's own token mean (losses.ts sftLoss). */
+  sftLossPer?: "token" | "example";
   dpoBeta?: number;
   /** Weight of an NLL term on the chosen answers in dpoStep (0 = plain DPO). */
   dpoNllWeight?: number;
@@ -158,14 +161,16 @@ export class Trainer {
     return { ...totals, step: this.step, lr, gradNorm: norm, loss: totals.loss };
   }
 
-  /** Cross-entropy on response tokens (mean over the batch's response tokens). */
+  /** Cross-entropy on response tokens (mean over the batch's response tokens, or over its examples). */
   sftStep(batch: PromptResponse[]): StepStats & { tokens: number } {
     const tokens = responseTokenCount(batch);
+    const perExample = this.opts.sftLossPer === "example";
     const stats = this.update(
       batch,
       (micro) => ({
         loss: sftLoss(this.model, micro, {
-          normaliser: tokens,
+          normaliser: perExample ? batch.length : tokens,
+          perExample,
           training: true,
           dropoutSeed: this.rng.nextUint32(),
         }),

@@ -22,6 +22,8 @@ export interface SeedDataOptions {
   eftSize: number;
   heldOutSize: number;
   judgeEvalSize: number;
+  /** Prompts for choosing settings (default 0), reserved from training like the held-out set. */
+  devSize?: number;
   pretrainSize: number;
   /** Share of pretraining task lines with the correct answer; the rest are flawed, as web text is. */
   pretrainCorrect?: number;
@@ -59,6 +61,8 @@ export interface SeedData {
   eft: PromptResponse[];
   heldOut: HeldOutItem[];
   judgeEval: JudgeEvalItem[];
+  /** Prompts to tune settings on, so that the held-out set stays unseen by every choice. */
+  dev: HeldOutItem[];
   /** Few-shot pool for self-instruct: the IFT prompts. */
   seedPrompts: string[];
   /** Prompt-writing prompt (few-shot seed prompts) → a new task prompt, for SFT. */
@@ -251,8 +255,15 @@ function draw(
 }
 
 function checkSizes(options: SeedDataOptions): void {
-  for (const key of ["iftSize", "eftSize", "heldOutSize", "judgeEvalSize", "pretrainSize"] as const) {
-    const v = options[key];
+  for (const key of [
+    "iftSize",
+    "eftSize",
+    "heldOutSize",
+    "judgeEvalSize",
+    "pretrainSize",
+    "devSize",
+  ] as const) {
+    const v = options[key] ?? 0;
     if (!Number.isInteger(v) || v < 0)
       throw new Error(`buildSeedData: ${key} must be a non-negative integer, got ${v}`);
   }
@@ -275,8 +286,13 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
   const judgeRng = stream("judgeEval");
   const judgeInstances = draw(families, judgeRng, "judgeEval", options.judgeEvalSize, reserved, true);
   for (const x of judgeInstances) reserved.add(x.prompt);
+  // Dev prompts come after the held-out and judge sets, so adding them changes neither.
+  const devInstances = draw(families, stream("dev"), "dev", options.devSize ?? 0, reserved, true);
+  for (const x of devInstances) reserved.add(x.prompt);
 
-  const heldOut = heldOutInstances.map((x) => ({ prompt: x.prompt, answer: x.answer, family: x.family }));
+  const item = (x: TaskInstance): HeldOutItem => ({ prompt: x.prompt, answer: x.answer, family: x.family });
+  const heldOut = heldOutInstances.map(item);
+  const dev = devInstances.map(item);
   const judgeEval = judgeInstances.map((x) => ({
     prompt: x.prompt,
     candidates: candidatesFor(judgeRng, x, perPrompt),
@@ -337,6 +353,7 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
     eft: eftRng.shuffle(eft),
     heldOut,
     judgeEval,
+    dev,
     seedPrompts,
     selfInstruct,
   };

@@ -13,6 +13,8 @@ export interface StepReport {
   step: number;
   total: number;
   loss: number;
+  /** Global gradient norm before clipping (cross-entropy steps), to see spikes in a run's log. */
+  gradNorm?: number;
 }
 
 function trainerFor(
@@ -32,6 +34,7 @@ function trainerFor(
     },
     weightDecay: optim.weightDecay,
     maxGradNorm: optim.gradClip,
+    sftLossPer: optim.lossPer,
     seed,
     dpoBeta,
     dpoNllWeight,
@@ -60,9 +63,9 @@ async function crossEntropySteps(
   const rng = makeRng(seed);
   const losses: number[] = [];
   for (let step = 0; step < optim.steps; step++) {
-    const loss = trainer.sftStep(batchOf(rng, rows, optim.batchSize)).loss;
-    losses.push(loss);
-    onStep({ step: step + 1, total: optim.steps, loss });
+    const stats = trainer.sftStep(batchOf(rng, rows, optim.batchSize));
+    losses.push(stats.loss);
+    onStep({ step: step + 1, total: optim.steps, loss: stats.loss, gradNorm: stats.gradNorm });
     await yieldToEventLoop();
   }
   trainer.optimizer.dispose();

@@ -40,6 +40,22 @@ test("dpoLoss matches the formula", () => {
   assert.equal(t[2], 0.5);
 });
 
+test("sftLoss perExample: the mean of each example's own token mean", async () => {
+  await useBackend("cpu");
+  const model = tinyModel(33);
+  const [perToken, perExample, rowSums] = tf.tidy(() => [
+    sftLoss(model, sftBatch, { training: false }).dataSync()[0],
+    sftLoss(model, sftBatch, { training: false, perExample: true }).dataSync()[0],
+    Array.from(responseLogProbs(model, sftBatch).sum),
+  ]);
+  const lengths = sftBatch.map((ex) => ex.response.length);
+  const tokenMean = -rowSums.reduce((a, b) => a + b, 0) / lengths.reduce((a, b) => a + b, 0);
+  const exampleMean = -rowSums.reduce((a, s, i) => a + s / lengths[i], 0) / sftBatch.length;
+  assert.ok(Math.abs(perToken - tokenMean) < 1e-4, `${perToken} vs ${tokenMean}`);
+  assert.ok(Math.abs(perExample - exampleMean) < 1e-4, `${perExample} vs ${exampleMean}`);
+  model.dispose();
+});
+
 for (const backend of BACKENDS) {
   test(`${backend}: target log-probs and the embedding lookup match their one-hot formulations, gradients too`, async () => {
     await useBackend(backend);

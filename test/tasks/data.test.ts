@@ -135,3 +135,21 @@ test("a family subset draws only from those families", () => {
 test("bad sizes are refused with the field named", () => {
   assert.throws(() => buildSeedData({ ...small, iftSize: -1 }), /iftSize must be a non-negative integer/);
 });
+
+test("dev split: leaves the held-out and judge sets as they were, and stays out of training", () => {
+  const without = buildSeedData(small);
+  const withDev = buildSeedData({ ...small, devSize: 40 });
+  assert.equal(without.dev.length, 0);
+  assert.equal(withDev.dev.length, 40);
+  assert.deepEqual(withDev.heldOut, without.heldOut);
+  assert.deepEqual(withDev.judgeEval, without.judgeEval);
+  const dev = new Set(withDev.dev.map((x) => x.prompt));
+  for (const h of [...withDev.heldOut, ...withDev.judgeEval]) assert.ok(!dev.has(h.prompt));
+  const training = [
+    ...withDev.ift.map((x) => x.prompt),
+    ...withDev.eft.flatMap((x) => taskPromptsIn(`${x.prompt}\n${x.response}`)),
+    ...withDev.pretrain.flatMap(taskPromptsIn),
+    ...withDev.selfInstruct.flatMap((x) => taskPromptsIn(`${x.prompt}\n${x.response}`)),
+  ];
+  for (const p of training) assert.ok(!dev.has(p), `dev prompt ${p} in training data`);
+});
