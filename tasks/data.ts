@@ -304,9 +304,9 @@ export function buildSeedData(options: SeedDataOptions): SeedData {
   }));
 
   // EFT prompts may repeat, each time with another response: what the judge must learn is to
-  // read responses, and with each prompt used once the demo's 1,500 examples were memorised
-  // (training loss 0.08) while the worked check stayed wrong on unseen answers (1% exact). Many
-  // more examples than there are prompts make the check generalise.
+  // read responses, and with each prompt used once the examples were memorised while the worked
+  // check stayed wrong on unseen answers. Many more examples than there are prompts make the
+  // check generalise.
   const eftRng = stream("eft");
   const eft: PromptResponse[] = [];
   for (let i = 0; i < options.eftSize; i++) {
