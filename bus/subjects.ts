@@ -123,14 +123,14 @@ export function describeSubjects(): SubjectRow[] {
       type: "job.judge",
       producer: "trainer",
       consumer: "judge",
-      carries: "judging jobs: candidates to score",
+      carries: "judging jobs: candidates to score, with their rendered judge prompts",
     },
     {
       subject: `${r}.work.reference`,
       type: "job.reference",
       producer: "trainer",
       consumer: "reference",
-      carries: "sequences to score under the frozen reference",
+      carries: "token ids (prompt, chosen, rejected) to score under the frozen reference",
     },
     {
       subject: `${r}.result.prompts`,
@@ -144,14 +144,14 @@ export function describeSubjects(): SubjectRow[] {
       type: "result.candidates",
       producer: "generator",
       consumer: "trainer",
-      carries: "candidate answers with behaviour log-probs and policy version",
+      carries: "candidate answers with their sampled token ids, behaviour log-probs and policy version",
     },
     {
       subject: `${r}.result.scores`,
       type: "result.scores",
       producer: "judge",
       consumer: "trainer",
-      carries: "judge scores per candidate",
+      carries: "judge scores per candidate, with what an LLM judge wrote",
     },
     {
       subject: `${r}.result.reflogprobs`,
