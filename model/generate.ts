@@ -273,7 +273,8 @@ export function generate(
   return out;
 }
 
-function firstStop(text: string, stops: string[]): number {
+/** Where the earliest of `stops` begins in `text`, or -1. */
+export function firstStop(text: string, stops: readonly string[]): number {
   let best = -1;
   for (const s of stops) {
     const at = text.indexOf(s);

@@ -6,7 +6,7 @@
 // answer to a seeded request depend on who else asked at the same moment.
 import { randomInt } from "node:crypto";
 import type { Policy } from "../actors/policy.ts";
-import { type FinishReason, generate } from "../model/generate.ts";
+import { type FinishReason, firstStop, generate } from "../model/generate.ts";
 import { ApiError, badRequest } from "./api.ts";
 
 /** One prompt as the model is conditioned on it, and what ends its completions. */
@@ -116,15 +116,6 @@ function topIds(logits: Float32Array, k: number): number[] {
     while (at > 0 && logits[best[at - 1]] < logits[i]) at--;
     best.splice(at, 0, i);
     if (best.length > k) best.pop();
-  }
-  return best;
-}
-
-function firstStop(text: string, stops: string[]): number {
-  let best = -1;
-  for (const s of stops) {
-    const at = text.indexOf(s);
-    if (at >= 0 && (best < 0 || at < best)) best = at;
   }
   return best;
 }
