@@ -38,6 +38,8 @@ export interface JobBoardCounts {
   timedOut: number;
   /** Results for unknown jobs dropped to keep the board bounded. */
   earlyDropped: number;
+  /** Dead letters of the run seen, by the role that sent them. */
+  deadLetters: Record<string, number>;
 }
 
 interface Waiter {
@@ -53,7 +55,7 @@ export class JobBoard implements Workers {
   // Results that arrived before anyone waited (a fast actor), for jobs of an earlier trainer life,
   // or for jobs that already timed out. Nothing claims most of them, hence the bound.
   private early = new Map<string, { msg: Envelope; subject: string }>();
-  readonly counts: JobBoardCounts = { timedOut: 0, earlyDropped: 0 };
+  readonly counts: JobBoardCounts = { timedOut: 0, earlyDropped: 0, deadLetters: {} };
   private timeoutMs: number;
   private earlyLimit: number;
   private log?: Logger;
@@ -127,6 +129,9 @@ export class JobBoard implements Workers {
     });
     this.deadSub = this.nc.subscribe(subjects(this.run).deadAll, {
       callback: (_err, m) => {
+        // Every dead letter of the run is counted by the role that sent it, for the report.
+        const from = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+        this.counts.deadLetters[from] = (this.counts.deadLetters[from] ?? 0) + 1;
         const dead = decodeEnvelope(m.subject, m.data);
         if (!dead.ok || dead.msg.type !== "dead.letter") return;
         const letter = dead.msg.body as DeadLetterBody;

@@ -66,6 +66,11 @@ export async function startTrainer(
       void ctx.publish(s.metrics, "metrics", { iteration, values: finite }).catch(() => {});
     },
     actorStats: () => actorStats(ctx),
+    busCounts: () => ({
+      deadLetters: { ...board.counts.deadLetters },
+      timedOutJobs: board.counts.timedOut,
+      droppedUnknownResults: board.counts.earlyDropped,
+    }),
   });
   const done = loop.run().then(
     async (report) => {

@@ -75,6 +75,14 @@ export interface ActorUsage {
   uptimeSeconds: number;
 }
 
+/** What the bus refused or lost over a run: nothing of it is dropped without a count. */
+export interface BusCounts {
+  /** Dead letters by the role that sent them (bad messages, refused results, exhausted jobs). */
+  deadLetters: Record<string, number>;
+  timedOutJobs: number;
+  droppedUnknownResults: number;
+}
+
 export interface RunReport {
   method: "self-rewarding";
   preset: string;
@@ -92,6 +100,8 @@ export interface RunReport {
   /** Seconds the trainer computed; wallSeconds minus this is the time it waited on the other actors. */
   trainerBusySeconds: number;
   actors: ActorUsage[];
+  /** Null when the loop ran in-process. */
+  bus: BusCounts | null;
   iterations: IterationReport[];
 }
 
@@ -161,6 +171,15 @@ export function summaryTable(report: RunReport): string {
             `${a.actor}/${a.instance} idle ${a.idleSeconds.toFixed(0)} of ${a.uptimeSeconds.toFixed(0)} s (${a.processed} jobs)`,
         )
         .join("; "),
+    ...(report.bus
+      ? [
+          `dead letters ${
+            Object.entries(report.bus.deadLetters)
+              .map(([role, n]) => `${role} ${n}`)
+              .join(", ") || "0"
+          }; jobs timed out ${report.bus.timedOutJobs}; results for unknown jobs dropped ${report.bus.droppedUnknownResults}`,
+        ]
+      : []),
     "",
   ].join("\n");
 }

@@ -53,6 +53,7 @@ import {
 } from "./pairs.ts";
 import {
   type ActorUsage,
+  type BusCounts,
   type IterationReport,
   type ModelEval,
   type RunReport,
@@ -75,6 +76,8 @@ export interface LoopIO {
   metrics(iteration: number, values: Record<string, number>): void;
   /** How busy each worker process was (empty in-process). */
   actorStats(): Promise<ActorUsage[]>;
+  /** What the transport refused or lost over the run (absent in-process). */
+  busCounts?(): BusCounts;
 }
 
 /** An operator stopped the run (`srlm control stop`): not a failure. */
@@ -379,6 +382,7 @@ export class SelfRewardingLoop {
       wallSeconds,
       trainerBusySeconds: this.trainingSeconds,
       actors: await io.actorStats(),
+      bus: io.busCounts?.() ?? null,
       iterations,
     };
   }

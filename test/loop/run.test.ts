@@ -49,6 +49,10 @@ test("srlm run --preset tiny: M1 → M2 → M3 over NATS with trained pairs and 
   assert.match(stdout, /judge\/j0 idle [\d.]+ of [\d.]+ s \([1-9]\d* jobs\)/);
   const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
   assert.equal(report.method, "self-rewarding");
+  // Nothing the bus refused or lost goes uncounted; an undisturbed run loses nothing.
+  assert.equal(report.bus.timedOutJobs, 0);
+  assert.equal(report.bus.droppedUnknownResults, 0);
+  assert.equal(typeof report.bus.deadLetters, "object");
   assert.equal(report.preset, "tiny");
   assert.ok(typeof report.backend === "string" && report.backend.length > 0);
   assert.deepEqual(
