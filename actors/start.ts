@@ -102,7 +102,7 @@ export async function startActor(
   const impl = opts.impl ?? (name === "judge" ? cfg.actors.judgeImpl : "default");
   const bus = busOptions(cfg, name as Role);
   // Only processes that compute load TensorFlow.js; a verifier or HTTP judge never does.
-  const needsModel = !(name === "judge" && (impl === "verifier" || impl === "openai"));
+  const needsModel = !(name === "judge" && (impl === "verifier" || impl === "openai" || impl === "answer"));
   const backend = needsModel ? (await selectBackend(cfg.model.backend)).name : "none";
   await runActor({
     actor: name,

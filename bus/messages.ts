@@ -185,6 +185,8 @@ export const JudgeJob = defineMessage(
       judgePrompts: z.array(z.string().min(1)).min(1),
       format,
       parser: z.enum(SCORE_PARSERS),
+      // The gold answer, for judges that check answers rather than read them (ReFT's `answer`).
+      gold: z.string().optional(),
       samples: z.number().int().positive(),
       weights: weightRef,
       sampling,

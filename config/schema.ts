@@ -214,7 +214,7 @@ export const actorsSchema = z
   .object({
     generators: positiveInt.default(1),
     judges: positiveInt.default(1),
-    judgeImpl: z.enum(["self", "verifier", "openai", "ab"]).default("self"),
+    judgeImpl: z.enum(["self", "verifier", "openai", "answer", "ab"]).default("self"),
     ackWaitMs: positiveInt.default(30_000),
     maxDeliver: positiveInt.default(5),
     batchSize: positiveInt.default(16),

@@ -3,6 +3,8 @@
 //   self      the policy itself as an LLM-as-a-Judge (the paper), with the weights the job names;
 //   verifier  the task verifier's exact rubric score (ground truth);
 //   openai    any OpenAI-compatible chat endpoint (judge.openai: vLLM, Ollama, `srlm serve`, …);
+//   answer    ReFT's reward: 1 when the answer after the trigger equals the job's gold answer,
+//             0.1 when an answer was given but is wrong, 0 when none could be read;
 //   ab        scores with two of them (judge.ab, default self,verifier), reporting both so the
 //             trainer's evaluation measures their agreement.
 import type { ActorContext } from "../../bus/actor.ts";
@@ -10,17 +12,18 @@ import type { JudgeJobBody } from "../../bus/messages.ts";
 import type { JobOf, ResultOf } from "../../bus/protocol.ts";
 import type { Config } from "../../config/schema.ts";
 import { parseScore } from "../../tasks/judgement.ts";
+import { parseNumber, reftReward } from "../../tasks/reward.ts";
 import { verifierOf } from "../../tasks/verifiers.ts";
 import { type Policy, samplePolicy } from "../policy.ts";
 import { publishJobResult } from "../start.ts";
 import { WeightCache } from "../weights.ts";
 import { OpenAIJudge } from "./openai.ts";
 
-export const JUDGE_IMPLS = ["self", "verifier", "openai", "ab"] as const;
+export const JUDGE_IMPLS = ["self", "verifier", "openai", "answer", "ab"] as const;
 export type JudgeImpl = (typeof JUDGE_IMPLS)[number];
 /** The judges `ab` can pair. */
 export type SingleJudge = Exclude<JudgeImpl, "ab">;
-const SINGLE_JUDGES: readonly SingleJudge[] = ["self", "verifier", "openai"];
+const SINGLE_JUDGES: readonly SingleJudge[] = ["self", "verifier", "openai", "answer"];
 
 /** judge.ab ("primary,secondary") as two distinct judges. */
 export function abPair(spec: string): [SingleJudge, SingleJudge] {
@@ -77,6 +80,18 @@ export function judgeWithVerifier(job: JudgeJobBody): Judgements {
   return { scores, parseFailures: 0, judgements: job.candidates.length * job.samples };
 }
 
+/** ReFT's reward of each candidate against the job's gold answer; the same for every sample. */
+export function judgeAnswers(job: JudgeJobBody): Judgements {
+  const gold = job.gold === undefined ? Number.NaN : parseNumber(job.gold);
+  if (gold === null || !Number.isFinite(gold))
+    throw new Error(`the answer judge needs a numeric gold answer in the job, got ${JSON.stringify(job.gold)}`);
+  const scores = job.candidates.map((c) => {
+    const reward = reftReward(c, gold);
+    return Array.from({ length: job.samples }, () => reward);
+  });
+  return { scores, parseFailures: 0, judgements: job.candidates.length * job.samples };
+}
+
 const mean = (xs: (number | null)[]) => {
   const valid = xs.filter((x): x is number => x !== null);
   return valid.length ? valid.reduce((a, b) => a + b, 0) / valid.length : null;
@@ -96,6 +111,7 @@ async function judgeOnce(
   extras: JudgeExtras,
 ): Promise<SingleAnswer> {
   if (judge === "verifier") return { result: judgeWithVerifier(job) };
+  if (judge === "answer") return { result: judgeAnswers(job) };
   if (judge === "openai") {
     if (!extras.openai) throw new Error("the openai judge was asked for but not configured (judge.openai)");
     const result = await extras.openai.judge(job, extras.signal);
