@@ -84,7 +84,9 @@ export function judgeWithVerifier(job: JudgeJobBody): Judgements {
 export function judgeAnswers(job: JudgeJobBody): Judgements {
   const gold = job.gold === undefined ? Number.NaN : parseNumber(job.gold);
   if (gold === null || !Number.isFinite(gold))
-    throw new Error(`the answer judge needs a numeric gold answer in the job, got ${JSON.stringify(job.gold)}`);
+    throw new Error(
+      `the answer judge needs a numeric gold answer in the job, got ${JSON.stringify(job.gold)}`,
+    );
   const scores = job.candidates.map((c) => {
     const reward = reftReward(c, gold);
     return Array.from({ length: job.samples }, () => reward);
