@@ -86,7 +86,8 @@ function text(file: string, row: Row, field: string): string {
   return v;
 }
 
-/** `{prompt, response}`, or `{messages}` of one user turn (after an optional system turn) and the reply. */
+/** `{prompt, response}`, or `{messages}` of one user turn and the reply. A system turn is refused,
+ * not dropped: the loop's prompts are single user turns, and a lost instruction would be silent. */
 function promptResponse(file: string, row: Row, responseField = "response"): PromptResponse {
   if (!("messages" in row.record))
     return { prompt: text(file, row, "prompt"), response: text(file, row, responseField) };
@@ -99,7 +100,13 @@ function promptResponse(file: string, row: Row, responseField = "response"): Pro
       throw new JsonlError(file, row.line, `messages[${k}] needs string "role" and "content"`);
     return { role, content };
   });
-  const chat = turns.filter((t) => t.role !== "system");
+  if (turns.some((t) => t.role === "system"))
+    throw new JsonlError(
+      file,
+      row.line,
+      "messages hold a system turn, which srlm does not use yet; fold it into the user turn",
+    );
+  const chat = turns;
   if (chat.length !== 2 || chat[0].role !== "user" || chat[1].role !== "assistant")
     throw new JsonlError(
       file,

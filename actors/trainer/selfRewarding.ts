@@ -307,7 +307,7 @@ export class SelfRewardingLoop {
       });
       await this.iterations(this.cfg.selfReward.iterations, (r) => iterations.push(r));
     } catch (err) {
-      if (!(err instanceof RunStopped) || iterations.length === 0) throw err;
+      if (!(err instanceof RunStopped)) throw err;
       stopped = true;
       this.io.log.info({ iterations: iterations.length }, "stopped by the operator; reporting what ran");
     }

@@ -28,7 +28,6 @@ test("IFT in both shapes, EFT rendered with the judge template, held-out set asi
     ...iftRows,
     {
       messages: [
-        { role: "system", content: "Be brief." },
         { role: "user", content: "Name three primary colours please" },
         { role: "assistant", content: "Red, yellow and blue." },
       ],
@@ -79,6 +78,10 @@ test("bad lines are errors naming the file, the line and the field", () => {
     /bad\.jsonl:1: messages must be one user turn then one assistant turn/,
   );
   bad("\n\n", /bad\.jsonl: empty file/);
+  bad(
+    `{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}`,
+    /bad\.jsonl:1: messages hold a system turn/,
+  );
   assert.throws(
     () => instructionTask({ ...base, files: files(join(dir, "missing.jsonl")) }),
     /missing\.jsonl: cannot read/,
