@@ -9,7 +9,7 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { acceptMessage, type DeadLetterContext, deadLetter } from "../bus/dead.ts";
-import { type WeightRef, WeightsPublished, type WeightsPublishedBody } from "../bus/messages.ts";
+import { type WeightRef, WeightsPublished } from "../bus/messages.ts";
 import { getBlob } from "../bus/objects.ts";
 import { subjects } from "../bus/subjects.ts";
 import { disposePolicy, type Policy, policyFromBlob } from "./policy.ts";
@@ -47,9 +47,9 @@ export class WeightCache {
     this.dl = dl;
     this.sub = this.nc.subscribe(subjects(dl.run).weights, {
       callback: (_err, m) => {
-        const msg = acceptMessage(dl, m.subject, m.data, WeightsPublished.type);
+        const msg = acceptMessage(dl, m.subject, m.data, WeightsPublished);
         if (!msg) return;
-        const body = msg.body as WeightsPublishedBody;
+        const { body } = msg;
         const ref = { version: body.version, bucket: body.bucket, name: body.name, digest: body.digest };
         if (this.verified && ref.version <= this.verified.version) return;
         this.candidates.push({ ref, subject: m.subject, raw: m.data.slice() });

@@ -2,7 +2,16 @@
 // raw bytes, counted, and logged. It is never dropped silently and never crashes the actor. It goes
 // through JetStream so the run's EVENTS stream keeps it for later inspection (`srlm tap --since`).
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { decodeEnvelope, type Envelope, encodeEnvelope, makeEnvelope, type Producer } from "./envelope.ts";
+import {
+  type BodyOf,
+  bodyOf,
+  decodeEnvelope,
+  type Envelope,
+  encodeEnvelope,
+  type MessageDef,
+  makeEnvelope,
+  type Producer,
+} from "./envelope.ts";
 import type { Logger } from "./log.ts";
 import { DeadLetter } from "./messages.ts";
 import type { BusStats } from "./stats.ts";
@@ -54,25 +63,26 @@ function failed(ctx: DeadLetterContext, subject: string, err: Error): void {
  * The envelope of a message on a plain subscription (weights, control) if it decodes and is of
  * `type`; otherwise null, with the message dead-lettered as work queues do with theirs.
  */
-export function acceptMessage(
+export function acceptMessage<D extends MessageDef>(
   ctx: DeadLetterContext,
   subject: string,
   raw: Uint8Array,
-  type: string,
-): Envelope | null {
+  def: D,
+): Envelope<BodyOf<D>> | null {
   const decoded = decodeEnvelope(subject, raw);
   if (!decoded.ok) {
     deadLetter(ctx, subject, raw, decoded.reason);
     return null;
   }
-  if (decoded.msg.type !== type) {
+  const body = bodyOf(def, decoded.msg);
+  if (body === null) {
     deadLetter(
       ctx,
       subject,
       raw,
-      `message of type ${JSON.stringify(decoded.msg.type)} on ${subject}, which carries only ${type}`,
+      `message of type ${JSON.stringify(decoded.msg.type)} on ${subject}, which carries only ${def.type}`,
     );
     return null;
   }
-  return decoded.msg;
+  return { ...decoded.msg, body };
 }

@@ -105,6 +105,12 @@ export function encodeEnvelope(env: Envelope): Uint8Array {
   return encode(env);
 }
 
+/** `msg`'s body as `def`'s type, or null when `msg` is of another type. decodeEnvelope validated
+ * the body against its own type's schema, so a matching type is the only check left. */
+export function bodyOf<D extends MessageDef>(def: D, msg: Envelope): BodyOf<D> | null {
+  return msg.type === def.type ? (msg.body as BodyOf<D>) : null;
+}
+
 export type DecodeResult = { ok: true; msg: Envelope } | { ok: false; reason: string };
 
 /** Decodes and validates envelope and body. Never throws: a bad message is a value, not a crash. */

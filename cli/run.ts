@@ -7,8 +7,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { MultiBar, Presets, type SingleBar } from "cli-progress";
 import { busOptions } from "../actors/start.ts";
 import { type BusOptions, connectBus } from "../bus/connect.ts";
-import { decodeEnvelope } from "../bus/envelope.ts";
-import type { RunDoneBody, StageProgressBody } from "../bus/messages.ts";
+import { bodyOf, decodeEnvelope } from "../bus/envelope.ts";
+import { RunDone, type RunDoneBody, StageProgress, type StageProgressBody } from "../bus/messages.ts";
 import { accountsConfig, generateRoleKeys, ROLES, type Role, type RoleKey } from "../bus/permissions.ts";
 import { ensureStreams } from "../bus/queues.ts";
 import { subjects } from "../bus/subjects.ts";
@@ -245,9 +245,11 @@ export async function runLoop(input: Config, hooks: RunHooks = {}): Promise<numb
       callback: (_err, m) => {
         const decoded = decodeEnvelope(m.subject, m.data);
         if (!decoded.ok) return;
-        if (decoded.msg.type === "stage.progress") view.update(decoded.msg.body as StageProgressBody);
-        if (decoded.msg.type === "run.done") {
-          done = decoded.msg.body as RunDoneBody;
+        const progress = bodyOf(StageProgress, decoded.msg);
+        if (progress) view.update(progress);
+        const ended = bodyOf(RunDone, decoded.msg);
+        if (ended) {
+          done = ended;
           resolveDone();
         }
       },

@@ -11,7 +11,7 @@ import { busOptions } from "../actors/start.ts";
 import { WeightCache } from "../actors/weights.ts";
 import { connectBus } from "../bus/connect.ts";
 import { acceptMessage } from "../bus/dead.ts";
-import { type WeightRef, WeightsPublished, type WeightsPublishedBody } from "../bus/messages.ts";
+import { type WeightRef, WeightsPublished } from "../bus/messages.ts";
 import { subjects } from "../bus/subjects.ts";
 import type { Config } from "../config/schema.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
@@ -80,9 +80,9 @@ export async function runWeightsSource(cfg: Config, log: Logger): Promise<ModelS
     const last = await (await jetstreamManager(nc)).streams.getMessage(s.eventStream, {
       last_by_subj: s.weights,
     });
-    const msg = last && acceptMessage(dl, s.weights, last.data, WeightsPublished.type);
+    const msg = last && acceptMessage(dl, s.weights, last.data, WeightsPublished);
     if (msg) {
-      const b = msg.body as WeightsPublishedBody;
+      const b = msg.body;
       announced = { version: b.version, bucket: b.bucket, name: b.name, digest: b.digest };
       log.info({ version: b.version }, "newest weights announced before serve started");
     }

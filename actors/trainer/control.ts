@@ -42,9 +42,9 @@ export function followControl(
 ): () => void {
   const sub = nc.subscribe(subjects(dl.run).control, {
     callback: (_err, m) => {
-      const msg = acceptMessage(dl, m.subject, m.data, Control.type);
+      const msg = acceptMessage(dl, m.subject, m.data, Control);
       if (!msg) return;
-      const body = msg.body as ControlBody;
+      const { body } = msg;
       log?.info({ command: body.command, reason: body.reason }, "control");
       control.apply(body.command);
     },
