@@ -1,8 +1,7 @@
 // What the self-rewarding loop needs from the rest of the system, as small interfaces: workers
-// that run jobs of the protocol's queues (write prompts, sample, judge, reference log-probs), and
-// a way to publish the weights it trains. The NATS implementation is the JobBoard (jobs.ts); the
-// in-process one (localWorkers.ts) serves probes and unit tests with the same loop.
-import type { WeightRef } from "../../bus/messages.ts";
+// that run jobs of the protocol's queues (write prompts, sample, judge, reference log-probs); the
+// loop's other dependency, publishing weights, is LoopIO.publish. The NATS implementation is the
+// JobBoard (jobs.ts); the in-process one (localWorkers.ts) serves probes and unit tests.
 import type { JobOf, ResultOf } from "../../bus/protocol.ts";
 import type { QueueName } from "../../bus/subjects.ts";
 
@@ -17,6 +16,3 @@ export interface Workers {
     onDone?: (done: number, total: number) => void,
   ): Promise<JobOutcome<ResultOf<Q>>[]>;
 }
-
-/** Makes the trained weights available as `version` to the workers that name it in jobs. */
-export type PublishWeights = (version: number) => Promise<WeightRef>;

@@ -66,3 +66,29 @@ export function spawnSrlm(args: string[], env: Record<string, string> = {}): Srl
 export function killAll(): void {
   for (const p of running) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
 }
+
+export interface SrlmOutcome {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `srlm` to its end, as a user would, with its whole stdout and stderr. */
+export function runSrlm(args: string[]): Promise<SrlmOutcome> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [SRLM, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    running.add(child);
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (c: Buffer) => {
+      stdout += c;
+    });
+    child.stderr?.on("data", (c: Buffer) => {
+      stderr += c;
+    });
+    child.once("exit", (code) => {
+      running.delete(child);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

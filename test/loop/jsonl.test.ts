@@ -3,16 +3,14 @@
 // nats-server. SFT on the JSONL IFT/EFT data teaches the small model the judge's `Score: N`, so
 // the self-judge forms pairs with no verifier anywhere; the report says what it measured instead.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { type BuiltCheckpoint, buildCheckpoint } from "../helpers/checkpoints.ts";
 import { type NatsServerHandle, startNatsServer } from "../helpers/nats.ts";
+import { runSrlm } from "../helpers/srlm.ts";
 
-const srlm = fileURLToPath(new URL("../../bin/srlm.js", import.meta.url));
 let server: NatsServerHandle;
 let out: string;
 let checkpoint: BuiltCheckpoint;
@@ -102,20 +100,7 @@ test("srlm run on a Llama 3-vocabulary checkpoint and JSONL files: judged pairs,
   };
   const args = ["run", "--base", checkpoint.dir, "--nats", server.url, "--run", "jsonl", "--out", out];
   for (const [k, v] of Object.entries(sets)) args.push("--set", `${k}=${v}`);
-  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
-    (resolve) => {
-      const child = spawn(process.execPath, [srlm, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-      let o = "";
-      let e = "";
-      child.stdout.on("data", (c: Buffer) => {
-        o += c;
-      });
-      child.stderr.on("data", (c: Buffer) => {
-        e += c;
-      });
-      child.on("exit", (c) => resolve({ code: c, stdout: o, stderr: e }));
-    },
-  );
+  const { code, stdout, stderr } = await runSrlm(args);
   assert.equal(code, 0, `srlm run failed:\n${stdout}\n${stderr}`);
   const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
   assert.equal(report.task, "jsonl");

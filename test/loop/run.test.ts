@@ -5,14 +5,12 @@
 // (a permission the table lacks shows up as a violation in the server's log); it does not
 // assert gains (the tiny preset is far too small for them).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
+import { runSrlm } from "../helpers/srlm.ts";
 
-const srlm = fileURLToPath(new URL("../../bin/srlm.js", import.meta.url));
 let out: string;
 
 before(() => {
@@ -22,21 +20,6 @@ before(() => {
 after(() => {
   rmSync(out, { recursive: true, force: true });
 });
-
-function runSrlm(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [srlm, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c;
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c;
-    });
-    child.on("exit", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 test("srlm run --preset tiny: M1 → M2 → M3 over NATS with trained pairs and a complete report", async () => {
   const { code, stdout, stderr } = await runSrlm(["run", "--preset", "tiny", "--run", "ci", "--out", out]);
