@@ -141,3 +141,12 @@ export function completionLogProbs(
   const batch = items.map((it) => ({ prompt: Array.from(it.prompt), response: Array.from(it.completion) }));
   return Float64Array.from(responseLogProbs(policy.model, batch).sum);
 }
+
+/** Each completion token's log-prob given its prompt and the tokens before it (PPO's KL penalty). */
+export function completionTokenLogProbs(
+  policy: Policy,
+  items: { prompt: ArrayLike<number>; completion: ArrayLike<number> }[],
+): Float32Array<ArrayBuffer>[] {
+  const batch = items.map((it) => ({ prompt: Array.from(it.prompt), response: Array.from(it.completion) }));
+  return responseLogProbs(policy.model, batch).perToken.map((row) => Float32Array.from(row));
+}

@@ -12,7 +12,7 @@ import { inboxPrefix, type Role } from "../bus/permissions.ts";
 import { type JobEnvelope, PROTOCOL, type ResultOf } from "../bus/protocol.ts";
 import { publishResult, resultMsgID } from "../bus/queues.ts";
 import type { QueueName } from "../bus/subjects.ts";
-import type { Config } from "../config/schema.ts";
+import { type Config, judgeImplOf } from "../config/schema.ts";
 import { selectBackend } from "../model/backend.ts";
 
 export const ACTORS = ["generator", "judge", "reference", "trainer"] as const;
@@ -99,7 +99,7 @@ export async function startActor(
   if (!(ACTORS as readonly string[]).includes(name)) {
     throw new Error(`unknown actor ${JSON.stringify(name)}: use one of ${ACTORS.join(", ")}`);
   }
-  const impl = opts.impl ?? (name === "judge" ? cfg.actors.judgeImpl : "default");
+  const impl = opts.impl ?? (name === "judge" ? judgeImplOf(cfg) : "default");
   const bus = busOptions(cfg, name as Role);
   // Only processes that compute load TensorFlow.js; a verifier or HTTP judge never does.
   const needsModel = !(name === "judge" && (impl === "verifier" || impl === "openai" || impl === "answer"));

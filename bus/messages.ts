@@ -187,6 +187,8 @@ export const JudgeJob = defineMessage(
       parser: z.enum(SCORE_PARSERS),
       // The gold answer, for judges that check answers rather than read them (ReFT's `answer`).
       gold: z.string().optional(),
+      // The phrase the answer follows, for the same judges; default "Therefore, the answer is:".
+      trigger: z.string().min(1).optional(),
       samples: z.number().int().positive(),
       weights: weightRef,
       sampling,
@@ -256,6 +258,35 @@ export const RefLogProbsResult = defineMessage(
   }),
 );
 export type RefLogProbsResultBody = BodyOf<typeof RefLogProbsResult>;
+
+/**
+ * Per-token log-probs of each sequence's completion under the frozen reference: the KL penalty
+ * of PPO (ReFT) is paid token by token, so sums are not enough.
+ */
+export const LogProbsJob = defineMessage(
+  "job.logprobs",
+  z.object({
+    iteration: count,
+    weights: weightRef,
+    // Ids as sampled (the prompt as the generator rendered it), never re-encoded.
+    sequences: z
+      .array(z.object({ prompt: z.instanceof(Int32Array), completion: z.instanceof(Int32Array) }))
+      .min(1),
+  }),
+);
+export type LogProbsJobBody = BodyOf<typeof LogProbsJob>;
+
+export const TokenLogProbsResult = defineMessage(
+  "result.tokenlogprobs",
+  z.object({
+    jobId: z.string().min(1),
+    iteration: count,
+    referenceVersion: count,
+    // logProbs[i][t]: completion token t of sequence i.
+    logProbs: z.array(z.instanceof(Float32Array)),
+  }),
+);
+export type TokenLogProbsResultBody = BodyOf<typeof TokenLogProbsResult>;
 
 /** Progress of a stage of the run, for `srlm run`'s bars and for `srlm tap`. */
 export const StageProgress = defineMessage(

@@ -6,12 +6,14 @@ import type { BodyOf, Envelope, MessageDef } from "./envelope.ts";
 import {
   CandidatesResult,
   JudgeJob,
+  LogProbsJob,
   PromptsJob,
   PromptsResult,
   ReferenceJob,
   RefLogProbsResult,
   SamplesJob,
   ScoresResult,
+  TokenLogProbsResult,
 } from "./messages.ts";
 import type { QueueName, ResultKind } from "./subjects.ts";
 
@@ -23,6 +25,12 @@ export const PROTOCOL = {
     job: ReferenceJob,
     result: RefLogProbsResult,
     resultKind: "reflogprobs",
+    answeredBy: "reference",
+  },
+  logprobs: {
+    job: LogProbsJob,
+    result: TokenLogProbsResult,
+    resultKind: "tokenlogprobs",
     answeredBy: "reference",
   },
 } as const satisfies Record<
@@ -92,6 +100,17 @@ export function resultProblem<Q extends QueueName>(
       if (r.chosen.length !== n || r.rejected.length !== n)
         return `${r.chosen.length}/${r.rejected.length} log-probs for ${n} pairs`;
       if (!finite(r.chosen) || !finite(r.rejected)) return "non-finite reference log-prob";
+      return null;
+    }
+    case "logprobs": {
+      const [j, r] = [job as JobOf<"logprobs">, result as ResultOf<"logprobs">];
+      if (r.logProbs.length !== j.sequences.length)
+        return `${r.logProbs.length} log-prob rows for ${j.sequences.length} sequences`;
+      for (const [i, row] of r.logProbs.entries()) {
+        if (row.length !== j.sequences[i].completion.length)
+          return `sequence ${i}: ${row.length} log-probs for ${j.sequences[i].completion.length} tokens`;
+        if (!finite(row)) return `sequence ${i}: non-finite reference log-prob`;
+      }
       return null;
     }
   }

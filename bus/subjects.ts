@@ -1,10 +1,10 @@
 // The one place that names subjects. Everything of a run lives under `srlm.<run>.`, so a run can be
 // tapped (`srlm.<run>.>`), permissioned and deleted as a unit.
 
-export const QUEUES = ["prompts", "samples", "judge", "reference"] as const;
+export const QUEUES = ["prompts", "samples", "judge", "reference", "logprobs"] as const;
 export type QueueName = (typeof QUEUES)[number];
 
-export const RESULT_KINDS = ["prompts", "candidates", "scores", "reflogprobs"] as const;
+export const RESULT_KINDS = ["prompts", "candidates", "scores", "reflogprobs", "tokenlogprobs"] as const;
 export type ResultKind = (typeof RESULT_KINDS)[number];
 
 const RUN_ID = /^[A-Za-z0-9_-]+$/;

@@ -9,11 +9,15 @@ const program = new Command()
   .showHelpAfterError();
 
 withCommonFlags(program.command("run"))
-  .description("the whole self-rewarding loop: M0 → SFT → M1 → DPO iterations, one process per actor")
+  .description(
+    "a whole run, one process per actor: self-rewarding (M0 → SFT → M1 → DPO iterations) or reft (warm-up SFT → PPO)",
+  )
+  .option("--method <name>", "self-rewarding (default) or reft")
   .option("--base <dir>", "start from this checkpoint folder instead of srlm's own M0")
-  .action(async (flags: CommonFlags & { base?: string }) => {
+  .action(async (flags: CommonFlags & { base?: string; method?: string }) => {
     const { runLoop } = await import("./run.ts");
     if (flags.base) flags.set = [...(flags.set ?? []), `model.base=${flags.base}`];
+    if (flags.method) flags.set = [...(flags.set ?? []), `method=${flags.method}`];
     process.exitCode = await runLoop(configFromFlags(flags));
   });
 

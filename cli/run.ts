@@ -12,7 +12,7 @@ import { RunDone, type RunDoneBody, StageProgress, type StageProgressBody } from
 import { accountsConfig, generateRoleKeys, ROLES, type Role, type RoleKey } from "../bus/permissions.ts";
 import { ensureStreams } from "../bus/queues.ts";
 import { subjects } from "../bus/subjects.ts";
-import type { Config } from "../config/schema.ts";
+import { type Config, judgeImplOf } from "../config/schema.ts";
 import { nkeyOnlyEnv, secretEnv, withoutSecrets } from "../config/secrets.ts";
 import { type EmbeddedNats, startEmbeddedNats } from "./embeddedNats.ts";
 import { type ActorCommand, type ActorSpec, Supervisor } from "./supervisor.ts";
@@ -130,7 +130,7 @@ async function startSystem(
       actor: "judge",
       instance: `j${i}`,
       configFile,
-      impl: cfg.actors.judgeImpl,
+      impl: judgeImplOf(cfg),
       ...env("judge"),
     });
   if (withTrainer)

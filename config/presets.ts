@@ -12,13 +12,31 @@ export const presets: Record<string, Preset> = {
   tiny: {
     model: { preset: "tiny" },
     // Just enough training that the model writes parsable prompts and judgements, so pairs form.
-    data: { pretrainSize: 2000, iftSize: 300, eftSize: 300, heldOutSize: 40, judgeEvalSize: 8 },
+    data: {
+      pretrainSize: 2000,
+      iftSize: 300,
+      eftSize: 300,
+      heldOutSize: 40,
+      judgeEvalSize: 8,
+      math: { trainSize: 200, devSize: 0, heldOutSize: 12, minOps: 1, maxOps: 2 },
+    },
     train: {
       pretrain: { steps: 250, batchSize: 16, learningRate: 5e-3, warmupSteps: 20 },
       sft: { steps: 250, batchSize: 16, learningRate: 3e-3, warmupSteps: 10 },
       dpo: { steps: 6, batchSize: 4, learningRate: 1e-4 },
     },
     selfReward: { iterations: 2, promptsPerIteration: 12 },
+    // --method reft: every stage of ReFT once or twice (warm-up, SFT, two PPO updates, Top-1,
+    // Vote@K and Rerank@K on a few held-out problems).
+    reft: {
+      warmupEpochs: 1,
+      sftEpochs: 2,
+      updates: 2,
+      questionsPerUpdate: 8,
+      maxNewTokens: 80,
+      evalSamples: 3,
+      reranker: { samplesPerQuestion: 2, questions: 16 },
+    },
     actors: { ackWaitMs: 10_000 },
   },
   // The README's run on the constraint families, where the judge writes a worked check: M0, M1,

@@ -57,6 +57,26 @@ export const jsonlFilesSchema = z
   })
   .strict();
 
+// ReFT's math problems: srlm's synthetic word problems unless `train` names a JSONL file
+// (GSM8K's {question, answer ending "#### N"} or ReFT's {question, answer_cot, answer_value}).
+export const mathDataSchema = z
+  .object({
+    train: z.string().default(""),
+    // Held-out problems; default `heldOutSize` problems set aside from `train`'s.
+    heldOut: z.string().default(""),
+    trainSize: positiveInt.default(2000),
+    devSize: nonNegativeInt.default(100),
+    heldOutSize: positiveInt.default(300),
+    // Synthetic problems: arithmetic steps per problem (both ends included), largest operand.
+    minOps: positiveInt.default(2),
+    maxOps: positiveInt.default(4),
+    maxOperand: z.number().int().min(2).default(9),
+    // The phrase before the final answer, where the reward reads it.
+    trigger: z.string().min(1).default("Therefore, the answer is:"),
+  })
+  .strict()
+  .refine((m) => m.maxOps >= m.minOps, { message: "maxOps must be at least minOps", path: ["maxOps"] });
+
 export const dataSchema = z
   .object({
     // synthetic: srlm's verifiable task families (the demo); jsonl: your own instruction data.
@@ -80,6 +100,7 @@ export const dataSchema = z
     // Prompts for choosing settings (bench/m1Stability.ts), kept out of training like held-out.
     // Unset, not 0, by default: stage keys (stageCache.ts) of runs from before it stay valid.
     devSize: nonNegativeInt.optional(),
+    math: mathDataSchema.default(mathDataSchema.parse({})),
   })
   .strict();
 
@@ -172,6 +193,69 @@ export const selfRewardSchema = z
   })
   .strict();
 
+// ReFT (arXiv 2401.08967): a warm-up SFT on chains of thought, then online PPO with the answer's
+// correctness as reward; defaults are the paper's code's where it has one.
+export const reftSchema = z
+  .object({
+    // Seed of rollouts, minibatch order and evaluation samples, apart from the model's.
+    seed: nonNegativeInt.default(0),
+    // Epochs of SFT before PPO (the warm-up), and of the SFT baseline in all (it goes on from the
+    // warm-up, so ReFT and SFT see the same data).
+    warmupEpochs: z.number().positive().default(2),
+    sftEpochs: z.number().positive().default(10),
+    sft: optimSchema.omit({ steps: true }).default({
+      batchSize: 16,
+      learningRate: 1e-3,
+      warmupSteps: 20,
+      weightDecay: 0,
+      gradClip: 1,
+    }),
+    algorithm: z.enum(["ppo", "grpo"]).default("ppo"),
+    // PPO updates (rollout batches) after the warm-up.
+    updates: positiveInt.default(40),
+    // Questions per rollout batch, and samples of each (1 in PPO; GRPO's group size).
+    questionsPerUpdate: positiveInt.default(32),
+    samplesPerQuestion: positiveInt.default(1),
+    ppoEpochs: positiveInt.default(2),
+    // Rollouts per optimizer step; 0 = the whole batch.
+    minibatchSize: nonNegativeInt.default(0),
+    learningRate: z.number().positive().default(3e-5),
+    warmupSteps: nonNegativeInt.default(0),
+    gradClip: z.number().positive().default(1),
+    klCoef: z.number().nonnegative().default(0.05),
+    clip: z.number().positive().default(0.2),
+    valueClip: z.number().positive().default(0.2),
+    valueCoef: z.number().nonnegative().default(5),
+    gamma: probability.default(1),
+    lambda: probability.default(0.95),
+    entropyCoef: z.number().nonnegative().default(0),
+    // Rollouts: temperature 1, top-k 0, top-p 1, so behaviour log-probs are the policy's own.
+    temperature: z.number().positive().default(1),
+    maxNewTokens: positiveInt.default(160),
+    // strict: each batch from the newest weights; streaming: the generators sample from the
+    // newest weights they have while the trainer updates, batches at most maxStaleness versions
+    // old, the ratio taken against the behaviour log-probs they carry.
+    mode: z.enum(["strict", "streaming"]).default("strict"),
+    maxStaleness: nonNegativeInt.default(1),
+    // Inference-time strategies on held-out: K samples per question for Vote@K and Rerank@K.
+    evalSamples: positiveInt.default(8),
+    evalTemperature: z.number().positive().default(1),
+    // The reranker: a scoring head on a copy of the warm-up model, trained on its own samples
+    // of the training questions labelled by answer correctness; 0 samples turns it off.
+    reranker: z
+      .object({
+        samplesPerQuestion: nonNegativeInt.default(4),
+        questions: positiveInt.default(500),
+        epochs: z.number().positive().default(1),
+        batchSize: positiveInt.default(16),
+        learningRate: z.number().positive().default(1e-4),
+      })
+      .strict()
+      .default({ samplesPerQuestion: 4, questions: 500, epochs: 1, batchSize: 16, learningRate: 1e-4 }),
+    maxFailedShare: probability.default(0.1),
+  })
+  .strict();
+
 // The `openai` judge (actors/judge/openai.ts): any OpenAI-compatible chat endpoint.
 export const openaiJudgeSchema = z
   .object({
@@ -214,7 +298,8 @@ export const actorsSchema = z
   .object({
     generators: positiveInt.default(1),
     judges: positiveInt.default(1),
-    judgeImpl: z.enum(["self", "verifier", "openai", "answer", "ab"]).default("self"),
+    // auto: the method's own judge, `self` for self-rewarding and `answer` (ReFT's reward) for reft.
+    judgeImpl: z.enum(["auto", "self", "verifier", "openai", "answer", "ab"]).default("auto"),
     ackWaitMs: positiveInt.default(30_000),
     maxDeliver: positiveInt.default(5),
     batchSize: positiveInt.default(16),
@@ -231,6 +316,8 @@ export const actorsSchema = z
 export const configSchema = z
   .object({
     preset: z.string().default("default"),
+    // self-rewarding: M0 → SFT → M1 → DPO iterations; reft: warm-up SFT → PPO on math problems.
+    method: z.enum(["self-rewarding", "reft"]).default("self-rewarding"),
     run: z
       .string()
       .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '_' and '-' only")
@@ -245,6 +332,7 @@ export const configSchema = z
     data: dataSchema.default(dataSchema.parse({})),
     train: trainSchema.default(trainSchema.parse({})),
     selfReward: selfRewardSchema.default(selfRewardSchema.parse({})),
+    reft: reftSchema.default(reftSchema.parse({})),
     judge: judgeSchema.default(judgeSchema.parse({})),
     selfInstruct: selfInstructSchema.default(selfInstructSchema.parse({})),
     actors: actorsSchema.default(actorsSchema.parse({})),
@@ -253,3 +341,10 @@ export const configSchema = z
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
+
+/** The judge implementation the run's judge actors use (actors.judgeImpl, `auto` resolved). */
+export function judgeImplOf(cfg: Config): Exclude<Config["actors"]["judgeImpl"], "auto"> {
+  const impl = cfg.actors.judgeImpl;
+  if (impl !== "auto") return impl;
+  return cfg.method === "reft" ? "answer" : "self";
+}

@@ -34,6 +34,12 @@ export interface PpoRollout {
   reward: number;
   /** GRPO's group, the question the response answers; by default the prompt's ids. */
   group?: string;
+  /**
+   * Log-prob of each response token under the weights that sampled it. Given, it is the ratio's
+   * denominator (an off-policy rollout, from weights older than the batch's, is corrected by it and
+   * clipped as PPO clips); absent, the batch's own weights are, as for an on-policy rollout.
+   */
+  behaviourLogProbs?: number[];
 }
 
 /** PPO with a value head and GAE (ReFT), or GRPO: group-normalised rewards, no critic. */
@@ -84,6 +90,15 @@ function checkRollouts(rollouts: readonly PpoRollout[]): void {
         `preparePpoBatch: rollout ${i} has ${n} response tokens but ${r.refLogProbs.length} reference log-probs`,
       );
     if (!Number.isFinite(r.reward)) throw new Error(`preparePpoBatch: rollout ${i} has reward ${r.reward}`);
+    if (r.behaviourLogProbs) {
+      if (r.behaviourLogProbs.length !== n)
+        throw new Error(
+          `preparePpoBatch: rollout ${i} has ${n} response tokens but ${r.behaviourLogProbs.length} behaviour log-probs`,
+        );
+      const b = r.behaviourLogProbs.findIndex((x) => !Number.isFinite(x));
+      if (b >= 0)
+        throw new Error(`preparePpoBatch: rollout ${i} behaviour log-prob ${b} is ${r.behaviourLogProbs[b]}`);
+    }
     const bad = r.refLogProbs.findIndex((x) => !Number.isFinite(x));
     if (bad >= 0)
       throw new Error(`preparePpoBatch: rollout ${i} reference log-prob ${bad} is ${r.refLogProbs[bad]}`);
@@ -131,7 +146,11 @@ export function preparePpoBatch(
   const ppo = algorithm === "ppo";
   if (ppo) model.addValueHead();
   const rows = rollouts.map((r) => ({ prompt: r.prompt, response: r.response }));
-  const { logProbs: oldLogProbs, values: oldValues } = score(model, rows, ppo, opts.chunkSize ?? 16);
+  const current = score(model, rows, ppo, opts.chunkSize ?? 16);
+  const oldValues = current.values;
+  const oldLogProbs = rollouts.map((r, i) =>
+    r.behaviourLogProbs ? [...r.behaviourLogProbs] : current.logProbs[i],
+  );
   const refLogProbs = rollouts.map((r) => [...r.refLogProbs]);
   const rewards = rollouts.map((r) => r.reward);
   const tokens = rows.reduce((n, r) => n + r.response.length, 0);

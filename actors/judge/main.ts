@@ -3,15 +3,16 @@
 //   self      the policy itself as an LLM-as-a-Judge (the paper), with the weights the job names;
 //   verifier  the task verifier's exact rubric score (ground truth);
 //   openai    any OpenAI-compatible chat endpoint (judge.openai: vLLM, Ollama, `srlm serve`, …);
-//   answer    ReFT's reward: 1 when the answer after the trigger equals the job's gold answer,
-//             0.1 when an answer was given but is wrong, 0 when none could be read;
+//   answer    ReFT's reward against the job's gold answer, on the judges' 0..5 scale (5 when the
+//             answer after the trigger is right, 0.5 when it is wrong, 0 when none could be read),
+//             so any judge can stand in as ReFT's reward (reward = score / 5);
 //   ab        scores with two of them (judge.ab, default self,verifier), reporting both so the
 //             trainer's evaluation measures their agreement.
 import type { ActorContext } from "../../bus/actor.ts";
 import type { JudgeJobBody } from "../../bus/messages.ts";
 import type { JobOf, ResultOf } from "../../bus/protocol.ts";
 import type { Config } from "../../config/schema.ts";
-import { parseScore } from "../../tasks/judgement.ts";
+import { MAX_SCORE, parseScore } from "../../tasks/judgement.ts";
 import { parseNumber, reftReward } from "../../tasks/reward.ts";
 import { verifierOf } from "../../tasks/verifiers.ts";
 import { type Policy, samplePolicy } from "../policy.ts";
@@ -80,7 +81,8 @@ export function judgeWithVerifier(job: JudgeJobBody): Judgements {
   return { scores, parseFailures: 0, judgements: job.candidates.length * job.samples };
 }
 
-/** ReFT's reward of each candidate against the job's gold answer; the same for every sample. */
+/** ReFT's reward of each candidate against the job's gold answer, scaled to 0..MAX_SCORE; the
+ * same for every sample. */
 export function judgeAnswers(job: JudgeJobBody): Judgements {
   const gold = job.gold === undefined ? Number.NaN : parseNumber(job.gold);
   if (gold === null || !Number.isFinite(gold))
@@ -88,8 +90,8 @@ export function judgeAnswers(job: JudgeJobBody): Judgements {
       `the answer judge needs a numeric gold answer in the job, got ${JSON.stringify(job.gold)}`,
     );
   const scores = job.candidates.map((c) => {
-    const reward = reftReward(c, gold);
-    return Array.from({ length: job.samples }, () => reward);
+    const score = reftReward(c, gold, { trigger: job.trigger }) * MAX_SCORE;
+    return Array.from({ length: job.samples }, () => score);
   });
   return { scores, parseFailures: 0, judgements: job.candidates.length * job.samples };
 }

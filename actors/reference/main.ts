@@ -1,10 +1,11 @@
-// The reference actor: summed log-probs of chosen and rejected answers under the frozen reference
-// model (M_t while M_t is trained into M_t+1), so the trainer never holds two models. It scores
-// the token ids the generator sampled, never a re-encoding of their text.
+// The reference actor: log-probs under the frozen reference model, so the trainer never holds two
+// models. DPO asks for the summed log-probs of chosen and rejected answers (under M_t while M_t is
+// trained into M_t+1); PPO asks for every token's (under the warm-up model, for the per-token KL
+// penalty). It scores the token ids the generator sampled, never a re-encoding of their text.
 import type { ActorContext } from "../../bus/actor.ts";
 import type { JobOf, ResultOf } from "../../bus/protocol.ts";
 import type { Config } from "../../config/schema.ts";
-import { completionLogProbs, type Policy } from "../policy.ts";
+import { completionLogProbs, completionTokenLogProbs, type Policy } from "../policy.ts";
 import { publishJobResult } from "../start.ts";
 import { WeightCache } from "../weights.ts";
 
@@ -26,6 +27,15 @@ export function answerReference(
   };
 }
 
+/** Every completion token's log-prob under `policy`, sequence by sequence. */
+export function answerLogProbs(policy: Policy, job: JobOf<"logprobs">): Omit<ResultOf<"logprobs">, "jobId"> {
+  return {
+    iteration: job.iteration,
+    referenceVersion: policy.version,
+    logProbs: completionTokenLogProbs(policy, job.sequences),
+  };
+}
+
 export async function startReference(ctx: ActorContext, cfg: Config): Promise<void> {
   const weights = new WeightCache(ctx.nc, ctx.log);
   await ctx.consume(
@@ -34,6 +44,15 @@ export async function startReference(ctx: ActorContext, cfg: Config): Promise<vo
       const job = msg.body;
       const policy = await weights.get(job.weights);
       await publishJobResult(ctx, "reference", msg, answerReference(policy, job), policy.version);
+    },
+    { ackWaitMs: cfg.actors.ackWaitMs, maxDeliver: cfg.actors.maxDeliver },
+  );
+  await ctx.consume(
+    "logprobs",
+    async (msg) => {
+      const job = msg.body;
+      const policy = await weights.get(job.weights);
+      await publishJobResult(ctx, "logprobs", msg, answerLogProbs(policy, job), policy.version);
     },
     { ackWaitMs: cfg.actors.ackWaitMs, maxDeliver: cfg.actors.maxDeliver },
   );

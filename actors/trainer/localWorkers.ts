@@ -9,7 +9,7 @@ import type { QueueName } from "../../bus/subjects.ts";
 import { answerPrompts, answerSamples } from "../generator/main.ts";
 import { answerJudge, type JudgeImpl } from "../judge/main.ts";
 import type { Policy } from "../policy.ts";
-import { answerReference } from "../reference/main.ts";
+import { answerLogProbs, answerReference } from "../reference/main.ts";
 import type { JobOutcome, Workers } from "./workers.ts";
 
 export class LocalWorkers implements Workers {
@@ -46,9 +46,13 @@ export class LocalWorkers implements Workers {
         const { body } = await answerJudge(this.judgeImpl, j, "local", async () => this.policy(j.weights));
         return body as Omit<ResultOf<Q>, "jobId">;
       }
-      default: {
+      case "reference": {
         const j = job as JobOf<"reference">;
         return answerReference(this.policy(j.weights), j) as Omit<ResultOf<Q>, "jobId">;
+      }
+      default: {
+        const j = job as JobOf<"logprobs">;
+        return answerLogProbs(this.policy(j.weights), j) as Omit<ResultOf<Q>, "jobId">;
       }
     }
   }

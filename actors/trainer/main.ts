@@ -10,11 +10,14 @@ import { busStatus } from "../../bus/status.ts";
 import { subjects } from "../../bus/subjects.ts";
 import type { Config } from "../../config/schema.ts";
 import { taskFromConfig } from "../../tasks/fromConfig.ts";
+import { reasoningTaskFromConfig } from "../../tasks/reasoning.ts";
 import { policyToBlob } from "../policy.ts";
 import { followControl, RunControl } from "./control.ts";
 import { JobBoard } from "./jobs.ts";
+import { ReftLoop } from "./reft.ts";
+import { reftSummaryTable } from "./reftReport.ts";
 import { type ActorUsage, summaryTable } from "./report.ts";
-import { SelfRewardingLoop } from "./selfRewarding.ts";
+import { type LoopIO, SelfRewardingLoop } from "./selfRewarding.ts";
 
 export async function startTrainer(
   ctx: ActorContext,
@@ -34,7 +37,7 @@ export async function startTrainer(
   const lastProgress = new Map<string, number>();
   const control = new RunControl();
   const unfollowControl = followControl(ctx.nc, ctx.deadLetters, control, ctx.log);
-  const loop = new SelfRewardingLoop(cfg, taskFromConfig(cfg), {
+  const io: LoopIO = {
     workers: board,
     log: ctx.log,
     backend,
@@ -71,14 +74,23 @@ export async function startTrainer(
       timedOutJobs: board.counts.timedOut,
       droppedUnknownResults: board.counts.earlyDropped,
     }),
-  });
-  const done = loop.run().then(
-    async (report) => {
+  };
+  // Both methods run over the same workers and report the same way: report.json and a summary.
+  const method =
+    cfg.method === "reft"
+      ? new ReftLoop(cfg, reasoningTaskFromConfig(cfg), io)
+          .run()
+          .then((r) => ({ r, summary: reftSummaryTable(r) }))
+      : new SelfRewardingLoop(cfg, taskFromConfig(cfg), io)
+          .run()
+          .then((r) => ({ r, summary: summaryTable(r) }));
+  const done = method.then(
+    async ({ r, summary }) => {
       await ctx.publish(s.events, "run.done", {
         ok: true,
-        ...(report.stopped ? { stopped: true } : {}),
+        ...(r.stopped ? { stopped: true } : {}),
         report: join(cfg.out, "report.json"),
-        summary: summaryTable(report),
+        summary,
       });
     },
     async (err: Error) => {

@@ -25,7 +25,7 @@ const noPolicy = async () => {
   throw new Error("the answer judge must not load a model");
 };
 
-test("the answer judge scores 1 for the gold answer, 0.1 for another number, 0 for none", async () => {
+test("the answer judge scores ReFT's reward on the 0..5 scale: 5 right, 0.5 another number, 0 none", async () => {
   const candidates = [
     "3 + 4 = 7. Therefore, the answer is: 7",
     "3 + 4 = 8. Therefore, the answer is: 8",
@@ -34,10 +34,10 @@ test("the answer judge scores 1 for the gold answer, 0.1 for another number, 0 f
   ];
   const { body, weightsVersion } = await answerJudge("answer", job("7", candidates), "a0", noPolicy);
   assert.deepEqual(body.scores, [
-    [1, 1],
-    [0.1, 0.1],
+    [5, 5],
+    [0.5, 0.5],
     [0, 0],
-    [1, 1],
+    [5, 5],
   ]);
   assert.equal(body.judge.impl, "answer");
   assert.equal(weightsVersion, undefined);

@@ -1,0 +1,576 @@
+// ReFT (Reasoning with Reinforced Fine-Tuning, arXiv 2401.08967) as srlm runs it, over the same
+// workers as the self-rewarding loop:
+//   M0 ─ SFT for `warmupEpochs` ─→ warm-up ─ PPO on its own rollouts ─→ ReFT
+//   M0 ─ SFT for `sftEpochs` ──────────────→ SFT baseline (the same data, trained longer)
+// Each PPO update: the generators sample one chain of thought per question from the newest
+// weights (T = 1, no top-k/top-p, so their behaviour log-probs are the policy's); the judge role
+// scores each answer against the gold one (the `answer` judge; any judge on the 0..5 scale may
+// stand in, reward = score / 5); the reference actor returns per-token log-probs under the frozen
+// warm-up model for the KL penalty; the trainer takes `ppoEpochs` passes over the batch and
+// publishes the new weights. Held-out evaluation: greedy Top-1, Vote@K and Rerank@K.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { PromptFormat, WeightRef } from "../../bus/messages.ts";
+import type { Config } from "../../config/schema.ts";
+import { loadCheckpoint, saveCheckpoint } from "../../model/checkpoint.ts";
+import { presetConfig } from "../../model/config.ts";
+import { Llama } from "../../model/llama.ts";
+import type { PpoRollout, PpoStepStats } from "../../model/ppoBatch.ts";
+import { PpoTrainer } from "../../model/ppoTrainer.ts";
+import { CharTokenizer } from "../../model/tokenizer.ts";
+import { pairedGain, wilson } from "../../tasks/eval.ts";
+import { MAX_SCORE } from "../../tasks/judgement.ts";
+import type { MathProblem } from "../../tasks/math.ts";
+import { deriveSeed, makeRng } from "../../tasks/random.ts";
+import { MATH_CHARSET, type ReasoningTask } from "../../tasks/reasoning.ts";
+import { answersMatch, extractNumber, majorityVote } from "../../tasks/reward.ts";
+import { type Policy, policyFromBlob, policyToBlob, type Sampling } from "../policy.ts";
+import { type LossSummary, pretrain, supervisedFineTune, yieldToEventLoop } from "./loops.ts";
+import type { PpoUpdateReport, ReftModelEval, ReftReport, StrategyAccuracy } from "./reftReport.ts";
+import { reftSummaryTable } from "./reftReport.ts";
+import { type LoopIO, RunStopped } from "./selfRewarding.ts";
+import { forgetStage } from "./stageCache.ts";
+import { assertFiniteWeights, chunk, mean, StageBook } from "./stages.ts";
+
+/** One sampled chain of thought, as the trainer keeps it until the update that trains it. */
+interface Rollout {
+  problem: MathProblem;
+  text: string;
+  promptTokens: Int32Array<ArrayBuffer>;
+  tokens: Int32Array<ArrayBuffer>;
+  behaviourLogProbs: Float32Array<ArrayBuffer>;
+  policyVersion: number;
+}
+
+/** The answers of one model to the held-out questions, per question. */
+interface HeldOutAnswers {
+  greedy: string[];
+  samples: string[][];
+}
+
+/** Positions of srlm's own ReFT model: the longest problem and solution with room to spare. */
+const REFT_CONTEXT = 512;
+
+const copyOf = (policy: Policy): Policy => policyFromBlob(policyToBlob(policy));
+
+export class ReftLoop {
+  private readonly book: StageBook;
+  private referenceWeights!: WeightRef;
+  private questionOrder: number[] = [];
+  private questionEpoch = 0;
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly task: ReasoningTask,
+    private readonly io: LoopIO,
+  ) {
+    this.book = new StageBook(io, cfg.reft.maxFailedShare, new Set(["pretrain", "warm-up", "sft", "ppo"]));
+  }
+
+  private get format(): PromptFormat {
+    return this.task.format;
+  }
+
+  private seed(label: string): number {
+    const { seed } = this.cfg.reft;
+    return deriveSeed(this.cfg.model.seed, seed === 0 ? `reft.${label}` : `reft.${label}#${seed}`);
+  }
+
+  private checkpointDir(label: string): string {
+    return join(this.cfg.out, "checkpoints", label);
+  }
+
+  private async publish(policy: Policy, version: number, label?: string): Promise<WeightRef> {
+    assertFiniteWeights(policy, version);
+    policy.version = version;
+    if (label) saveCheckpoint(this.checkpointDir(label), policy.model, policy.tokenizer);
+    const ref = await this.io.publish(version, policy);
+    this.io.log.info({ version, label }, "published weights");
+    return ref;
+  }
+
+  /** srlm's own M0 (a character model pretrained on the training problems), or model.base. */
+  private async baseModel(): Promise<Policy> {
+    const { cfg } = this;
+    if (cfg.model.base) {
+      const { model, tokenizer } = loadCheckpoint(cfg.model.base);
+      return { version: 0, model, tokenizer };
+    }
+    const tokenizer = new CharTokenizer(MATH_CHARSET);
+    // Room for a question, its chain of thought and an overlong sample: rotary positions cost
+    // no weights, so a longer context than the preset's is free.
+    const config = presetConfig(cfg.model.preset, tokenizer, { max_position_embeddings: REFT_CONTEXT });
+    const model = Llama.init(config, { seed: cfg.model.seed });
+    const policy = { version: 0, model, tokenizer };
+    await pretrain(
+      policy,
+      this.task.pretrain,
+      cfg.train.pretrain,
+      deriveSeed(cfg.model.seed, "reft.pretrain"),
+      (r) => this.io.progress("pretrain M0", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+    );
+    const dir = this.checkpointDir("M0");
+    // This M0 is not the self-rewarding loop's: its stage record must not let that loop reuse it.
+    forgetStage(dir);
+    saveCheckpoint(dir, model, tokenizer);
+    return policy;
+  }
+
+  /** SFT on the training problems' chains of thought for `epochs` (in expectation: minibatches
+   * are drawn at random). */
+  private sft(policy: Policy, epochs: number, stage: string, label: string): Promise<LossSummary> {
+    const { sft } = this.cfg.reft;
+    const steps = Math.ceil((epochs * this.task.train.length) / sft.batchSize);
+    const examples = this.task.train.map((p) => ({ prompt: p.question, response: p.cot }));
+    return supervisedFineTune(
+      policy,
+      examples,
+      { ...sft, steps },
+      this.seed(`sft.${label}`),
+      (r) => this.io.progress(stage, 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+      this.format,
+    );
+  }
+
+  async run(): Promise<ReftReport> {
+    const started = performance.now();
+    await yieldToEventLoop();
+    const { cfg, io } = this;
+    const r = cfg.reft;
+    const updates: PpoUpdateReport[] = [];
+    let stopped = false;
+    let warmupLoss: LossSummary | null = null;
+    let sftLoss: LossSummary | null = null;
+    const reranker: ReftReport["reranker"] = null;
+    const models: ReftModelEval[] = [];
+    let gainOverSft: ReftReport["gainOverSft"] = null;
+    try {
+      const m0 = await this.book.timed("pretrain", () => this.baseModel());
+      // The warm-up and the SFT baseline both start from M0.
+      const warmup = copyOf(m0);
+      warmupLoss = await this.book.timed("warm-up", () =>
+        this.sft(warmup, r.warmupEpochs, "warm-up SFT", "warmup"),
+      );
+      this.referenceWeights = await this.publish(warmup, 1, "warmup");
+      const sftModel = m0;
+      sftLoss = await this.book.timed("sft", () => this.sft(sftModel, r.sftEpochs, "SFT baseline", "sft"));
+      const sftWeights = await this.publish(sftModel, 2, "SFT");
+
+      // PPO starts from the warm-up, as its own version, so that "the newest weights" a streaming
+      // generator picks are always the policy's and never the SFT baseline's.
+      const policy = copyOf(warmup);
+      let weights = await this.publish(policy, 3);
+      const ppo = new PpoTrainer(policy.model, {
+        algorithm: r.algorithm,
+        ppoEpochs: r.ppoEpochs,
+        minibatchSize: r.minibatchSize,
+        hyper: {
+          clip: r.clip,
+          valueClip: r.valueClip,
+          valueCoef: r.valueCoef,
+          klCoef: r.klCoef,
+          gamma: r.gamma,
+          lambda: r.lambda,
+          entropyCoef: r.entropyCoef,
+        },
+        schedule: { kind: "constant", peak: r.learningRate, warmupSteps: r.warmupSteps },
+        maxGradNorm: r.gradClip,
+        seed: this.seed("ppo"),
+      });
+      try {
+        const streaming = r.mode === "streaming" && r.maxStaleness > 0;
+        let next = this.rollouts(1, weights, streaming);
+        for (let u = 1; u <= r.updates; u++) {
+          const t0 = performance.now();
+          const batch = await next;
+          // Streaming: the next batch is sampled while this one trains (its failure, if any, is
+          // reported when it is awaited, not as an unhandled rejection meanwhile).
+          if (streaming && u < r.updates) {
+            next = this.rollouts(u + 1, weights, true);
+            next.catch(() => {});
+          }
+          const report = await this.update(ppo, u, batch, weights.version);
+          weights = await this.publish(policy, weights.version + 1);
+          if (!streaming && u < r.updates) next = this.rollouts(u + 1, weights, false);
+          report.version = weights.version;
+          report.seconds = (performance.now() - t0) / 1000;
+          report.failures = this.book.takeFailures();
+          updates.push(report);
+          io.metrics(u, {
+            meanReward: report.meanReward,
+            correctShare: report.correctShare,
+            refKl: report.refKl,
+            policyLoss: report.policyLoss,
+            valueLoss: report.valueLoss,
+            clipFraction: report.clipFraction,
+            approxKl: report.approxKl,
+            entropy: report.entropy,
+            explainedVariance: report.explainedVariance,
+          });
+        }
+      } finally {
+        ppo.dispose();
+      }
+      saveCheckpoint(this.checkpointDir("ReFT"), policy.model, policy.tokenizer);
+
+      const evaluated = await this.book.timed("eval", () =>
+        this.heldOutAnswers([
+          { model: "SFT", weights: sftWeights },
+          { model: "warm-up", weights: this.referenceWeights },
+          { model: "ReFT", weights },
+        ]),
+      );
+      for (const e of evaluated) models.push(this.score(e.model, e.weights.version, e.answers, null));
+      const [sftEval, , reftEval] = evaluated.map((e) => this.correctness(e.answers, null));
+      gainOverSft = {
+        top1: pairedGain(reftEval.top1, sftEval.top1),
+        voteAtK: pairedGain(reftEval.vote, sftEval.vote),
+        rerankAtK: null,
+      };
+      for (const p of [policy, warmup, sftModel]) p.model.dispose();
+    } catch (err) {
+      if (!(err instanceof RunStopped)) throw err;
+      stopped = true;
+      io.log.info({ updates: updates.length }, "stopped by the operator; reporting what ran");
+    }
+    const report: ReftReport = {
+      method: "reft",
+      preset: cfg.preset,
+      task: this.task.name,
+      algorithm: r.algorithm,
+      mode: r.mode,
+      backend: io.backend,
+      run: cfg.run,
+      ...(stopped ? { stopped: true } : {}),
+      split: "heldOut",
+      k: r.evalSamples,
+      trainQuestions: this.task.train.length,
+      sftLoss: { warmup: warmupLoss, sft: sftLoss },
+      rewardJudge: [...this.rewardJudges],
+      reranker,
+      models,
+      gainOverSft,
+      updates,
+      wallSeconds: (performance.now() - started) / 1000,
+      trainerBusySeconds: this.book.trainingSeconds,
+      stageSeconds: this.book.takeSeconds(),
+      failures: this.book.takeFailures(),
+      actors: await io.actorStats(),
+      bus: io.busCounts?.() ?? null,
+    };
+    mkdirSync(cfg.out, { recursive: true });
+    writeFileSync(join(cfg.out, "report.json"), `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(join(cfg.out, "summary.txt"), reftSummaryTable(report));
+    return report;
+  }
+
+  private readonly rewardJudges = new Set<string>();
+
+  /** The next `n` training questions: epochs of the training set, each in a fresh seeded order. */
+  private nextQuestions(n: number): MathProblem[] {
+    const out: MathProblem[] = [];
+    while (out.length < n) {
+      if (this.questionOrder.length === 0) {
+        const indices = this.task.train.map((_, i) => i);
+        this.questionOrder = makeRng(this.seed(`questions.${this.questionEpoch++}`)).shuffle(indices);
+      }
+      out.push(this.task.train[this.questionOrder.shift()!]);
+    }
+    return out;
+  }
+
+  private rolloutSampling(u: number, job: number): Sampling {
+    const r = this.cfg.reft;
+    return {
+      temperature: r.temperature,
+      topP: 1,
+      topK: 0,
+      maxNewTokens: r.maxNewTokens,
+      seed: this.seed(`rollout.${u}.${job}`),
+    };
+  }
+
+  /** Update `u`'s rollouts: sampled by the generators (from `weights`, or the newest they have). */
+  private async rollouts(u: number, weights: WeightRef, latest: boolean): Promise<Rollout[]> {
+    const { cfg } = this;
+    const questions = this.nextQuestions(cfg.reft.questionsPerUpdate);
+    const groups = chunk(questions, cfg.actors.batchSize);
+    const outcomes = await this.book.jobs(
+      "rollouts",
+      "samples",
+      groups.map((qs, j) => ({
+        iteration: u,
+        purpose: "train" as const,
+        prompts: qs.map((q) => q.question),
+        format: this.format,
+        n: cfg.reft.samplesPerQuestion,
+        weights,
+        ...(latest ? { latest: true } : {}),
+        sampling: this.rolloutSampling(u, j),
+      })),
+      (d, n) => this.io.progress("rollouts", u, d, n),
+    );
+    const out: Rollout[] = [];
+    outcomes.forEach((o, j) => {
+      if (!o.ok) return;
+      o.result.results.forEach((p, i) => {
+        for (const s of p.responses)
+          out.push({
+            problem: groups[j][i],
+            text: s.text,
+            promptTokens: p.promptTokens,
+            tokens: s.tokens,
+            behaviourLogProbs: s.logProbs,
+            policyVersion: o.result.policyVersion,
+          });
+      });
+    });
+    return out;
+  }
+
+  /** Rewards from the judge role and per-token reference log-probs, then one PPO update. */
+  private async update(
+    ppo: PpoTrainer,
+    u: number,
+    sampled: Rollout[],
+    version: number,
+  ): Promise<PpoUpdateReport> {
+    const { cfg, io } = this;
+    const r = cfg.reft;
+    // Streaming: a rollout more than maxStaleness versions behind the weights it would train is dropped.
+    const fresh = sampled.filter((x) => x.tokens.length > 0 && version - x.policyVersion <= r.maxStaleness);
+    const droppedStale = sampled.length - fresh.length;
+    const byQuestion = new Map<string, Rollout[]>();
+    for (const x of fresh)
+      byQuestion.set(x.problem.question, [...(byQuestion.get(x.problem.question) ?? []), x]);
+    const questions = [...byQuestion.values()];
+    const refGroups = chunk(fresh, cfg.actors.batchSize);
+    const [judged, referenced] = await Promise.all([
+      this.book.jobs(
+        "rewards",
+        "judge",
+        questions.map((rs, q) => ({
+          iteration: u,
+          purpose: "train" as const,
+          task: this.task.name,
+          prompt: rs[0].problem.question,
+          candidates: rs.map((x) => x.text),
+          judgePrompts: rs.map((x) => this.task.judgePrompt(x.problem.question, x.text)),
+          format: this.format,
+          parser: "last-score" as const,
+          gold: String(rs[0].problem.answer),
+          trigger: this.task.trigger,
+          samples: 1,
+          weights: this.referenceWeights,
+          sampling: {
+            temperature: 0,
+            topP: 1,
+            topK: 0,
+            maxNewTokens: r.maxNewTokens,
+            seed: this.seed(`judge.${u}.${q}`),
+          },
+        })),
+        (d, n) => io.progress("rewards", u, d, n),
+      ),
+      this.book.jobs(
+        "reference",
+        "logprobs",
+        refGroups.map((rs) => ({
+          iteration: u,
+          weights: this.referenceWeights,
+          sequences: rs.map((x) => ({ prompt: x.promptTokens, completion: x.tokens })),
+        })),
+        (d, n) => io.progress("reference", u, d, n),
+      ),
+    ]);
+    const reward = new Map<Rollout, number>();
+    let unscored = 0;
+    judged.forEach((o, q) => {
+      if (!o.ok) return;
+      const judge = o.result.judge;
+      this.rewardJudges.add(judge.model ? `${judge.impl} (${judge.model})` : judge.impl);
+      o.result.scores.forEach((scores, c) => {
+        const valid = scores.filter((s): s is number => s !== null);
+        if (valid.length === 0) unscored++;
+        else reward.set(questions[q][c], mean(valid) / MAX_SCORE);
+      });
+    });
+    const refLogProbs = new Map<Rollout, Float32Array>();
+    referenced.forEach((o, g) => {
+      if (!o.ok) return;
+      for (const [i, row] of o.result.logProbs.entries()) refLogProbs.set(refGroups[g][i], row);
+    });
+    const batch: PpoRollout[] = [];
+    const kept: Rollout[] = [];
+    for (const x of fresh) {
+      const rw = reward.get(x);
+      const ref = refLogProbs.get(x);
+      if (rw === undefined || ref === undefined) continue;
+      kept.push(x);
+      batch.push({
+        prompt: Array.from(x.promptTokens),
+        response: Array.from(x.tokens),
+        refLogProbs: Array.from(ref),
+        reward: rw,
+        group: x.problem.question,
+        // On-policy rollouts are scored again under the batch's weights, off-policy ones keep
+        // the log-probs of the weights that sampled them.
+        ...(x.policyVersion !== version ? { behaviourLogProbs: Array.from(x.behaviourLogProbs) } : {}),
+      });
+    }
+    if (batch.length === 0)
+      throw new Error(
+        `update ${u}: no rollout to train on (${sampled.length} sampled, ${droppedStale} stale, ${unscored} unscored; failed jobs are in the report)`,
+      );
+    const steps = await this.book.timed("ppo", async () => {
+      const prepared = ppo.prepare(batch);
+      const plan = ppo.plan(prepared);
+      const out: PpoStepStats[] = [];
+      for (const [i, rows] of plan.entries()) {
+        out.push(ppo.stepOn(prepared, rows));
+        io.progress("PPO", u, i + 1, plan.length, `reward ${prepared.stats.meanReward.toFixed(3)}`);
+        await yieldToEventLoop();
+      }
+      return { prepared, out };
+    });
+    const done = steps.out.filter((s) => !s.skipped);
+    const stepMean = (f: (s: PpoStepStats) => number) => (done.length ? mean(done.map(f)) : Number.NaN);
+    const rewards = batch.map((b) => b.reward);
+    const staleness = kept.map((x) => version - x.policyVersion);
+    return {
+      update: u,
+      version,
+      rollouts: batch.length,
+      tokens: steps.prepared.stats.tokens,
+      meanReward: steps.prepared.stats.meanReward,
+      correctShare: mean(rewards.map((x) => (x >= 1 - 1e-9 ? 1 : 0))),
+      answeredShare: mean(kept.map((x) => (extractNumber(x.text, this.task.trigger) === null ? 0 : 1))),
+      refKl: steps.prepared.stats.refKl,
+      policyLoss: stepMean((s) => s.policyLoss),
+      valueLoss: stepMean((s) => s.valueLoss),
+      clipFraction: stepMean((s) => s.clipFraction),
+      approxKl: stepMean((s) => s.approxKl),
+      entropy: stepMean((s) => s.entropy),
+      explainedVariance: steps.prepared.stats.explainedVariance,
+      steps: steps.out.length,
+      skippedSteps: steps.out.length - done.length,
+      staleness: { max: Math.max(0, ...staleness), mean: mean(staleness) },
+      droppedStale,
+      unscored,
+      failures: {},
+      seconds: 0,
+    };
+  }
+
+  /** Greedy answers and K samples of each model to every held-out question, in one batch of jobs. */
+  private async heldOutAnswers(
+    models: { model: string; weights: WeightRef }[],
+  ): Promise<{ model: string; weights: WeightRef; answers: HeldOutAnswers }[]> {
+    const { cfg } = this;
+    const r = cfg.reft;
+    const groups = chunk(this.task.heldOut, cfg.actors.batchSize);
+    const jobs = models.flatMap((m) =>
+      groups.flatMap((qs, j) => [
+        {
+          iteration: m.weights.version,
+          purpose: "eval" as const,
+          prompts: qs.map((q) => q.question),
+          format: this.format,
+          n: 1,
+          weights: m.weights,
+          sampling: {
+            temperature: 0,
+            topP: 1,
+            topK: 0,
+            maxNewTokens: r.maxNewTokens,
+            seed: this.seed(`eval.greedy.${j}`),
+          },
+        },
+        {
+          iteration: m.weights.version,
+          purpose: "eval" as const,
+          prompts: qs.map((q) => q.question),
+          format: this.format,
+          n: r.evalSamples,
+          weights: m.weights,
+          sampling: {
+            temperature: r.evalTemperature,
+            topP: 1,
+            topK: 0,
+            maxNewTokens: r.maxNewTokens,
+            seed: this.seed(`eval.samples.${j}`),
+          },
+        },
+      ]),
+    );
+    const outcomes = await this.book.jobs("eval", "samples", jobs, (d, n) =>
+      this.io.progress("held-out eval", 0, d, n),
+    );
+    // A question whose job failed is answered by no one: every model is scored on the same
+    // questions, so paired gains stay paired (the failures are counted in the report).
+    const perModel = groups.length * 2;
+    return models.map((m, k) => {
+      const answers: HeldOutAnswers = { greedy: [], samples: [] };
+      groups.forEach((qs, j) => {
+        const greedy = outcomes[k * perModel + 2 * j];
+        const sampled = outcomes[k * perModel + 2 * j + 1];
+        qs.forEach((_, i) => {
+          answers.greedy.push(greedy.ok ? greedy.result.results[i].responses[0].text : "");
+          answers.samples.push(sampled.ok ? sampled.result.results[i].responses.map((s) => s.text) : []);
+        });
+      });
+      return { ...m, answers };
+    });
+  }
+
+  private correct(text: string, gold: number): boolean {
+    const a = extractNumber(text, this.task.trigger);
+    return a !== null && answersMatch(a, gold);
+  }
+
+  /** Per held-out question: right by Top-1, by Vote@K (the greedy answer breaks ties) and by Rerank@K. */
+  private correctness(answers: HeldOutAnswers, rerankScores: number[][] | null) {
+    const top1: boolean[] = [];
+    const vote: boolean[] = [];
+    const rerank: boolean[] = [];
+    this.task.heldOut.forEach((p, i) => {
+      top1.push(this.correct(answers.greedy[i], p.answer));
+      const voted = majorityVote(answers.samples[i].map((t) => extractNumber(t, this.task.trigger)));
+      vote.push(voted.answer !== null && answersMatch(voted.answer, p.answer));
+      if (rerankScores) {
+        const scores = rerankScores[i];
+        let best = -1;
+        answers.samples[i].forEach((t, s) => {
+          if (extractNumber(t, this.task.trigger) !== null && (best < 0 || scores[s] > scores[best]))
+            best = s;
+        });
+        rerank.push(best >= 0 && this.correct(answers.samples[i][best], p.answer));
+      }
+    });
+    return { top1, vote, rerank: rerankScores ? rerank : null };
+  }
+
+  private score(
+    model: string,
+    version: number,
+    answers: HeldOutAnswers,
+    rerankScores: number[][] | null,
+  ): ReftModelEval {
+    const c = this.correctness(answers, rerankScores);
+    const acc = (xs: boolean[]): StrategyAccuracy => {
+      const k = xs.filter(Boolean).length;
+      return { accuracy: xs.length ? k / xs.length : Number.NaN, ci95: wilson(k, xs.length), n: xs.length };
+    };
+    return {
+      model,
+      version,
+      top1: acc(c.top1),
+      voteAtK: acc(c.vote),
+      rerankAtK: c.rerank ? acc(c.rerank) : null,
+      answeredShare: mean(answers.greedy.map((t) => (extractNumber(t, this.task.trigger) === null ? 0 : 1))),
+      samples: this.task.heldOut
+        .slice(0, 5)
+        .map((p, i) => ({ question: p.question, response: answers.greedy[i], gold: p.answer })),
+    };
+  }
+}
