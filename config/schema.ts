@@ -246,7 +246,7 @@ export const reftSchema = z
       .object({
         samplesPerQuestion: nonNegativeInt.default(4),
         questions: positiveInt.default(500),
-        epochs: z.number().positive().default(1),
+        epochs: positiveInt.default(1),
         batchSize: positiveInt.default(16),
         learningRate: z.number().positive().default(1e-4),
       })

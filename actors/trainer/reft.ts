@@ -17,16 +17,19 @@ import { presetConfig } from "../../model/config.ts";
 import { Llama } from "../../model/llama.ts";
 import type { PpoRollout, PpoStepStats } from "../../model/ppoBatch.ts";
 import { PpoTrainer } from "../../model/ppoTrainer.ts";
+import { type RerankerExample, RerankerTrainer, rerankerFrom, rerankerScores } from "../../model/reranker.ts";
+import type { PromptResponse } from "../../model/score.ts";
 import { CharTokenizer } from "../../model/tokenizer.ts";
-import { pairedGain, wilson } from "../../tasks/eval.ts";
+import { pairedGain } from "../../tasks/eval.ts";
+import { evaluateInference, type InferenceReport, isCorrect } from "../../tasks/inference.ts";
 import { MAX_SCORE } from "../../tasks/judgement.ts";
 import type { MathProblem } from "../../tasks/math.ts";
 import { deriveSeed, makeRng } from "../../tasks/random.ts";
 import { MATH_CHARSET, type ReasoningTask } from "../../tasks/reasoning.ts";
-import { answersMatch, extractNumber, majorityVote } from "../../tasks/reward.ts";
+import { extractNumber } from "../../tasks/reward.ts";
 import { type Policy, policyFromBlob, policyToBlob, type Sampling } from "../policy.ts";
 import { type LossSummary, pretrain, supervisedFineTune, yieldToEventLoop } from "./loops.ts";
-import type { PpoUpdateReport, ReftModelEval, ReftReport, StrategyAccuracy } from "./reftReport.ts";
+import type { PpoUpdateReport, ReftModelEval, ReftReport } from "./reftReport.ts";
 import { reftSummaryTable } from "./reftReport.ts";
 import { type LoopIO, RunStopped } from "./selfRewarding.ts";
 import { forgetStage } from "./stageCache.ts";
@@ -46,6 +49,8 @@ interface Rollout {
 interface HeldOutAnswers {
   greedy: string[];
   samples: string[][];
+  /** The samples as token ids, for the reranker to score. */
+  sampleRows: PromptResponse[][];
 }
 
 /** Positions of srlm's own ReFT model: the longest problem and solution with room to spare. */
@@ -141,7 +146,7 @@ export class ReftLoop {
     let stopped = false;
     let warmupLoss: LossSummary | null = null;
     let sftLoss: LossSummary | null = null;
-    const reranker: ReftReport["reranker"] = null;
+    let reranker: ReftReport["reranker"] = null;
     const models: ReftModelEval[] = [];
     let gainOverSft: ReftReport["gainOverSft"] = null;
     try {
@@ -152,9 +157,17 @@ export class ReftLoop {
         this.sft(warmup, r.warmupEpochs, "warm-up SFT", "warmup"),
       );
       this.referenceWeights = await this.publish(warmup, 1, "warmup");
+      // The generators sample the reranker's training data from the warm-up while the trainer
+      // trains the SFT baseline.
+      const rerankerData = this.rerankerSamples();
+      rerankerData.catch(() => {});
       const sftModel = m0;
       sftLoss = await this.book.timed("sft", () => this.sft(sftModel, r.sftEpochs, "SFT baseline", "sft"));
       const sftWeights = await this.publish(sftModel, 2, "SFT");
+      const rerank = await this.book.timed("reranker", async () =>
+        this.trainReranker(warmup, await rerankerData),
+      );
+      reranker = rerank?.report ?? null;
 
       // PPO starts from the warm-up, as its own version, so that "the newest weights" a streaming
       // generator picks are always the policy's and never the SFT baseline's.
@@ -220,14 +233,20 @@ export class ReftLoop {
           { model: "ReFT", weights },
         ]),
       );
-      for (const e of evaluated) models.push(this.score(e.model, e.weights.version, e.answers, null));
-      const [sftEval, , reftEval] = evaluated.map((e) => this.correctness(e.answers, null));
+      const inference = evaluated.map((e) => {
+        const scored = this.inference(e.answers, rerank?.model ?? null);
+        models.push(this.modelEval(e.model, e.weights.version, e.answers, scored));
+        return scored;
+      });
+      const [sftEval, , reftEval] = inference;
       gainOverSft = {
         top1: pairedGain(reftEval.top1, sftEval.top1),
-        voteAtK: pairedGain(reftEval.vote, sftEval.vote),
-        rerankAtK: null,
+        voteAtK: pairedGain(reftEval.voteAtK, sftEval.voteAtK),
+        rerankAtK:
+          reftEval.rerankAtK && sftEval.rerankAtK ? pairedGain(reftEval.rerankAtK, sftEval.rerankAtK) : null,
       };
       for (const p of [policy, warmup, sftModel]) p.model.dispose();
+      rerank?.model.dispose();
     } catch (err) {
       if (!(err instanceof RunStopped)) throw err;
       stopped = true;
@@ -510,67 +529,143 @@ export class ReftLoop {
     // questions, so paired gains stay paired (the failures are counted in the report).
     const perModel = groups.length * 2;
     return models.map((m, k) => {
-      const answers: HeldOutAnswers = { greedy: [], samples: [] };
+      const answers: HeldOutAnswers = { greedy: [], samples: [], sampleRows: [] };
       groups.forEach((qs, j) => {
         const greedy = outcomes[k * perModel + 2 * j];
         const sampled = outcomes[k * perModel + 2 * j + 1];
         qs.forEach((_, i) => {
           answers.greedy.push(greedy.ok ? greedy.result.results[i].responses[0].text : "");
-          answers.samples.push(sampled.ok ? sampled.result.results[i].responses.map((s) => s.text) : []);
+          // A failed job leaves K empty answers: none readable, so wrong by every strategy.
+          const p = sampled.ok ? sampled.result.results[i] : null;
+          answers.samples.push(p ? p.responses.map((x) => x.text) : Array(r.evalSamples).fill(""));
+          answers.sampleRows.push(
+            p
+              ? p.responses.map((x) => ({
+                  prompt: Array.from(p.promptTokens),
+                  response: Array.from(x.tokens),
+                }))
+              : [],
+          );
         });
       });
       return { ...m, answers };
     });
   }
 
-  private correct(text: string, gold: number): boolean {
-    const a = extractNumber(text, this.task.trigger);
-    return a !== null && answersMatch(a, gold);
-  }
-
-  /** Per held-out question: right by Top-1, by Vote@K (the greedy answer breaks ties) and by Rerank@K. */
-  private correctness(answers: HeldOutAnswers, rerankScores: number[][] | null) {
-    const top1: boolean[] = [];
-    const vote: boolean[] = [];
-    const rerank: boolean[] = [];
-    this.task.heldOut.forEach((p, i) => {
-      top1.push(this.correct(answers.greedy[i], p.answer));
-      const voted = majorityVote(answers.samples[i].map((t) => extractNumber(t, this.task.trigger)));
-      vote.push(voted.answer !== null && answersMatch(voted.answer, p.answer));
-      if (rerankScores) {
-        const scores = rerankScores[i];
-        let best = -1;
-        answers.samples[i].forEach((t, s) => {
-          if (extractNumber(t, this.task.trigger) !== null && (best < 0 || scores[s] > scores[best]))
-            best = s;
-        });
-        rerank.push(best >= 0 && this.correct(answers.samples[i][best], p.answer));
-      }
+  /** Top-1, Vote@K and (with a reranker) Rerank@K per held-out question. */
+  private inference(answers: HeldOutAnswers, reranker: Llama | null): InferenceReport {
+    const questions = this.task.heldOut.map((p, i) => {
+      const rows = answers.sampleRows[i];
+      // A question whose samples failed has no rows; its K empty answers are wrong whatever the scores.
+      const scores = reranker
+        ? rows.length
+          ? rerankerScores(reranker, rows)
+          : answers.samples[i].map(() => Number.NaN)
+        : undefined;
+      return {
+        gold: p.answer,
+        greedy: answers.greedy[i],
+        samples: answers.samples[i],
+        ...(scores ? { scores } : {}),
+      };
     });
-    return { top1, vote, rerank: rerankScores ? rerank : null };
+    return evaluateInference(questions, { trigger: this.task.trigger });
   }
 
-  private score(
+  private modelEval(
     model: string,
     version: number,
     answers: HeldOutAnswers,
-    rerankScores: number[][] | null,
+    c: InferenceReport,
   ): ReftModelEval {
-    const c = this.correctness(answers, rerankScores);
-    const acc = (xs: boolean[]): StrategyAccuracy => {
-      const k = xs.filter(Boolean).length;
-      return { accuracy: xs.length ? k / xs.length : Number.NaN, ci95: wilson(k, xs.length), n: xs.length };
-    };
     return {
       model,
       version,
-      top1: acc(c.top1),
-      voteAtK: acc(c.vote),
-      rerankAtK: c.rerank ? acc(c.rerank) : null,
+      top1: c.accuracy.top1,
+      voteAtK: c.accuracy.voteAtK,
+      rerankAtK: c.accuracy.rerankAtK,
       answeredShare: mean(answers.greedy.map((t) => (extractNumber(t, this.task.trigger) === null ? 0 : 1))),
       samples: this.task.heldOut
         .slice(0, 5)
         .map((p, i) => ({ question: p.question, response: answers.greedy[i], gold: p.answer })),
+    };
+  }
+
+  /** Samples of the warm-up model on training questions, labelled by answer correctness: the
+   * reranker's training data (none when reft.reranker.samplesPerQuestion is 0). */
+  private async rerankerSamples(): Promise<RerankerExample[]> {
+    const { cfg } = this;
+    const rr = cfg.reft.reranker;
+    if (rr.samplesPerQuestion === 0) return [];
+    const questions = makeRng(this.seed("reranker.questions"))
+      .shuffle(this.task.train)
+      .slice(0, rr.questions);
+    const groups = chunk(questions, cfg.actors.batchSize);
+    const outcomes = await this.book.jobs(
+      "reranker samples",
+      "samples",
+      groups.map((qs, j) => ({
+        iteration: 0,
+        purpose: "train" as const,
+        prompts: qs.map((q) => q.question),
+        format: this.format,
+        n: rr.samplesPerQuestion,
+        weights: this.referenceWeights,
+        sampling: { ...this.rolloutSampling(0, j), seed: this.seed(`reranker.samples.${j}`) },
+      })),
+      (d, n) => this.io.progress("reranker samples", 0, d, n),
+    );
+    const examples: RerankerExample[] = [];
+    outcomes.forEach((o, j) => {
+      if (!o.ok) return;
+      o.result.results.forEach((p, i) => {
+        for (const x of p.responses)
+          examples.push({
+            prompt: Array.from(p.promptTokens),
+            response: Array.from(x.tokens),
+            label: isCorrect(x.text, groups[j][i].answer, { trigger: this.task.trigger }) ? 1 : 0,
+          });
+      });
+    });
+    return examples;
+  }
+
+  /** The reranker: a copy of the warm-up with a scoring head, trained on its own labelled samples. */
+  private async trainReranker(
+    warmup: Policy,
+    examples: RerankerExample[],
+  ): Promise<{ model: Llama; report: NonNullable<ReftReport["reranker"]> } | null> {
+    if (examples.length === 0) return null;
+    const rr = this.cfg.reft.reranker;
+    const model = rerankerFrom(warmup.model);
+    const trainer = new RerankerTrainer(model, {
+      epochs: rr.epochs,
+      batchSize: rr.batchSize,
+      schedule: { kind: "constant", peak: rr.learningRate },
+      maxGradNorm: this.cfg.reft.gradClip,
+      seed: this.seed("reranker"),
+    });
+    const losses: number[] = [];
+    try {
+      const plan = trainer.plan(examples.length);
+      for (const [k, indices] of plan.entries()) {
+        const stats = trainer.stepOn(examples, indices);
+        if (!stats.skipped) losses.push(stats.loss);
+        this.io.progress("reranker", 0, k + 1, plan.length, `loss ${stats.loss.toFixed(3)}`);
+        await yieldToEventLoop();
+      }
+    } finally {
+      trainer.dispose();
+    }
+    const tenth = Math.max(1, Math.floor(losses.length / 10));
+    return {
+      model,
+      report: {
+        examples: examples.length,
+        positiveShare: mean(examples.map((e) => e.label)),
+        loss: { first: mean(losses.slice(0, tenth)), last: mean(losses.slice(-tenth)), steps: losses.length },
+        skippedSteps: trainer.skippedSteps,
+      },
     };
   }
 }

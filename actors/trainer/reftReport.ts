@@ -1,15 +1,9 @@
 // ReFT's report: report.json (machine-readable) and summary.txt (the table `srlm run` prints), in
 // the shape of the paper's results: Top-1, Vote@K and Rerank@K for SFT and ReFT, with intervals.
-import type { Interval, PairedGain } from "../../tasks/eval.ts";
+import type { PairedGain } from "../../tasks/eval.ts";
+import type { StrategyAccuracy } from "../../tasks/inference.ts";
 import type { LossSummary } from "./loops.ts";
 import type { ActorUsage, BusCounts, StageFailures } from "./report.ts";
-
-export interface StrategyAccuracy {
-  accuracy: number;
-  /** Wilson 95% interval. */
-  ci95: Interval;
-  n: number;
-}
 
 export interface ReftModelEval {
   model: string;

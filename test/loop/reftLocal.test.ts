@@ -1,0 +1,91 @@
+// The ReFT loop in one process (LocalWorkers): the same algorithm as over NATS, in the modes the
+// NATS test does not run. GRPO samples a group per question and trains without a critic;
+// streaming samples the next batch while one trains, so rollouts may come from older weights
+// (within maxStaleness) and carry their behaviour log-probs.
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import pino from "pino";
+import { LocalWorkers } from "../../actors/trainer/localWorkers.ts";
+import { ReftLoop } from "../../actors/trainer/reft.ts";
+import type { ReftReport } from "../../actors/trainer/reftReport.ts";
+import { loadConfig } from "../../config/load.ts";
+import { selectBackend } from "../../model/backend.ts";
+import { reasoningTaskFromConfig } from "../../tasks/reasoning.ts";
+
+// The backend srlm's actors would pick (blas where it is built), not tfjs's pure-JS default.
+before(() => selectBackend("auto", { info() {} }));
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function runReft(flags: Record<string, string>): Promise<ReftReport> {
+  const out = mkdtempSync(join(tmpdir(), "srlm-reft-local-"));
+  dirs.push(out);
+  const cfg = loadConfig({
+    preset: "tiny",
+    env: {},
+    flags: {
+      out,
+      method: "reft",
+      "train.pretrain.steps": "120",
+      "reft.reranker.samplesPerQuestion": "0",
+      ...flags,
+    },
+  });
+  const workers = new LocalWorkers("answer");
+  const loop = new ReftLoop(cfg, reasoningTaskFromConfig(cfg), {
+    workers,
+    publish: async (version, p) => workers.publish(version, p),
+    log: pino({ level: "silent" }),
+    backend: "test",
+    progress() {},
+    gate: async () => {},
+    metrics() {},
+    actorStats: async () => [],
+  });
+  const report = await loop.run();
+  assert.deepEqual(
+    JSON.parse(readFileSync(join(out, "report.json"), "utf8")).updates.length,
+    report.updates.length,
+  );
+  return report;
+}
+
+test("GRPO: a group of samples per question, no value loss, every update trained", async () => {
+  const report = await runReft({
+    "reft.algorithm": "grpo",
+    "reft.samplesPerQuestion": "3",
+    "reft.questionsPerUpdate": "4",
+  });
+  assert.equal(report.algorithm, "grpo");
+  assert.equal(report.updates.length, 2);
+  for (const u of report.updates) {
+    assert.equal(u.rollouts, 12, "3 samples for each of 4 questions");
+    assert.equal(u.valueLoss, 0, "GRPO has no critic");
+    assert.ok(Number.isNaN(u.explainedVariance));
+    assert.equal(u.skippedSteps, 0);
+  }
+});
+
+test("streaming: the next batch is sampled while one trains, within maxStaleness", async () => {
+  const report = await runReft({
+    "reft.mode": "streaming",
+    "reft.maxStaleness": "1",
+    "reft.updates": "3",
+  });
+  assert.equal(report.mode, "streaming");
+  assert.equal(report.updates.length, 3);
+  // LocalWorkers answer a job as soon as it is submitted, so update u+1's batch is sampled from
+  // the weights update u trains: one version behind when it trains.
+  assert.equal(report.updates[0].staleness.max, 0);
+  for (const u of report.updates.slice(1)) {
+    assert.equal(u.staleness.max, 1, `update ${u.update}`);
+    assert.equal(u.droppedStale, 0);
+    assert.equal(u.rollouts, 8);
+  }
+});
