@@ -239,6 +239,9 @@ export const reftSchema = z
     maxStaleness: nonNegativeInt.default(1),
     // Inference-time strategies on held-out: K samples per question for Vote@K and Rerank@K.
     evalSamples: positiveInt.default(8),
+    // Which problems the report's accuracies are measured on: heldOut (the result) or dev (while
+    // choosing settings, so that the held-out problems never choose them).
+    evalSplit: z.enum(["heldOut", "dev"]).default("heldOut"),
     evalTemperature: z.number().positive().default(1),
     // The reranker: a scoring head on a copy of the warm-up model, trained on its own samples
     // of the training questions labelled by answer correctness; 0 samples turns it off.

@@ -70,6 +70,16 @@ export class ReftLoop {
     private readonly io: LoopIO,
   ) {
     this.book = new StageBook(io, cfg.reft.maxFailedShare, new Set(["pretrain", "warm-up", "sft", "ppo"]));
+    if (this.evalProblems.length === 0)
+      throw new Error(
+        `reft.evalSplit ${cfg.reft.evalSplit}: task ${task.name} has no ${cfg.reft.evalSplit} problems` +
+          (cfg.reft.evalSplit === "dev" ? " (data.math.devSize is 0)" : ""),
+      );
+  }
+
+  /** The problems every accuracy is measured on: held-out, or dev while settings are chosen. */
+  private get evalProblems(): MathProblem[] {
+    return this.cfg.reft.evalSplit === "dev" ? this.task.dev : this.task.heldOut;
   }
 
   private get format(): PromptFormat {
@@ -161,9 +171,13 @@ export class ReftLoop {
       // trains the SFT baseline.
       const rerankerData = this.rerankerSamples();
       rerankerData.catch(() => {});
+      // With as many warm-up epochs as SFT ones, the warm-up is the SFT baseline: ReFT's gain is
+      // then what PPO adds on the same questions, and the SFT is trained once.
+      const sftIsWarmup = r.sftEpochs === r.warmupEpochs;
       const sftModel = m0;
-      sftLoss = await this.book.timed("sft", () => this.sft(sftModel, r.sftEpochs, "SFT baseline", "sft"));
-      const sftWeights = await this.publish(sftModel, 2, "SFT");
+      if (!sftIsWarmup)
+        sftLoss = await this.book.timed("sft", () => this.sft(sftModel, r.sftEpochs, "SFT baseline", "sft"));
+      const sftWeights = sftIsWarmup ? this.referenceWeights : await this.publish(sftModel, 2, "SFT");
       const rerank = await this.book.timed("reranker", async () =>
         this.trainReranker(warmup, await rerankerData),
       );
@@ -227,18 +241,25 @@ export class ReftLoop {
       saveCheckpoint(this.checkpointDir("ReFT"), policy.model, policy.tokenizer);
 
       const evaluated = await this.book.timed("eval", () =>
-        this.heldOutAnswers([
-          { model: "SFT", weights: sftWeights },
-          { model: "warm-up", weights: this.referenceWeights },
-          { model: "ReFT", weights },
-        ]),
+        this.heldOutAnswers(
+          sftIsWarmup
+            ? [
+                { model: "SFT (warm-up)", weights: sftWeights },
+                { model: "ReFT", weights },
+              ]
+            : [
+                { model: "SFT", weights: sftWeights },
+                { model: "warm-up", weights: this.referenceWeights },
+                { model: "ReFT", weights },
+              ],
+        ),
       );
       const inference = evaluated.map((e) => {
         const scored = this.inference(e.answers, rerank?.model ?? null);
         models.push(this.modelEval(e.model, e.weights.version, e.answers, scored));
         return scored;
       });
-      const [sftEval, , reftEval] = inference;
+      const [sftEval, reftEval] = [inference[0], inference[inference.length - 1]];
       gainOverSft = {
         top1: pairedGain(reftEval.top1, sftEval.top1),
         voteAtK: pairedGain(reftEval.voteAtK, sftEval.voteAtK),
@@ -261,7 +282,7 @@ export class ReftLoop {
       backend: io.backend,
       run: cfg.run,
       ...(stopped ? { stopped: true } : {}),
-      split: "heldOut",
+      split: r.evalSplit,
       k: r.evalSamples,
       trainQuestions: this.task.train.length,
       sftLoss: { warmup: warmupLoss, sft: sftLoss },
@@ -487,7 +508,7 @@ export class ReftLoop {
   ): Promise<{ model: string; weights: WeightRef; answers: HeldOutAnswers }[]> {
     const { cfg } = this;
     const r = cfg.reft;
-    const groups = chunk(this.task.heldOut, cfg.actors.batchSize);
+    const groups = chunk(this.evalProblems, cfg.actors.batchSize);
     const jobs = models.flatMap((m) =>
       groups.flatMap((qs, j) => [
         {
@@ -554,7 +575,7 @@ export class ReftLoop {
 
   /** Top-1, Vote@K and (with a reranker) Rerank@K per held-out question. */
   private inference(answers: HeldOutAnswers, reranker: Llama | null): InferenceReport {
-    const questions = this.task.heldOut.map((p, i) => {
+    const questions = this.evalProblems.map((p, i) => {
       const rows = answers.sampleRows[i];
       // A question whose samples failed has no rows; its K empty answers are wrong whatever the scores.
       const scores = reranker
@@ -585,7 +606,7 @@ export class ReftLoop {
       voteAtK: c.accuracy.voteAtK,
       rerankAtK: c.accuracy.rerankAtK,
       answeredShare: mean(answers.greedy.map((t) => (extractNumber(t, this.task.trigger) === null ? 0 : 1))),
-      samples: this.task.heldOut
+      samples: this.evalProblems
         .slice(0, 5)
         .map((p, i) => ({ question: p.question, response: answers.greedy[i], gold: p.answer })),
     };

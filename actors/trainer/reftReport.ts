@@ -63,7 +63,7 @@ export interface ReftReport {
   /** Set when an operator stopped the run: the updates that finished, evaluated as they were. */
   stopped?: boolean;
   /** Which split every accuracy below is measured on. */
-  split: "heldOut";
+  split: "heldOut" | "dev";
   k: number;
   trainQuestions: number;
   sftLoss: { warmup: LossSummary | null; sft: LossSummary | null };
@@ -97,7 +97,7 @@ function tenths(updates: PpoUpdateReport[], f: (u: PpoUpdateReport) => number): 
 export function reftSummaryTable(r: ReftReport): string {
   const n = r.models[0]?.top1.n ?? 0;
   const lines = [
-    `ReFT (${r.algorithm}, ${r.mode}) on ${r.task}: held-out accuracy, n = ${n}, K = ${r.k}${r.stopped ? " (stopped by the operator)" : ""}`,
+    `ReFT (${r.algorithm}, ${r.mode}) on ${r.task}: ${r.split === "dev" ? "dev" : "held-out"} accuracy, n = ${n}, K = ${r.k}${r.stopped ? " (stopped by the operator)" : ""}`,
     "",
     `| model | Top-1 (95% CI) | Vote@${r.k} | Rerank@${r.k} | answered |`,
     "| --- | --- | --- | --- | --- |",
