@@ -59,6 +59,24 @@ export const presets: Record<string, Preset> = {
     // correct answers slightly different means, and such pairs train on noise.
     selfReward: { nllWeight: 1, promptsPerIteration: 240, minScoreGap: 1 },
   },
+  // `srlm run --preset reft-demo`: ReFT on srlm's synthetic word problems of 2-3 steps, with a
+  // small character model. What each setting did is measured in docs/experiments.md.
+  "reft-demo": {
+    method: "reft",
+    model: { preset: "small" },
+    data: { math: { trainSize: 1000, devSize: 200, heldOutSize: 300, minOps: 2, maxOps: 3 } },
+    train: { pretrain: { steps: 600 } },
+    reft: {
+      warmupEpochs: 10,
+      sftEpochs: 10,
+      updates: 40,
+      questionsPerUpdate: 32,
+      maxNewTokens: 100,
+      learningRate: 1e-4,
+      evalSamples: 4,
+      reranker: { questions: 250, samplesPerQuestion: 4 },
+    },
+  },
 };
 
 export function presetNames(): string[] {

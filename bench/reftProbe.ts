@@ -1,0 +1,85 @@
+// A whole ReFT run in a single process: the trainer's own loop (actors/trainer/reft.ts) with
+// in-process workers (localWorkers.ts) instead of NATS, so settings can be studied without
+// starting actors, and the figures are exactly what `srlm run --method reft` reports.
+//
+//   node --import tsx bench/reftProbe.ts --preset reft-demo --set reft.evalSplit=dev --out /tmp/p
+//
+// Choose settings with reft.evalSplit=dev; quote results from held-out. Any config field can be
+// set as in `srlm run`. Prints progress on stderr, the summary table, then one JSON line.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import pino from "pino";
+import { LocalWorkers } from "../actors/trainer/localWorkers.ts";
+import { ReftLoop } from "../actors/trainer/reft.ts";
+import { reftSummaryTable } from "../actors/trainer/reftReport.ts";
+import { loadConfig } from "../config/load.ts";
+import { judgeImplOf } from "../config/schema.ts";
+import { selectBackend } from "../model/backend.ts";
+import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
+
+const { values: opt } = parseArgs({
+  options: {
+    preset: { type: "string", default: "reft-demo" },
+    out: { type: "string" },
+    set: { type: "string", multiple: true, default: [] },
+  },
+});
+const overrides: Record<string, string> = { method: "reft" };
+for (const kv of opt.set ?? []) {
+  const at = kv.indexOf("=");
+  if (at < 1) throw new Error(`reftProbe: --set ${kv}: expected FIELD=VALUE`);
+  overrides[kv.slice(0, at)] = kv.slice(at + 1);
+}
+const cfg = loadConfig({ preset: opt.preset, env: {}, flags: overrides });
+cfg.out = opt.out ?? mkdtempSync(join(tmpdir(), "srlm-reft-probe-"));
+const backend = await selectBackend(cfg.model.backend, { info() {} });
+const workers = new LocalWorkers(judgeImplOf(cfg));
+const started = performance.now();
+const lastLine = new Map<string, number>();
+const loop = new ReftLoop(cfg, reasoningTaskFromConfig(cfg), {
+  workers,
+  publish: async (version, policy) => workers.publish(version, policy),
+  log: pino({ level: "warn" }),
+  backend: backend.name,
+  progress(stage, iteration, done, total, detail) {
+    // A line per stage every 30 s, and its last one.
+    const now = performance.now();
+    if (done < total && now - (lastLine.get(stage) ?? 0) < 30_000) return;
+    lastLine.set(stage, now);
+    const t = ((now - started) / 1000).toFixed(0);
+    process.stderr.write(`${t}s ${stage} ${iteration} ${done}/${total} ${detail ?? ""}\n`);
+  },
+  gate: async () => {},
+  metrics(update, values) {
+    process.stderr.write(
+      `update ${update}: reward ${values.meanReward.toFixed(3)}, correct ${values.correctShare.toFixed(3)}, ` +
+        `KL ${values.refKl.toFixed(4)}, clip ${values.clipFraction.toFixed(4)}, approx-KL ${values.approxKl.toExponential(2)}\n`,
+    );
+  },
+  actorStats: async () => [],
+});
+const report = await loop.run();
+process.stdout.write(reftSummaryTable(report));
+const strategies = Object.fromEntries(
+  report.models.map((m) => [
+    m.model,
+    { top1: m.top1.accuracy, voteAtK: m.voteAtK.accuracy, rerankAtK: m.rerankAtK?.accuracy ?? null },
+  ]),
+);
+process.stdout.write(
+  `${JSON.stringify({
+    bench: "reftProbe",
+    preset: opt.preset,
+    split: report.split,
+    backend: backend.name,
+    n: report.models[0]?.top1.n ?? 0,
+    k: report.k,
+    strategies,
+    gainOverSft: report.gainOverSft,
+    wallSeconds: report.wallSeconds,
+    stageSeconds: report.stageSeconds,
+    out: cfg.out,
+  })}\n`,
+);
