@@ -32,7 +32,14 @@ import { type LossSummary, pretrain, supervisedFineTune, yieldToEventLoop } from
 import type { PpoUpdateReport, ReftModelEval, ReftReport } from "./reftReport.ts";
 import { reftSummaryTable } from "./reftReport.ts";
 import { type LoopIO, RunStopped } from "./selfRewarding.ts";
-import { forgetStage } from "./stageCache.ts";
+import {
+  forgetStage,
+  recordStage,
+  reftM0Inputs,
+  reftSftInputs,
+  stageKey,
+  stageMatches,
+} from "./stageCache.ts";
 import { assertFiniteWeights, chunk, mean, StageBook } from "./stages.ts";
 
 /** One sampled chain of thought, as the trainer keeps it until the update that trains it. */
@@ -69,7 +76,11 @@ export class ReftLoop {
     private readonly task: ReasoningTask,
     private readonly io: LoopIO,
   ) {
-    this.book = new StageBook(io, cfg.reft.maxFailedShare, new Set(["pretrain", "warm-up", "sft", "ppo"]));
+    this.book = new StageBook(
+      io,
+      cfg.reft.maxFailedShare,
+      new Set(["pretrain", "warm-up", "sft", "reranker", "ppo"]),
+    );
     if (this.evalProblems.length === 0)
       throw new Error(
         `reft.evalSplit ${cfg.reft.evalSplit}: task ${task.name} has no ${cfg.reft.evalSplit} problems` +
@@ -104,6 +115,20 @@ export class ReftLoop {
     return ref;
   }
 
+  /** The checkpoint an earlier run wrote for `label` from the same inputs, or null (then the
+   * folder's record is cleared, since the stage is about to be trained again). */
+  private reused(label: string, key: string): Policy | null {
+    const dir = this.checkpointDir(label);
+    if (!this.cfg.model.reuse || !stageMatches(dir, key)) {
+      forgetStage(dir);
+      return null;
+    }
+    const { model, tokenizer } = loadCheckpoint(dir);
+    this.io.log.info({ dir }, `reusing ${label}: an earlier run made it from the same inputs`);
+    this.io.progress(`reuse ${label}`, 0, 1, 1, "made by an earlier run from the same inputs");
+    return { version: 0, model, tokenizer };
+  }
+
   /** srlm's own M0 (a character model pretrained on the training problems), or model.base. */
   private async baseModel(): Promise<Policy> {
     const { cfg } = this;
@@ -111,6 +136,9 @@ export class ReftLoop {
       const { model, tokenizer } = loadCheckpoint(cfg.model.base);
       return { version: 0, model, tokenizer };
     }
+    const key = stageKey(reftM0Inputs(cfg));
+    const reused = this.reused("M0", key);
+    if (reused) return reused;
     const tokenizer = new CharTokenizer(MATH_CHARSET);
     // Room for a question, its chain of thought and an overlong sample: rotary positions cost
     // no weights, so a longer context than the preset's is free.
@@ -125,26 +153,46 @@ export class ReftLoop {
       (r) => this.io.progress("pretrain M0", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
     );
     const dir = this.checkpointDir("M0");
-    // This M0 is not the self-rewarding loop's: its stage record must not let that loop reuse it.
-    forgetStage(dir);
     saveCheckpoint(dir, model, tokenizer);
+    recordStage(dir, key, reftM0Inputs(cfg));
     return policy;
   }
 
-  /** SFT on the training problems' chains of thought for `epochs` (in expectation: minibatches
-   * are drawn at random). */
-  private sft(policy: Policy, epochs: number, stage: string, label: string): Promise<LossSummary> {
+  /**
+   * `label` (the warm-up, the SFT baseline): SFT of M0 on the training problems' chains of
+   * thought for `epochs` (in expectation: minibatches are drawn at random), or the checkpoint an
+   * earlier run made from the same inputs. Its seed is the model's, not the loop's, so runs that
+   * vary reft.seed share it.
+   */
+  private async sftStage(
+    m0: () => Promise<Policy>,
+    epochs: number,
+    stage: string,
+    label: string,
+  ): Promise<{ policy: Policy; loss: LossSummary | null }> {
+    const key = stageKey(reftSftInputs(this.cfg, epochs));
+    const reused = this.reused(label, key);
+    if (reused) return { policy: reused, loss: null };
+    const policy = await m0();
     const { sft } = this.cfg.reft;
     const steps = Math.ceil((epochs * this.task.train.length) / sft.batchSize);
     const examples = this.task.train.map((p) => ({ prompt: p.question, response: p.cot }));
-    return supervisedFineTune(
-      policy,
-      examples,
-      { ...sft, steps },
-      this.seed(`sft.${label}`),
-      (r) => this.io.progress(stage, 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
-      this.format,
+    const loss = await this.book.timed(stage, () =>
+      supervisedFineTune(
+        policy,
+        examples,
+        { ...sft, steps },
+        deriveSeed(this.cfg.model.seed, `reft.sft.${epochs}`),
+        (r) => this.io.progress(stage, 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+        this.format,
+      ),
     );
+    if (steps > 0 && !Number.isFinite(loss.last))
+      throw new Error(`stage "${stage}": the loss is ${loss.last} after ${steps} steps`);
+    const dir = this.checkpointDir(label);
+    saveCheckpoint(dir, policy.model, policy.tokenizer);
+    recordStage(dir, key, reftSftInputs(this.cfg, epochs));
+    return { policy, loss };
   }
 
   async run(): Promise<ReftReport> {
@@ -160,13 +208,16 @@ export class ReftLoop {
     const models: ReftModelEval[] = [];
     let gainOverSft: ReftReport["gainOverSft"] = null;
     try {
-      const m0 = await this.book.timed("pretrain", () => this.baseModel());
-      // The warm-up and the SFT baseline both start from M0.
-      const warmup = copyOf(m0);
-      warmupLoss = await this.book.timed("warm-up", () =>
-        this.sft(warmup, r.warmupEpochs, "warm-up SFT", "warmup"),
-      );
-      this.referenceWeights = await this.publish(warmup, 1, "warmup");
+      // M0 is loaded or trained only when a stage needs it, and once.
+      const m0: { loading: Promise<Policy> | null } = { loading: null };
+      const base = () => {
+        m0.loading ??= this.book.timed("pretrain", () => this.baseModel());
+        return m0.loading.then(copyOf);
+      };
+      const warm = await this.sftStage(base, r.warmupEpochs, "warm-up", "warmup");
+      const warmup = warm.policy;
+      warmupLoss = warm.loss;
+      this.referenceWeights = await this.publish(warmup, 1);
       // The generators sample the reranker's training data from the warm-up while the trainer
       // trains the SFT baseline.
       const rerankerData = this.rerankerSamples();
@@ -174,10 +225,15 @@ export class ReftLoop {
       // With as many warm-up epochs as SFT ones, the warm-up is the SFT baseline: ReFT's gain is
       // then what PPO adds on the same questions, and the SFT is trained once.
       const sftIsWarmup = r.sftEpochs === r.warmupEpochs;
-      const sftModel = m0;
-      if (!sftIsWarmup)
-        sftLoss = await this.book.timed("sft", () => this.sft(sftModel, r.sftEpochs, "SFT baseline", "sft"));
-      const sftWeights = sftIsWarmup ? this.referenceWeights : await this.publish(sftModel, 2, "SFT");
+      let sftModel = warmup;
+      let sftWeights = this.referenceWeights;
+      if (!sftIsWarmup) {
+        const sft = await this.sftStage(base, r.sftEpochs, "sft", "SFT");
+        sftModel = sft.policy;
+        sftLoss = sft.loss;
+        sftWeights = await this.publish(sftModel, 2);
+      }
+      if (m0.loading) (await m0.loading).model.dispose();
       const rerank = await this.book.timed("reranker", async () =>
         this.trainReranker(warmup, await rerankerData),
       );
@@ -266,7 +322,7 @@ export class ReftLoop {
         rerankAtK:
           reftEval.rerankAtK && sftEval.rerankAtK ? pairedGain(reftEval.rerankAtK, sftEval.rerankAtK) : null,
       };
-      for (const p of [policy, warmup, sftModel]) p.model.dispose();
+      for (const p of new Set([policy, warmup, sftModel])) p.model.dispose();
       rerank?.model.dispose();
     } catch (err) {
       if (!(err instanceof RunStopped)) throw err;

@@ -32,7 +32,18 @@ export function stageKey(inputs: unknown): string {
 
 /** What M0 depends on: the model shape and seed, the seed data, the pretraining settings. */
 export function m0Inputs(cfg: Config): unknown {
-  return { preset: cfg.model.preset, seed: cfg.model.seed, data: cfg.data, pretrain: cfg.train.pretrain };
+  return {
+    preset: cfg.model.preset,
+    seed: cfg.model.seed,
+    data: selfRewardingData(cfg),
+    pretrain: cfg.train.pretrain,
+  };
+}
+
+/** The data fields the self-rewarding loop reads (ReFT's math problems are not among them). */
+function selfRewardingData(cfg: Config): unknown {
+  const { math: _math, ...data } = cfg.data;
+  return data;
 }
 
 /** A file's content digest: a user's data file edited in place must not reuse an old M1. */
@@ -59,7 +70,36 @@ export function m1Inputs(cfg: Config): unknown {
       .filter(([, d]) => d !== undefined),
   );
   const contents = Object.keys(files).length > 0 ? { files } : {};
-  return { ...base, data: cfg.data, ...contents, fewShot: cfg.selfReward.fewShot, sft: cfg.train.sft };
+  return {
+    ...base,
+    data: selfRewardingData(cfg),
+    ...contents,
+    fewShot: cfg.selfReward.fewShot,
+    sft: cfg.train.sft,
+  };
+}
+
+/** What ReFT's M0 depends on: the model shape and seed (or the --base folder), the math problems
+ * (the JSONL files' contents too), the pretraining settings. */
+export function reftM0Inputs(cfg: Config): unknown {
+  const m = cfg.data.math;
+  const files = m.train ? { files: { train: fileDigest(m.train), heldOut: fileDigest(m.heldOut) } } : {};
+  const model = cfg.model.base
+    ? { base: cfg.model.base }
+    : { preset: cfg.model.preset, seed: cfg.model.seed };
+  return {
+    method: "reft",
+    ...model,
+    dataSeed: cfg.data.seed,
+    math: m,
+    ...files,
+    pretrain: cfg.train.pretrain,
+  };
+}
+
+/** What a ReFT SFT stage (the warm-up, the SFT baseline) depends on: M0, its settings, its epochs. */
+export function reftSftInputs(cfg: Config, epochs: number): unknown {
+  return { m0: reftM0Inputs(cfg), format: cfg.data.format, sft: cfg.reft.sft, epochs };
 }
 
 /** True when `dir` holds a checkpoint written for exactly these inputs. */
