@@ -94,7 +94,9 @@ export function permissionTable(run: string): Record<Role, RolePermissions> {
     };
   };
   const reader: RolePermissions = {
-    purpose: `reads: live subjects (srlm tap), replays of the RESULTS and EVENTS streams, srlm status`,
+    purpose:
+      "reads: live subjects (srlm tap), replays of the RESULTS and EVENTS streams, srlm status, " +
+      "and the published weights (srlm serve --run)",
     publish: [
       "$JS.API.INFO",
       `$JS.API.STREAM.INFO.*`,
@@ -108,6 +110,9 @@ export function permissionTable(run: string): Record<Role, RolePermissions> {
       ]),
       // Service discovery (`srlm status`) asks every actor on these subjects.
       "$SRV.>",
+      // `srlm serve --run` follows the weights: the newest announcement, then the blob it names.
+      `$JS.API.STREAM.MSG.GET.${s.eventStream}`,
+      ...objectStoreRead(run),
     ],
     subscribe: [inbox("reader"), s.all],
   };

@@ -26,7 +26,7 @@ const USED_BY: Record<Role, string> = {
   generator: "srlm actor generator",
   judge: "srlm actor judge",
   reference: "srlm actor reference",
-  reader: "srlm tap, srlm status",
+  reader: "srlm tap, srlm status, srlm serve --run",
   operator: "srlm control",
 };
 

@@ -58,6 +58,13 @@ async function startSystem(
   // Keys made for this run alone: the server gets their public halves, each actor its own seed
   // through its environment; no seed is written anywhere or outlives the run.
   let keys: Record<Role, RoleKey> | null = null;
+  if (!cfg.nats.url && cfg.actors.judges === 0) {
+    // Nothing outside this process can join the embedded server, so no judge ever would.
+    throw new Error(
+      "actors.judges=0 starts no judge, and no judge of your own can join the embedded nats-server: " +
+        `run a server of your own (\`srlm nats-config --run ${cfg.run} --out DIR\`) and pass --nats URL --set nats.keysDir=DIR`,
+    );
+  }
   if (!cfg.nats.url) {
     keys = generateRoleKeys();
     const publicKeys = Object.fromEntries(ROLES.map((r) => [r, keys?.[r].publicKey])) as Record<Role, string>;
@@ -136,6 +143,11 @@ async function startSystem(
   if (withTrainer)
     specs.push({ actor: "trainer", instance: "t0", configFile, restart: false, ...env("trainer") });
   for (const spec of specs) supervisor.start(spec);
+  if (cfg.actors.judges === 0)
+    say(
+      `srlm: actors.judges=0: no judge started; the run waits for yours: \`srlm actor judge --nats ${cfg.nats.url} ` +
+        `--run ${cfg.run}${cfg.nats.keysDir ? ` --set nats.keysDir=${cfg.nats.keysDir}` : ""} --impl IMPL\``,
+    );
   return {
     cfg,
     bus,

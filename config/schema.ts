@@ -300,7 +300,9 @@ export const selfInstructSchema = z
 export const actorsSchema = z
   .object({
     generators: positiveInt.default(1),
-    judges: positiveInt.default(1),
+    // 0: `srlm run` / `srlm up` start no judge and the user runs their own (`srlm actor judge`),
+    // e.g. to swap it mid-run; needs a server others can join (--nats with nats.keysDir).
+    judges: nonNegativeInt.default(1),
     // auto: the method's own judge, `self` for self-rewarding and `answer` (ReFT's reward) for reft.
     judgeImpl: z.enum(["auto", "self", "verifier", "openai", "answer", "ab"]).default("auto"),
     ackWaitMs: positiveInt.default(30_000),

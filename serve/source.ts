@@ -60,7 +60,8 @@ export function checkpointSource(dir: string, log: Logger): ModelSource & { load
 /** The newest weights of run `cfg.run`, as the trainer publishes them (WeightCache.follow). */
 export async function runWeightsSource(cfg: Config, log: Logger): Promise<ModelSource> {
   const nc: NatsConnection = await connectBus({
-    ...busOptions(cfg),
+    // Serving reads and never writes the run: the reader role's rights are enough.
+    ...busOptions(cfg, "reader"),
     name: `srlm-serve-${hostname()}-${process.pid}`,
   });
   const js = jetstream(nc);

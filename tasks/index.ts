@@ -1,5 +1,6 @@
 // The public surface of tasks/: seed data, task families, the rubric and the judge format,
 // self-instruct, JSONL and evaluation measures; math word problems and ReFT's answer reward.
+export * from "./agreement.ts";
 export * from "./data.ts";
 export * from "./eval.ts";
 export * from "./families.ts";

@@ -7,7 +7,7 @@ import type { WeightRef } from "../../bus/messages.ts";
 import type { JobOf, ResultOf } from "../../bus/protocol.ts";
 import type { QueueName } from "../../bus/subjects.ts";
 import { answerPrompts, answerSamples } from "../generator/main.ts";
-import { answerJudge, type JudgeImpl } from "../judge/main.ts";
+import { answerJudge, type JudgeExtras, type JudgeImpl } from "../judge/main.ts";
 import type { Policy } from "../policy.ts";
 import { answerLogProbs, answerReference } from "../reference/main.ts";
 import type { JobOutcome, Workers } from "./workers.ts";
@@ -16,7 +16,11 @@ export class LocalWorkers implements Workers {
   private versions = new Map<number, Policy>();
   private seq = 0;
 
-  constructor(private judgeImpl: JudgeImpl = "self") {}
+  /** `extras`: what the judge needs beyond the policy (an OpenAI judge, the two judges of ab). */
+  constructor(
+    private judgeImpl: JudgeImpl = "self",
+    private judgeExtras: JudgeExtras = {},
+  ) {}
 
   /** Makes `policy` (as it is now) the weights of `version`. */
   publish(version: number, policy: Policy): WeightRef {
@@ -43,7 +47,13 @@ export class LocalWorkers implements Workers {
       }
       case "judge": {
         const j = job as JobOf<"judge">;
-        const { body } = await answerJudge(this.judgeImpl, j, "local", async () => this.policy(j.weights));
+        const { body } = await answerJudge(
+          this.judgeImpl,
+          j,
+          "local",
+          async () => this.policy(j.weights),
+          this.judgeExtras,
+        );
         return body as Omit<ResultOf<Q>, "jobId">;
       }
       case "reference": {

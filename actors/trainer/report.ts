@@ -1,4 +1,6 @@
 // The run's report: report.json (machine-readable) and summary.txt (the table `srlm run` prints).
+import type { JudgeAgreement } from "../../tasks/agreement.ts";
+import type { JudgeUse } from "./judgeUse.ts";
 import type { DpoSummary } from "./loops.ts";
 
 /** Jobs of each stage and the ones that failed, by reason. */
@@ -38,7 +40,9 @@ export interface ModelEval {
     pairwiseAccuracy: number | null;
     spearman: number | null;
     parseFailureRate: number | null;
-    ab?: { secondary: string; pairwiseAgreement: number };
+    /** A/B judging on the same judge set: the secondary taken as the truth (its ties dropped, the
+     * primary's counted half), and the two judges' agreement with ties counted as verdicts. */
+    ab?: { secondary: string; pairwiseAgreement: number; agreement: JudgeAgreement };
   };
   /** A few held-out answers, to read what the model writes. */
   samples: { prompt: string; response: string }[];
@@ -57,6 +61,9 @@ export interface IterationReport extends ModelEval {
   pairsJudgeScores?: { chosenMean: number; rejectedMean: number };
   droppedStale?: number;
   failures: StageFailures;
+  /** Who answered this row's judging jobs (counts per judge identity) and, for A/B judging, how
+   * far the two judges agreed; absent in reports written before it was recorded. */
+  judges?: JudgeUse;
   dpo: DpoSummary | null;
   /** M1 only, when SFT ran (not reused): its loss at the start and at the end. */
   sftLoss?: { first: number; last: number; steps: number };
@@ -123,6 +130,29 @@ function failedJobs(it: IterationReport): number {
   return Object.values(it.failures).reduce((a, f) => a + f.failed, 0);
 }
 
+function identityLine(it: IterationReport): string | null {
+  const ids = it.judges?.identities ?? [];
+  if (ids.length === 0) return null;
+  const each = ids.map((j) => {
+    const what = [j.impl, j.model, j.endpoint && `at ${j.endpoint}`].filter(Boolean).join(" ");
+    return `${what} ${j.results} jobs (${j.instances.join(", ")})`;
+  });
+  return `judges ${it.model}: ${each.join("; ")}`;
+}
+
+function agreementLines(it: IterationReport): string[] {
+  return (it.judges?.ab ?? []).flatMap((ab) =>
+    Object.entries(ab.byStage).map(([stage, a]) => {
+      const c = a.confusion;
+      return (
+        `A/B ${ab.primary} vs ${ab.secondary}, ${it.model} ${stage}: ${a.agreed} of ${a.decided} ordered pairs agree (${pct(a.agreement)}), ` +
+        `one tied ${a.oneTied}, both tied ${a.bothTied}, unjudged ${a.unjudged}; spearman ${num(a.spearman, 2)} (n ${a.spearmanN}); ` +
+        `primary a/b/tie × secondary a/b/tie ${c.a.a} ${c.a.b} ${c.a.tie} | ${c.b.a} ${c.b.b} ${c.b.tie} | ${c.tie.a} ${c.tie.b} ${c.tie.tie}`
+      );
+    }),
+  );
+}
+
 export function summaryTable(report: RunReport): string {
   const header = [
     "model",
@@ -164,6 +194,7 @@ export function summaryTable(report: RunReport): string {
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
     "",
+    ...report.iterations.flatMap((it) => [identityLine(it), ...agreementLines(it)].filter((l) => l !== null)),
     `trainer busy ${report.trainerBusySeconds.toFixed(0)} s of ${report.wallSeconds.toFixed(0)} s; ` +
       report.actors
         .map(

@@ -21,6 +21,7 @@ import {
   DOMAIN_CHARSET,
   deriveSeed,
   type JudgeEvalItem,
+  judgeAgreement,
   makeRng,
   pairedGain,
   pairwiseAccuracy,
@@ -31,6 +32,7 @@ import {
   writePromptsInTurn,
 } from "../../tasks/index.ts";
 import type { Policy } from "../policy.ts";
+import { JudgeTally } from "./judgeUse.ts";
 import {
   type DpoSummary,
   directPreference,
@@ -126,6 +128,7 @@ export class SelfRewardingLoop {
   private firstHeldOutCorrect: { model: string; correct: boolean[] } | null = null;
   private stageSeconds: Record<string, number> = {};
   private failures: StageFailures = {};
+  private judgeTally = new JudgeTally();
   // Seconds the trainer spent computing (pretraining, SFT, DPO); the rest of its time it waited.
   private trainingSeconds = 0;
 
@@ -187,6 +190,11 @@ export class SelfRewardingLoop {
       f.reasons[o.reason] = (f.reasons[o.reason] ?? 0) + 1;
       this.io.log.error({ stage, jobId: o.jobId, reason: o.reason }, "job failed");
     }
+    if (queue === "judge")
+      this.judgeTally.record(
+        stage,
+        outcomes.flatMap((o) => (o.ok ? [o.result as ResultOf<"judge">] : [])),
+      );
     if (f.failed > this.cfg.selfReward.maxFailedShare * f.jobs) throw new StageFailed(stage, f);
     return outcomes;
   }
@@ -302,6 +310,7 @@ export class SelfRewardingLoop {
         dpo: null,
         staleness: null,
         failures: this.takeFailures(),
+        judges: this.judgeTally.take(),
         wallSeconds: (performance.now() - started) / 1000,
         stageSeconds: { ...this.stageSeconds },
       });
@@ -327,6 +336,7 @@ export class SelfRewardingLoop {
         ...(await this.evaluate(t + 1)),
         ...stats,
         failures: this.takeFailures(),
+        judges: this.judgeTally.take(),
         wallSeconds: (performance.now() - iterStart) / 1000,
         stageSeconds: { ...this.stageSeconds },
       };
@@ -954,7 +964,11 @@ export class SelfRewardingLoop {
       // A/B judging: how often the primary judge orders candidates as the second judge does.
       ...(secondary.length === judged.length && secondary.length > 0
         ? {
-            ab: { secondary: secondaryName, pairwiseAgreement: pairwiseAccuracy(judged, secondary).accuracy },
+            ab: {
+              secondary: secondaryName,
+              pairwiseAgreement: pairwiseAccuracy(judged, secondary).accuracy,
+              agreement: judgeAgreement(judged, secondary),
+            },
           }
         : {}),
     };

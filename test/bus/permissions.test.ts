@@ -162,10 +162,10 @@ test("a worker dead-letters only under its own role; the trainer sees which", as
   assert.deepEqual(seen.seen, [s.deadOf("judge")]);
 });
 
-test("workers read the weights bucket but cannot write it; only the trainer announces weights", async () => {
+test("workers and readers read the weights bucket but cannot write it; only the trainer announces weights", async () => {
   const admin = await as("trainer");
   const ref = await putBlob(admin, weightsBucket(RUN), "v1", new Uint8Array([1, 2, 3, 4]));
-  for (const role of ["generator", "judge", "reference"] as const) {
+  for (const role of ["generator", "judge", "reference", "reader"] as const) {
     const nc = await as(role);
     assert.deepEqual([...(await getBlob(nc, ref))], [1, 2, 3, 4], `${role} reads weights`);
     const store = await new Objm(nc).open(weightsBucket(RUN));

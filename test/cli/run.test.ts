@@ -1,6 +1,7 @@
 // `srlm run` as a whole, with the actors replaced by small scripts: it fails, naming the role, when
 // a role is down; it fails, saying so, when its embedded nats-server dies; and the config it hands
-// the actors holds no secret, which they get through their environment instead.
+// the actors holds no secret, which they get through their environment instead; and a run told to
+// start no judge of its own is refused where no judge of the user's could join it.
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -139,4 +140,12 @@ test("the embedded nats-server dying fails the run instead of hanging it", async
     ),
   );
   assert.ok(Date.now() - started < 20_000, "noticed within seconds");
+});
+
+test("no judge of its own with the embedded server is refused: no outside judge could join it", async () => {
+  const cfg = config({ "actors.judges": 0 });
+  await assert.rejects(
+    runLoop(cfg, { command: fakeActors(), say: () => {} }),
+    /actors\.judges=0 starts no judge, and no judge of your own can join the embedded nats-server: .*srlm nats-config --run fake/,
+  );
 });

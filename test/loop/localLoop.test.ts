@@ -1,27 +1,40 @@
 // The self-rewarding loop in one process (LocalWorkers), as probes run it: the same algorithm as
 // over NATS. With a verifier judge a small random model's answers get different partial scores,
 // so pairs form and DPO runs; the strict reference step may reuse the sampler's own log-probs of
-// the same ids, and training on them matches training on the reference's.
+// the same ids, and training on them matches training on the reference's. With A/B judging (the
+// verifier beside an HTTP judge, its endpoint faked) the report gives the two judges' agreement.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import pino from "pino";
+import { abPair } from "../../actors/judge/main.ts";
+import { OpenAIJudge } from "../../actors/judge/openai.ts";
 import type { Policy } from "../../actors/policy.ts";
 import { LocalWorkers } from "../../actors/trainer/localWorkers.ts";
 import { RunStopped, SelfRewardingLoop } from "../../actors/trainer/selfRewarding.ts";
+import type { ScoresResultBody } from "../../bus/messages.ts";
 import { loadConfig } from "../../config/load.ts";
 import { presetConfig } from "../../model/config.ts";
 import { Llama } from "../../model/llama.ts";
 import { CharTokenizer } from "../../model/tokenizer.ts";
 import { taskFromConfig } from "../../tasks/fromConfig.ts";
-import { DOMAIN_CHARSET, familyByName, makeRng } from "../../tasks/index.ts";
+import { DOMAIN_CHARSET, familyByName, judgeAgreement, makeRng, trueScore } from "../../tasks/index.ts";
 
 const out = mkdtempSync(join(tmpdir(), "srlm-local-"));
 after(() => rmSync(out, { recursive: true, force: true }));
 
-async function oneIteration(referenceFromSampler: boolean) {
+// An HTTP judge that scores the rubric backwards: 5 minus the true score of what it was shown.
+const backwards = (async (_url: string, init: RequestInit) => {
+  const body = JSON.parse(String(init.body)) as { n: number; messages: { content: string }[] };
+  const [, prompt, shown] = body.messages[0].content.split("|");
+  const content = `Score: ${5 - trueScore(prompt, shown).score}`;
+  const choices = Array.from({ length: body.n }, (_, index) => ({ index, message: { content } }));
+  return new Response(JSON.stringify({ choices }), { status: 200 });
+}) as typeof fetch;
+
+async function oneIteration(referenceFromSampler: boolean, ab = false) {
   const cfg = loadConfig({
     preset: "tiny",
     env: {},
@@ -42,7 +55,21 @@ async function oneIteration(referenceFromSampler: boolean) {
     model: Llama.init(presetConfig("tiny", tokenizer), { seed: 3 }),
     tokenizer,
   };
-  const workers = new LocalWorkers("verifier");
+  const openai = new OpenAIJudge(
+    { ...cfg.judge.openai, baseUrl: "http://judge.test:8000/v1", model: "backwards" },
+    { fetch: backwards },
+  );
+  const workers = ab
+    ? new LocalWorkers("ab", { ab: abPair("verifier,openai"), openai })
+    : new LocalWorkers("verifier");
+  // What the judge answered, as the trainer received it.
+  const judged: ScoresResultBody[] = [];
+  const submitAll = workers.submitAll.bind(workers);
+  workers.submitAll = (async (queue, jobs, onDone) => {
+    const outcomes = await submitAll(queue, jobs, onDone);
+    if (queue === "judge") for (const o of outcomes) if (o.ok) judged.push(o.result as ScoresResultBody);
+    return outcomes;
+  }) as typeof workers.submitAll;
   // A random model writes no parsable prompt; this task hands the loop a fresh family prompt for
   // whatever it wrote, so the rest of the iteration runs on real prompts.
   const task = taskFromConfig(cfg);
@@ -67,13 +94,13 @@ async function oneIteration(referenceFromSampler: boolean) {
   await loop.iterations(1, (r) => iterations.push(r));
   const report = await loop.report(iterations, 0);
   policy.model.dispose();
-  return report;
+  return { ...report, judged };
 }
 
 test("in-process loop: pairs, DPO, and sampler log-probs as the strict reference", {
   timeout: 300_000,
 }, async () => {
-  const asked = await oneIteration(false);
+  const asked = await oneIteration(false, true);
   const reused = await oneIteration(true);
   assert.equal(asked.reference, "reference actor");
   assert.equal(reused.reference, "sampler log-probs (strict, M_t)");
@@ -88,6 +115,40 @@ test("in-process loop: pairs, DPO, and sampler log-probs as the strict reference
   assert.equal(a.failures.reference.failed, 0);
   assert.equal(b.failures.reference, undefined, "no reference jobs were asked for");
   assert.ok(a.heldOutAccuracy !== null && a.heldOutN === 8);
+
+  // Who judged: the A/B judge alone, the HTTP side named, in training and in evaluation (a row
+  // counts every judging job since the row before; start()'s evaluation of M1 has no row).
+  assert.deepEqual(
+    a.judges?.identities.map((j) => [j.impl, j.model, j.endpoint, j.byStage]),
+    [["ab:verifier+openai", "backwards", "judge.test:8000", { "eval M1": 2, judge: 6, "eval M2": 2 }]],
+  );
+  assert.deepEqual(
+    b.judges?.identities.map((j) => j.impl),
+    ["verifier"],
+  );
+  assert.deepEqual(b.judges?.ab, []);
+  // The two judges' agreement over the training candidates is that of the results themselves.
+  const means = (r: ScoresResultBody) =>
+    r.scores.map((s) => {
+      const v = s.filter((x): x is number => x !== null);
+      return v.length ? v.reduce((x, y) => x + y, 0) / v.length : null;
+    });
+  const train = asked.judged.filter((r) => r.purpose === "train");
+  const expected = judgeAgreement(
+    train.map(means),
+    train.map((r) => r.secondary?.means ?? []),
+  );
+  const [abRow] = a.judges?.ab ?? [];
+  assert.equal(abRow.primary, "verifier");
+  assert.equal(abRow.secondary, "openai");
+  assert.deepEqual(abRow.byStage.judge, expected);
+  assert.equal(expected.prompts, 6);
+  // A judge scoring backwards disagrees on every pair both ordered.
+  assert.ok(expected.decided > 0);
+  assert.equal(expected.agreed, 0);
+  assert.ok(expected.spearman !== null && expected.spearman < 0);
+  // The judge set's A/B figures are the eval stage's.
+  assert.deepEqual(a.judge.ab?.agreement, abRow.byStage["eval M2"]);
 });
 
 test("an operator's stop ends the run as stopped, with the report of what finished", {
