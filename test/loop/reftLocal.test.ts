@@ -23,8 +23,7 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-async function runReft(flags: Record<string, string>): Promise<ReftReport> {
-  const out = mkdtempSync(join(tmpdir(), "srlm-reft-local-"));
+async function runReft(flags: Record<string, string>, out = mkdtempSync(join(tmpdir(), "srlm-reft-local-"))) {
   dirs.push(out);
   const cfg = loadConfig({
     preset: "tiny",
@@ -53,15 +52,22 @@ async function runReft(flags: Record<string, string>): Promise<ReftReport> {
     JSON.parse(readFileSync(join(out, "report.json"), "utf8")).updates.length,
     report.updates.length,
   );
-  return report;
+  return { report, out };
 }
 
+let firstOut = "";
+
 test("GRPO: a group of samples per question, no value loss, every update trained", async () => {
-  const report = await runReft({
+  const { report, out } = await runReft({
     "reft.algorithm": "grpo",
     "reft.samplesPerQuestion": "3",
     "reft.questionsPerUpdate": "4",
   });
+  firstOut = out;
+  assert.ok(
+    report.sftLoss.warmup && report.sftLoss.warmup.last < report.sftLoss.warmup.first,
+    "the warm-up trained",
+  );
   assert.equal(report.algorithm, "grpo");
   assert.equal(report.updates.length, 2);
   for (const u of report.updates) {
@@ -72,12 +78,18 @@ test("GRPO: a group of samples per question, no value loss, every update trained
   }
 });
 
-test("streaming: the next batch is sampled while one trains, within maxStaleness", async () => {
-  const report = await runReft({
-    "reft.mode": "streaming",
-    "reft.maxStaleness": "1",
-    "reft.updates": "3",
-  });
+test("streaming: the next batch is sampled while one trains, within maxStaleness; M0, warm-up and SFT reused", async () => {
+  // The same out folder and the same SFT inputs as the GRPO run: only PPO's settings differ.
+  const { report } = await runReft(
+    { "reft.mode": "streaming", "reft.maxStaleness": "1", "reft.updates": "3" },
+    firstOut,
+  );
+  assert.deepEqual(
+    report.sftLoss,
+    { warmup: null, sft: null },
+    "the warm-up and the SFT baseline were reused",
+  );
+  assert.equal(report.stageSeconds.pretrain, undefined, "M0 was not even loaded");
   assert.equal(report.mode, "streaming");
   assert.equal(report.updates.length, 3);
   // LocalWorkers answer a job as soon as it is submitted, so update u+1's batch is sampled from
