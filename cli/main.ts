@@ -1,5 +1,7 @@
 // The `srlm` command. Each subcommand loads only the modules it needs, so `srlm tap` on a laptop
 // never loads TensorFlow.js.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { Command } from "commander";
 import { type CommonFlags, configFromFlags, withCommonFlags } from "./options.ts";
 
@@ -11,10 +13,23 @@ const program = new Command()
 withCommonFlags(program.command("run"))
   .description("the whole self-rewarding loop: M0 → SFT → M1 → DPO iterations, one process per actor")
   .option("--base <dir>", "start from this checkpoint folder instead of srlm's own M0")
-  .action(async (flags: CommonFlags & { base?: string }) => {
-    const { runLoop } = await import("./run.ts");
+  .option(
+    "--resume",
+    "go on with the run in --out from its last finished iteration, its config read from <out>/config.json (flags still override)",
+  )
+  .action(async (flags: CommonFlags & { base?: string; resume?: boolean }) => {
+    const { hadEmbeddedNats, runLoop } = await import("./run.ts");
     if (flags.base) flags.set = [...(flags.set ?? []), `model.base=${flags.base}`];
-    process.exitCode = await runLoop(configFromFlags(flags));
+    if (flags.resume) {
+      if (!flags.out) throw new Error("--resume needs --out DIR, the folder of the run to go on with");
+      const configFile = join(flags.out, "config.json");
+      if (!existsSync(configFile))
+        throw new Error(`--resume: ${configFile} is missing; it is written when \`srlm run\` starts a run`);
+      flags.config ??= configFile;
+      // The embedded server the run had died with it; a new one is started.
+      if (flags.nats === undefined && hadEmbeddedNats(flags.out)) flags.nats = "";
+    }
+    process.exitCode = await runLoop(configFromFlags(flags), {}, { resume: flags.resume });
   });
 
 withCommonFlags(program.command("up"))

@@ -1,6 +1,6 @@
 // `srlm run` (the whole loop) and `srlm up` (actors waiting for work): NATS, one process per actor,
 // progress on the terminal, a clean stop on Ctrl-C.
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -88,6 +88,12 @@ async function startSystem(
   const configFile = join(cfg.out, "config.json");
   writeFileSync(configFile, `${JSON.stringify(withoutSecrets(cfg), null, 2)}\n`, { mode: 0o600 });
   chmodSync(configFile, 0o600);
+  // config.json names the embedded server's address, which dies with this process: `--resume`
+  // reads here that it must start a new one.
+  writeFileSync(
+    join(cfg.out, RUN_FILE),
+    `${JSON.stringify({ run: cfg.run, embeddedNats: nats !== null })}\n`,
+  );
   const logOf = (spec: ActorSpec) => join(cfg.out, "logs", `${spec.actor}-${spec.instance}.log`);
   const supervisor = new Supervisor(
     join(cfg.out, "logs"),
@@ -102,7 +108,8 @@ async function startSystem(
             `srlm: ${spec.actor}/${spec.instance} exited (${signal ?? `code ${code}`})${next}; log: ${logOf(spec)}`,
           );
         }
-        if (spec.actor === "trainer") onTrainerExit?.(code);
+        // A restarted trainer goes on from its resume point; only one that stays down ends the run.
+        if (spec.actor === "trainer" && !restart) onTrainerExit?.(code);
       },
       onGiveUp(spec, reason) {
         say(`srlm: ${reason}; log: ${logOf(spec)}`);
@@ -133,8 +140,7 @@ async function startSystem(
       impl: cfg.actors.judgeImpl,
       ...env("judge"),
     });
-  if (withTrainer)
-    specs.push({ actor: "trainer", instance: "t0", configFile, restart: false, ...env("trainer") });
+  if (withTrainer) specs.push({ actor: "trainer", instance: "t0", configFile, ...env("trainer") });
   for (const spec of specs) supervisor.start(spec);
   return {
     cfg,
@@ -216,8 +222,53 @@ function interruption(): { interrupted: Promise<"interrupted">; dispose(): void 
   };
 }
 
-export async function runLoop(input: Config, hooks: RunHooks = {}): Promise<number> {
+/** Written beside config.json by `srlm run` / `srlm up`: how the run's bus was set up. */
+export const RUN_FILE = "srlm-run.json";
+
+/** Whether the run in `out` had srlm's embedded nats-server (so a resumed run starts a new one). */
+export function hadEmbeddedNats(out: string): boolean {
+  try {
+    return (
+      (JSON.parse(readFileSync(join(out, RUN_FILE), "utf8")) as { embeddedNats?: boolean }).embeddedNats ===
+      true
+    );
+  } catch {
+    return false;
+  }
+}
+
+export interface RunOptions {
+  /** Go on from the resume point in `out` (it must exist and fit the config); without it a resume
+   * point left there by an earlier run is set aside and the run starts over. */
+  resume?: boolean;
+}
+
+export async function runLoop(
+  input: Config,
+  hooks: RunHooks = {},
+  options: RunOptions = {},
+): Promise<number> {
   const say = hooks.say ?? stderrLine;
+  const out = resolve(input.out);
+  // Loaded here only: the checkpoint reader brings the model code along.
+  const { readResumePoint, resumeFile, setAsideResumePoint } = await import("../actors/trainer/resume.ts");
+  if (options.resume) {
+    // Checked before anything starts, so a wrong folder or a changed config fails at once.
+    const point = readResumePoint({ ...input, out });
+    if (!point)
+      throw new Error(
+        `--resume: ${out} holds no resume point (${resumeFile(out)}); the trainer writes one after M1 and after each iteration`,
+      );
+    say(
+      `srlm: resuming run ${input.run} from ${point.loop.checkpoint}: iteration ${point.loop.nextIteration} of ${input.selfReward.iterations}`,
+    );
+  } else {
+    const aside = setAsideResumePoint(out);
+    if (aside)
+      say(
+        `srlm: starting run ${input.run} over; the earlier run's resume point was moved to ${aside} (--resume continues a run)`,
+      );
+  }
   let trainerExit: (code: number | null) => void = () => {};
   const trainerExited = new Promise<number | null>((r) => {
     trainerExit = r;

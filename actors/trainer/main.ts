@@ -14,6 +14,7 @@ import { policyToBlob } from "../policy.ts";
 import { followControl, RunControl } from "./control.ts";
 import { JobBoard } from "./jobs.ts";
 import { type ActorUsage, summaryTable } from "./report.ts";
+import { readResumePoint, resumeFile, resumePolicy, writeResumePoint } from "./resume.ts";
 import { SelfRewardingLoop } from "./selfRewarding.ts";
 
 export async function startTrainer(
@@ -34,6 +35,10 @@ export async function startTrainer(
   const lastProgress = new Map<string, number>();
   const control = new RunControl();
   const unfollowControl = followControl(ctx.nc, ctx.deadLetters, control, ctx.log);
+  // Once the trainer is stopping, its outstanding jobs settle as failed ("trainer stopping"): an
+  // iteration finished after that point is not the one an undisturbed run computes and must not
+  // become the point a restarted trainer goes on from.
+  let stopping = false;
   const loop = new SelfRewardingLoop(cfg, taskFromConfig(cfg), {
     workers: board,
     log: ctx.log,
@@ -66,6 +71,33 @@ export async function startTrainer(
       void ctx.publish(s.metrics, "metrics", { iteration, values: finite }).catch(() => {});
     },
     actorStats: () => actorStats(ctx),
+    resume: {
+      load() {
+        const point = readResumePoint(cfg);
+        if (!point) return null;
+        board.resumeAt(point.jobsSubmitted);
+        const { loop } = point;
+        ctx.log.info(
+          { file: resumeFile(cfg.out), iteration: loop.nextIteration, checkpoint: loop.checkpoint },
+          `resuming run ${cfg.run} at iteration ${loop.nextIteration} from ${loop.checkpoint}`,
+        );
+        return { state: loop, policy: resumePolicy(cfg, point) };
+      },
+      save(state) {
+        if (stopping) {
+          ctx.log.warn(
+            { iteration: state.nextIteration },
+            "stopping: no resume point for an iteration finished meanwhile",
+          );
+          return;
+        }
+        writeResumePoint(cfg, state, board.submitted);
+        ctx.log.info(
+          { iteration: state.nextIteration, checkpoint: state.checkpoint },
+          "resume point written",
+        );
+      },
+    },
     busCounts: () => ({
       deadLetters: { ...board.counts.deadLetters },
       timedOutJobs: board.counts.timedOut,
@@ -89,6 +121,7 @@ export async function startTrainer(
   );
   void done.finally(() => process.kill(process.pid, "SIGTERM"));
   return async () => {
+    stopping = true;
     unfollowControl();
     control.apply("resume");
     await board.close();
