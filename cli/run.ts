@@ -9,7 +9,15 @@ import { busOptions } from "../actors/start.ts";
 import { type BusOptions, connectBus } from "../bus/connect.ts";
 import { bodyOf, decodeEnvelope } from "../bus/envelope.ts";
 import { RunDone, type RunDoneBody, StageProgress, type StageProgressBody } from "../bus/messages.ts";
-import { accountsConfig, generateRoleKeys, ROLES, type Role, type RoleKey } from "../bus/permissions.ts";
+import { deleteBlob } from "../bus/objects.ts";
+import {
+  accountsConfig,
+  generateRoleKeys,
+  ROLES,
+  type Role,
+  type RoleKey,
+  weightsBucket,
+} from "../bus/permissions.ts";
 import { ensureStreams } from "../bus/queues.ts";
 import { subjects } from "../bus/subjects.ts";
 import type { Config } from "../config/schema.ts";
@@ -46,6 +54,8 @@ async function startSystem(
   withTrainer: boolean,
   hooks: RunHooks,
   onTrainerExit?: (code: number | null) => void,
+  /** An object of the run's bus to remove before any actor starts (an earlier run's resume point). */
+  forget?: { bucket: string; name: string },
 ): Promise<System> {
   const say = hooks.say ?? stderrLine;
   const cfg: Config = { ...input, out: resolve(input.out), nats: { ...input.nats } };
@@ -79,7 +89,7 @@ async function startSystem(
   };
   // The run's streams and consumers exist before any worker looks for them; only the trainer's
   // user may create them, so this connects as the trainer (the trainer itself checks them again).
-  await setUpStreams(bus("trainer"), cfg).catch(async (err: Error) => {
+  await setUpStreams(bus("trainer"), cfg, forget).catch(async (err: Error) => {
     await nats?.stop();
     throw err;
   });
@@ -155,13 +165,19 @@ async function startSystem(
   };
 }
 
-async function setUpStreams(opts: BusOptions, cfg: Config): Promise<void> {
+async function setUpStreams(
+  opts: BusOptions,
+  cfg: Config,
+  forget?: { bucket: string; name: string },
+): Promise<void> {
   const nc = await connectBus({ ...opts, name: "srlm-setup" });
   try {
     await ensureStreams(await jetstreamManager(nc), cfg.run, {
       ackWaitMs: cfg.actors.ackWaitMs,
       maxDeliver: cfg.actors.maxDeliver,
     });
+    // A missing bucket or object is what a fresh bus has: nothing to remove.
+    if (forget) await deleteBlob(nc, forget).catch(() => undefined);
   } finally {
     await nc.close();
   }
@@ -251,7 +267,9 @@ export async function runLoop(
   const say = hooks.say ?? stderrLine;
   const out = resolve(input.out);
   // Loaded here only: the checkpoint reader brings the model code along.
-  const { readResumePoint, resumeFile, setAsideResumePoint } = await import("../actors/trainer/resume.ts");
+  const { RESUME_OBJECT, readResumePoint, resumeFile, setAsideResumePoint } = await import(
+    "../actors/trainer/resume.ts"
+  );
   if (options.resume) {
     // Checked before anything starts, so a wrong folder or a changed config fails at once.
     const point = readResumePoint({ ...input, out });
@@ -273,7 +291,9 @@ export async function runLoop(
   const trainerExited = new Promise<number | null>((r) => {
     trainerExit = r;
   });
-  const system = await startSystem(input, true, hooks, (code) => trainerExit(code));
+  // A fresh run starts over on the bus too: a trainer must not find the earlier run's copy there.
+  const forget = options.resume ? undefined : { bucket: weightsBucket(input.run), name: RESUME_OBJECT };
+  const system = await startSystem(input, true, hooks, (code) => trainerExit(code), forget);
   const { cfg } = system;
   let nc: NatsConnection;
   try {

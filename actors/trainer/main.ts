@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import type { ActorContext } from "../../bus/actor.ts";
 import { putBlob } from "../../bus/objects.ts";
+import { weightsBucket } from "../../bus/permissions.ts";
 import { ensureStreams } from "../../bus/queues.ts";
 import { busStatus } from "../../bus/status.ts";
 import { subjects } from "../../bus/subjects.ts";
@@ -14,7 +15,14 @@ import { policyToBlob } from "../policy.ts";
 import { followControl, RunControl } from "./control.ts";
 import { JobBoard } from "./jobs.ts";
 import { type ActorUsage, summaryTable } from "./report.ts";
-import { readResumePoint, resumeFile, resumePolicy, writeResumePoint } from "./resume.ts";
+import {
+  RESUME_OBJECT,
+  readBusResumePoint,
+  readResumePoint,
+  resumeFile,
+  resumePolicy,
+  writeResumePoint,
+} from "./resume.ts";
 import { SelfRewardingLoop } from "./selfRewarding.ts";
 
 export async function startTrainer(
@@ -39,12 +47,14 @@ export async function startTrainer(
   // iteration finished after that point is not the one an undisturbed run computes and must not
   // become the point a restarted trainer goes on from.
   let stopping = false;
+  // Bus copies of the resume point go out one after another, so an older one never lands last.
+  let busCopy: Promise<unknown> = Promise.resolve();
   const loop = new SelfRewardingLoop(cfg, taskFromConfig(cfg), {
     workers: board,
     log: ctx.log,
     backend,
     async publish(version, policy) {
-      const ref = await putBlob(ctx.nc, `srlm-${cfg.run}-weights`, `v${version}`, policyToBlob(policy));
+      const ref = await putBlob(ctx.nc, weightsBucket(cfg.run), `v${version}`, policyToBlob(policy));
       const weights = { version, bucket: ref.bucket, name: ref.name, digest: ref.digest };
       await ctx.publish(
         s.weights,
@@ -72,16 +82,24 @@ export async function startTrainer(
     },
     actorStats: () => actorStats(ctx),
     resume: {
-      load() {
-        const point = readResumePoint(cfg);
-        if (!point) return null;
+      async load() {
+        // The out folder first: it is this host's own and the newest; the bus copy serves a
+        // trainer started elsewhere.
+        const onDisk = readResumePoint(cfg);
+        const found = onDisk
+          ? { point: onDisk, policy: resumePolicy(cfg, onDisk), from: resumeFile(cfg.out) }
+          : await readBusResumePoint(ctx.nc, cfg).then((r) =>
+              r ? { ...r, from: `${weightsBucket(cfg.run)}/${RESUME_OBJECT}` } : null,
+            );
+        if (!found) return null;
+        const { point, policy, from } = found;
         board.resumeAt(point.jobsSubmitted);
         const { loop } = point;
         ctx.log.info(
-          { file: resumeFile(cfg.out), iteration: loop.nextIteration, checkpoint: loop.checkpoint },
+          { from, iteration: loop.nextIteration, checkpoint: loop.checkpoint },
           `resuming run ${cfg.run} at iteration ${loop.nextIteration} from ${loop.checkpoint}`,
         );
-        return { state: loop, policy: resumePolicy(cfg, point) };
+        return { state: loop, policy };
       },
       save(state) {
         if (stopping) {
@@ -91,7 +109,12 @@ export async function startTrainer(
           );
           return;
         }
-        writeResumePoint(cfg, state, board.submitted);
+        const text = writeResumePoint(cfg, state, board.submitted);
+        busCopy = busCopy
+          .then(() => putBlob(ctx.nc, weightsBucket(cfg.run), RESUME_OBJECT, new TextEncoder().encode(text)))
+          .catch((err: Error) =>
+            ctx.log.warn({ err: err.message }, "could not copy the resume point to the weights bucket"),
+          );
         ctx.log.info(
           { iteration: state.nextIteration, checkpoint: state.checkpoint },
           "resume point written",
@@ -122,6 +145,7 @@ export async function startTrainer(
   void done.finally(() => process.kill(process.pid, "SIGTERM"));
   return async () => {
     stopping = true;
+    await busCopy;
     unfollowControl();
     control.apply("resume");
     await board.close();

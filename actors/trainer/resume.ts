@@ -11,6 +11,10 @@
 // each iteration trains with a fresh optimizer, so there is no optimizer state or RNG position to
 // keep. The file is written to a temporary name and renamed over the old one, so a kill mid-write
 // leaves the previous resume point whole.
+//
+// The same JSON also goes to the run's weights bucket (object `resume`), where the weights it
+// names are already published: a trainer started on another host, with an --out of its own,
+// goes on from there when its --out holds no resume point.
 import { createHash } from "node:crypto";
 import {
   closeSync,
@@ -24,13 +28,17 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import type { WeightRef } from "../../bus/messages.ts";
+import { getBlob, getNamedBlob } from "../../bus/objects.ts";
+import { weightsBucket } from "../../bus/permissions.ts";
 import type { Config } from "../../config/schema.ts";
 import { loadCheckpoint, WEIGHTS_FILE } from "../../model/checkpoint.ts";
-import type { Policy } from "../policy.ts";
+import { type Policy, policyFromBlob } from "../policy.ts";
 import type { IterationReport } from "./report.ts";
 import { m1Inputs, stageKey } from "./stageCache.ts";
 
 export const RESUME_FILE = "resume.json";
+/** The resume point's name in the run's weights bucket. */
+export const RESUME_OBJECT = "resume";
 
 // Bumped when the loop's state or the meaning of a field in the file changes.
 const RESUME_FORMAT = 1;
@@ -127,7 +135,8 @@ export function resumeFile(out: string): string {
   return join(out, RESUME_FILE);
 }
 
-export function writeResumePoint(cfg: Config, loop: LoopState, jobsSubmitted: number): void {
+/** Writes the resume point to `<out>/resume.json` and returns its text (for the bus copy). */
+export function writeResumePoint(cfg: Config, loop: LoopState, jobsSubmitted: number): string {
   const inputs = resumeInputs(cfg);
   const point: ResumePoint = {
     format: RESUME_FORMAT,
@@ -138,8 +147,14 @@ export function writeResumePoint(cfg: Config, loop: LoopState, jobsSubmitted: nu
     jobsSubmitted,
     loop,
   };
-  writeAtomically(resumeFile(cfg.out), `${JSON.stringify(point)}\n`);
+  const text = `${JSON.stringify(point)}\n`;
+  writeAtomically(resumeFile(cfg.out), text);
+  return text;
 }
+
+const REMEDY_TAIL =
+  "continue with the config it was written for (`srlm run --resume --out DIR` reads DIR/config.json), " +
+  "or start the run over: `srlm run` without --resume sets it aside";
 
 /**
  * The resume point in `cfg.out`, or null when there is none. One that cannot be used for this
@@ -149,12 +164,44 @@ export function writeResumePoint(cfg: Config, loop: LoopState, jobsSubmitted: nu
 export function readResumePoint(cfg: Config): ResumePoint | null {
   const file = resumeFile(cfg.out);
   if (!existsSync(file)) return null;
-  const remedy =
-    "continue with the config it was written for (`srlm run --resume --out DIR` reads DIR/config.json), " +
-    `or start the run over: \`srlm run\` without --resume sets it aside, or remove ${file}`;
+  const remedy = `${REMEDY_TAIL}, or remove ${file}`;
+  const point = checkedPoint(readFileSync(file, "utf8"), file, cfg, remedy);
+  const weights = join(cfg.out, "checkpoints", point.loop.checkpoint, WEIGHTS_FILE);
+  if (!existsSync(weights))
+    throw new Error(`resume point ${file}: its checkpoint ${weights} is missing; ${remedy}`);
+  if (fileDigest(weights) !== point.weightsDigest)
+    throw new Error(
+      `resume point ${file}: ${weights} is not the checkpoint it recorded (digest ${fileDigest(weights)}, ` +
+        `recorded ${point.weightsDigest}); ${remedy}`,
+    );
+  return point;
+}
+
+/** The run's resume point in its weights bucket with the policy it names (fetched and verified
+ * by digest), or null when the bucket holds none. Refused as readResumePoint refuses. */
+export async function readBusResumePoint(
+  nc: Parameters<typeof getNamedBlob>[0],
+  cfg: Config,
+): Promise<{ point: ResumePoint; policy: Policy } | null> {
+  const bucket = weightsBucket(cfg.run);
+  const bytes = await getNamedBlob(nc, bucket, RESUME_OBJECT);
+  if (!bytes) return null;
+  const where = `${bucket}/${RESUME_OBJECT}`;
+  const point = checkedPoint(new TextDecoder().decode(bytes), where, cfg, REMEDY_TAIL);
+  const policy = policyFromBlob(await getBlob(nc, point.loop.weights));
+  if (policy.version !== point.loop.weights.version)
+    throw new Error(
+      `resume point ${where}: the weights it names hold version ${policy.version}, not ${point.loop.weights.version}`,
+    );
+  return { point, policy };
+}
+
+/** A resume point's text parsed and checked against this run and config (not its weights). */
+function checkedPoint(text: string, where: string, cfg: Config, remedy: string): ResumePoint {
+  const file = where;
   let point: ResumePoint;
   try {
-    point = JSON.parse(readFileSync(file, "utf8")) as ResumePoint;
+    point = JSON.parse(text) as ResumePoint;
   } catch (err) {
     throw new Error(`resume point ${file}: not valid JSON (${(err as Error).message}); ${remedy}`);
   }
@@ -178,14 +225,6 @@ export function readResumePoint(cfg: Config): ResumePoint | null {
       `resume point ${file} was written for another config: ${listed || "the recorded inputs differ"}${more}; ${remedy}`,
     );
   }
-  const weights = join(cfg.out, "checkpoints", point.loop.checkpoint, WEIGHTS_FILE);
-  if (!existsSync(weights))
-    throw new Error(`resume point ${file}: its checkpoint ${weights} is missing; ${remedy}`);
-  if (fileDigest(weights) !== point.weightsDigest)
-    throw new Error(
-      `resume point ${file}: ${weights} is not the checkpoint it recorded (digest ${fileDigest(weights)}, ` +
-        `recorded ${point.weightsDigest}); ${remedy}`,
-    );
   return point;
 }
 

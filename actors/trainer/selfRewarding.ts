@@ -82,7 +82,7 @@ export interface LoopIO {
   /** Durable progress (resume.ts): the state to go on from after a restart, and a place to record
    * it after M1 and after each iteration. Absent in-process. */
   resume?: {
-    load(): { state: LoopState; policy: Policy } | null;
+    load(): Promise<{ state: LoopState; policy: Policy } | null>;
     save(state: LoopState): void;
   };
 }
@@ -301,7 +301,7 @@ export class SelfRewardingLoop {
     const elapsed = () => elapsedBefore + (performance.now() - started) / 1000;
     const record = () => this.io.resume?.save(this.state(iterations, elapsed()));
     try {
-      const resumed = this.io.resume?.load() ?? null;
+      const resumed = (await this.io.resume?.load()) ?? null;
       if (resumed) {
         this.restore(resumed.state, resumed.policy);
         iterations = [...resumed.state.iterations];

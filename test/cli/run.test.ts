@@ -2,7 +2,7 @@
 // a role is down; it fails, saying so, when its embedded nats-server dies; and the config it hands
 // the actors holds no secret, which they get through their environment instead.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -139,4 +139,28 @@ test("the embedded nats-server dying fails the run instead of hanging it", async
     ),
   );
   assert.ok(Date.now() - started < 20_000, "noticed within seconds");
+});
+
+test("a fresh run sets an earlier resume point aside; --resume without one is refused", async () => {
+  const cfg = config();
+  writeFileSync(join(cfg.out, "resume.json"), "{}");
+  await assert.rejects(
+    runLoop(config(), {}, { resume: true }),
+    /--resume: .* holds no resume point \(.*resume\.json\)/,
+  );
+  const lines: string[] = [];
+  const code = await runLoop(cfg, {
+    command: fakeActors(),
+    say: (l) => lines.push(l),
+    onNats: (nats) => {
+      setTimeout(() => process.kill(nats.pid, "SIGKILL"), 500);
+    },
+  });
+  assert.equal(code, 1);
+  const said = lines.find((l) =>
+    /starting run fake over; the earlier run's resume point was moved to/.test(l),
+  );
+  assert.ok(said, lines.join("\n"));
+  assert.equal(existsSync(join(cfg.out, "resume.json")), false);
+  assert.ok(readdirSync(cfg.out).some((f) => /^resume\.set-aside-.*\.json$/.test(f)));
 });

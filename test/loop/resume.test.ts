@@ -6,14 +6,25 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { connect } from "@nats-io/transport-node";
+import { policyToBlob } from "../../actors/policy.ts";
 import {
   type LoopState,
+  RESUME_OBJECT,
+  readBusResumePoint,
   readResumePoint,
   resumeFile,
   setAsideResumePoint,
   writeResumePoint,
 } from "../../actors/trainer/resume.ts";
+import { putBlob } from "../../bus/objects.ts";
+import { weightsBucket } from "../../bus/permissions.ts";
 import { loadConfig } from "../../config/load.ts";
+import { presetConfig } from "../../model/config.ts";
+import { Llama } from "../../model/llama.ts";
+import { CharTokenizer } from "../../model/tokenizer.ts";
+import { DOMAIN_CHARSET } from "../../tasks/index.ts";
+import { startNatsServer } from "../helpers/nats.ts";
 
 const dirs: string[] = [];
 after(() => {
@@ -94,4 +105,45 @@ test("a replaced checkpoint or a damaged file is refused; a fresh run sets the p
   assert.ok(aside && existsSync(aside), "the old point is kept under another name");
   assert.equal(existsSync(resumeFile(out)), false);
   assert.equal(setAsideResumePoint(out), null);
+});
+
+test("the bus copy in the weights bucket resumes a trainer whose --out holds none", async () => {
+  const server = await startNatsServer();
+  const nc = await connect({ servers: server.url });
+  try {
+    const { config, state } = setUp();
+    const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
+    const model = Llama.init(presetConfig("tiny", tokenizer), { seed: 5 });
+    const ref = await putBlob(
+      nc,
+      weightsBucket("exp1"),
+      "v2",
+      policyToBlob({ version: 2, model, tokenizer }),
+    );
+    const weights = { version: 2, bucket: ref.bucket, name: ref.name, digest: ref.digest };
+    const text = writeResumePoint(config(), { ...state, weights }, 7);
+    const elsewhere = mkdtempSync(join(tmpdir(), "srlm-resume-elsewhere-"));
+    dirs.push(elsewhere);
+    const onAnotherHost = (flags: Record<string, string> = {}) =>
+      loadConfig({ preset: "tiny", env: {}, flags: { out: elsewhere, run: "exp1", ...flags } });
+    assert.equal(await readBusResumePoint(nc, onAnotherHost()), null, "no copy on the bus yet");
+    await putBlob(nc, weightsBucket("exp1"), RESUME_OBJECT, new TextEncoder().encode(text));
+    const found = await readBusResumePoint(nc, onAnotherHost());
+    assert.ok(found);
+    assert.equal(found.point.jobsSubmitted, 7);
+    assert.deepEqual(found.point.loop.seenPrompts, state.seenPrompts);
+    assert.equal(found.policy.version, 2);
+    const [name, w] = [...model.getWeights()][0];
+    const restored = found.policy.model.getWeights().get(name);
+    assert.deepEqual(restored?.data, w.data, "the weights are the published ones");
+    await assert.rejects(
+      readBusResumePoint(nc, onAnotherHost({ "selfReward.topP": "0.5" })),
+      /resume point srlm-exp1-weights\/resume was written for another config: selfReward\.topP was 0\.9, is now 0\.5/,
+    );
+    model.dispose();
+    found.policy.model.dispose();
+  } finally {
+    await nc.close();
+    await server.stop();
+  }
 });
