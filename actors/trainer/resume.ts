@@ -16,16 +16,7 @@
 // names are already published: a trainer started on another host, with an --out of its own,
 // goes on from there when its --out holds no resume point.
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { WeightRef } from "../../bus/messages.ts";
 import { getBlob, getNamedBlob } from "../../bus/objects.ts";
@@ -244,9 +235,4 @@ export function setAsideResumePoint(out: string): string | null {
   const aside = join(out, `resume.set-aside-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
   renameSync(file, aside);
   return aside;
-}
-
-/** Removes a resume point, e.g. in tests; absent is fine. */
-export function removeResumePoint(out: string): void {
-  rmSync(resumeFile(out), { force: true });
 }
