@@ -69,6 +69,22 @@ export async function getBlob(
   return bytes;
 }
 
+/** The bytes stored under `name` whatever they are, or null when the bucket or the object is missing
+ * (for objects found by name, not named by a ref: a resume point). */
+export async function getNamedBlob(
+  nc: NatsConnection | JetStreamClient,
+  bucket: string,
+  name: string,
+): Promise<Uint8Array | null> {
+  let store: ObjectStore;
+  try {
+    store = await bucketOf(nc, bucket, false);
+  } catch {
+    return null;
+  }
+  return store.getBlob(name);
+}
+
 export async function deleteBlob(
   nc: NatsConnection | JetStreamClient,
   ref: Pick<BlobRef, "bucket" | "name">,

@@ -1,5 +1,7 @@
 // The `srlm` command. Each subcommand loads only the modules it needs, so `srlm tap` on a laptop
 // never loads TensorFlow.js.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { Command } from "commander";
 import { type CommonFlags, configFromFlags, withCommonFlags } from "./options.ts";
 
@@ -14,11 +16,24 @@ withCommonFlags(program.command("run"))
   )
   .option("--method <name>", "self-rewarding (default) or reft")
   .option("--base <dir>", "start from this checkpoint folder instead of srlm's own M0")
-  .action(async (flags: CommonFlags & { base?: string; method?: string }) => {
-    const { runLoop } = await import("./run.ts");
+  .option(
+    "--resume",
+    "go on with the run in --out from its last finished iteration, its config read from <out>/config.json (flags still override)",
+  )
+  .action(async (flags: CommonFlags & { base?: string; method?: string; resume?: boolean }) => {
+    const { hadEmbeddedNats, runLoop } = await import("./run.ts");
     if (flags.base) flags.set = [...(flags.set ?? []), `model.base=${flags.base}`];
     if (flags.method) flags.set = [...(flags.set ?? []), `method=${flags.method}`];
-    process.exitCode = await runLoop(configFromFlags(flags));
+    if (flags.resume) {
+      if (!flags.out) throw new Error("--resume needs --out DIR, the folder of the run to go on with");
+      const configFile = join(flags.out, "config.json");
+      if (!existsSync(configFile))
+        throw new Error(`--resume: ${configFile} is missing; it is written when \`srlm run\` starts a run`);
+      flags.config ??= configFile;
+      // The embedded server the run had died with it; a new one is started.
+      if (flags.nats === undefined && hadEmbeddedNats(flags.out)) flags.nats = "";
+    }
+    process.exitCode = await runLoop(configFromFlags(flags), {}, { resume: flags.resume });
   });
 
 withCommonFlags(program.command("up"))

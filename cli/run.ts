@@ -1,6 +1,6 @@
 // `srlm run` (the whole loop) and `srlm up` (actors waiting for work): NATS, one process per actor,
 // progress on the terminal, a clean stop on Ctrl-C.
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -9,7 +9,15 @@ import { busOptions } from "../actors/start.ts";
 import { type BusOptions, connectBus } from "../bus/connect.ts";
 import { bodyOf, decodeEnvelope } from "../bus/envelope.ts";
 import { RunDone, type RunDoneBody, StageProgress, type StageProgressBody } from "../bus/messages.ts";
-import { accountsConfig, generateRoleKeys, ROLES, type Role, type RoleKey } from "../bus/permissions.ts";
+import { deleteBlob } from "../bus/objects.ts";
+import {
+  accountsConfig,
+  generateRoleKeys,
+  ROLES,
+  type Role,
+  type RoleKey,
+  weightsBucket,
+} from "../bus/permissions.ts";
 import { ensureStreams } from "../bus/queues.ts";
 import { subjects } from "../bus/subjects.ts";
 import { type Config, judgeImplOf } from "../config/schema.ts";
@@ -46,6 +54,8 @@ async function startSystem(
   withTrainer: boolean,
   hooks: RunHooks,
   onTrainerExit?: (code: number | null) => void,
+  /** An object of the run's bus to remove before any actor starts (an earlier run's resume point). */
+  forget?: { bucket: string; name: string },
 ): Promise<System> {
   const say = hooks.say ?? stderrLine;
   const cfg: Config = { ...input, out: resolve(input.out), nats: { ...input.nats } };
@@ -86,7 +96,7 @@ async function startSystem(
   };
   // The run's streams and consumers exist before any worker looks for them; only the trainer's
   // user may create them, so this connects as the trainer (the trainer itself checks them again).
-  await setUpStreams(bus("trainer"), cfg).catch(async (err: Error) => {
+  await setUpStreams(bus("trainer"), cfg, forget).catch(async (err: Error) => {
     await nats?.stop();
     throw err;
   });
@@ -95,6 +105,12 @@ async function startSystem(
   const configFile = join(cfg.out, "config.json");
   writeFileSync(configFile, `${JSON.stringify(withoutSecrets(cfg), null, 2)}\n`, { mode: 0o600 });
   chmodSync(configFile, 0o600);
+  // config.json names the embedded server's address, which dies with this process: `--resume`
+  // reads here that it must start a new one.
+  writeFileSync(
+    join(cfg.out, RUN_FILE),
+    `${JSON.stringify({ run: cfg.run, embeddedNats: nats !== null })}\n`,
+  );
   const logOf = (spec: ActorSpec) => join(cfg.out, "logs", `${spec.actor}-${spec.instance}.log`);
   const supervisor = new Supervisor(
     join(cfg.out, "logs"),
@@ -109,7 +125,8 @@ async function startSystem(
             `srlm: ${spec.actor}/${spec.instance} exited (${signal ?? `code ${code}`})${next}; log: ${logOf(spec)}`,
           );
         }
-        if (spec.actor === "trainer") onTrainerExit?.(code);
+        // A restarted trainer goes on from its resume point; only one that stays down ends the run.
+        if (spec.actor === "trainer" && !restart) onTrainerExit?.(code);
       },
       onGiveUp(spec, reason) {
         say(`srlm: ${reason}; log: ${logOf(spec)}`);
@@ -140,8 +157,7 @@ async function startSystem(
       impl: judgeImplOf(cfg),
       ...env("judge"),
     });
-  if (withTrainer)
-    specs.push({ actor: "trainer", instance: "t0", configFile, restart: false, ...env("trainer") });
+  if (withTrainer) specs.push({ actor: "trainer", instance: "t0", configFile, ...env("trainer") });
   for (const spec of specs) supervisor.start(spec);
   if (cfg.actors.judges === 0)
     say(
@@ -161,13 +177,19 @@ async function startSystem(
   };
 }
 
-async function setUpStreams(opts: BusOptions, cfg: Config): Promise<void> {
+async function setUpStreams(
+  opts: BusOptions,
+  cfg: Config,
+  forget?: { bucket: string; name: string },
+): Promise<void> {
   const nc = await connectBus({ ...opts, name: "srlm-setup" });
   try {
     await ensureStreams(await jetstreamManager(nc), cfg.run, {
       ackWaitMs: cfg.actors.ackWaitMs,
       maxDeliver: cfg.actors.maxDeliver,
     });
+    // A missing bucket or object is what a fresh bus has: nothing to remove.
+    if (forget) await deleteBlob(nc, forget).catch(() => undefined);
   } finally {
     await nc.close();
   }
@@ -228,13 +250,62 @@ function interruption(): { interrupted: Promise<"interrupted">; dispose(): void 
   };
 }
 
-export async function runLoop(input: Config, hooks: RunHooks = {}): Promise<number> {
+/** Written beside config.json by `srlm run` / `srlm up`: how the run's bus was set up. */
+export const RUN_FILE = "srlm-run.json";
+
+/** Whether the run in `out` had srlm's embedded nats-server (so a resumed run starts a new one). */
+export function hadEmbeddedNats(out: string): boolean {
+  try {
+    return (
+      (JSON.parse(readFileSync(join(out, RUN_FILE), "utf8")) as { embeddedNats?: boolean }).embeddedNats ===
+      true
+    );
+  } catch {
+    return false;
+  }
+}
+
+export interface RunOptions {
+  /** Go on from the resume point in `out` (it must exist and fit the config); without it a resume
+   * point left there by an earlier run is set aside and the run starts over. */
+  resume?: boolean;
+}
+
+export async function runLoop(
+  input: Config,
+  hooks: RunHooks = {},
+  options: RunOptions = {},
+): Promise<number> {
   const say = hooks.say ?? stderrLine;
+  const out = resolve(input.out);
+  // Loaded here only: the checkpoint reader brings the model code along.
+  const { RESUME_OBJECT, readResumePoint, resumeFile, setAsideResumePoint } = await import(
+    "../actors/trainer/resume.ts"
+  );
+  if (options.resume) {
+    // Checked before anything starts, so a wrong folder or a changed config fails at once.
+    const point = readResumePoint({ ...input, out });
+    if (!point)
+      throw new Error(
+        `--resume: ${out} holds no resume point (${resumeFile(out)}); the trainer writes one after M1 and after each iteration`,
+      );
+    say(
+      `srlm: resuming run ${input.run} from ${point.loop.checkpoint}: iteration ${point.loop.nextIteration} of ${input.selfReward.iterations}`,
+    );
+  } else {
+    const aside = setAsideResumePoint(out);
+    if (aside)
+      say(
+        `srlm: starting run ${input.run} over; the earlier run's resume point was moved to ${aside} (--resume continues a run)`,
+      );
+  }
   let trainerExit: (code: number | null) => void = () => {};
   const trainerExited = new Promise<number | null>((r) => {
     trainerExit = r;
   });
-  const system = await startSystem(input, true, hooks, (code) => trainerExit(code));
+  // A fresh run starts over on the bus too: a trainer must not find the earlier run's copy there.
+  const forget = options.resume ? undefined : { bucket: weightsBucket(input.run), name: RESUME_OBJECT };
+  const system = await startSystem(input, true, hooks, (code) => trainerExit(code), forget);
   const { cfg } = system;
   let nc: NatsConnection;
   try {

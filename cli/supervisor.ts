@@ -19,7 +19,7 @@ export interface ActorSpec {
   impl?: string;
   instance: string;
   configFile: string;
-  /** Restart after a crash (default true); the trainer holds the schedule and is not restarted. */
+  /** Restart after a crash (default true). */
   restart?: boolean;
   /**
    * This instance's own environment on top of the supervisor's (its role's credentials); a key set

@@ -2,9 +2,11 @@
 // results, whichever process on whichever host did them. A job that exhausted its deliveries
 // comes back through the dead-letter subject and settles as failed, and every job has a deadline
 // past which it settles as failed too, so a stage never hangs on it.
+import { createHash } from "node:crypto";
 import { type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { z } from "zod";
+import { encode } from "../../bus/codec.ts";
 import { type DeadLetterContext, deadLetter } from "../../bus/dead.ts";
 import {
   decodeEnvelope,
@@ -189,13 +191,34 @@ export class JobBoard implements Workers {
     return resultProblem(queue, waiter.job as JobOf<typeof queue>, msg.body as ResultOf<typeof queue>);
   }
 
+  /** Jobs submitted so far (with those of earlier trainer lives restored by resumeAt). */
+  get submitted(): number {
+    return this.seq;
+  }
+
+  /**
+   * Continues the job numbering of an earlier trainer life at the resume point it recorded. A
+   * resumed trainer replays the same jobs in the same order, so they get the ids they had: the
+   * work stream's de-duplication keeps a job that is still queued from being queued twice, and a
+   * result the earlier life's job already has (the result stream is read from its start) settles
+   * the replayed job without its being worked again.
+   */
+  resumeAt(seq: number): void {
+    if (!Number.isInteger(seq) || seq < 0) throw new Error(`JobBoard.resumeAt: ${seq} is not a job count`);
+    this.seq = seq;
+  }
+
   /** Enqueues one job and resolves with its result (or its failure). */
   async submit<Q extends QueueName>(
     queue: Q,
     body: JobOf<Q>,
     policyVersion?: number,
   ): Promise<JobOutcome<ResultOf<Q>>> {
-    const id = `${this.run}-${queue}-${Date.now().toString(36)}-${(this.seq++).toString(36)}`;
+    // The id names what the job is (its body's digest) and its place in the run's sequence, never
+    // when it was made: the same job replayed after a trainer restart gets the same id, and a
+    // result can only ever settle a job with exactly the body it was computed for.
+    const digest = createHash("sha256").update(encode(body)).digest("hex").slice(0, 16);
+    const id = `${this.run}-${queue}-${(this.seq++).toString(36)}-${digest}`;
     const env = makeEnvelope(PROTOCOL[queue].job, body as z.input<(typeof PROTOCOL)[Q]["job"]["schema"]>, {
       run: this.run,
       producer: this.producer,

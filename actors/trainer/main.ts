@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import type { ActorContext } from "../../bus/actor.ts";
 import { putBlob } from "../../bus/objects.ts";
+import { weightsBucket } from "../../bus/permissions.ts";
 import { ensureStreams } from "../../bus/queues.ts";
 import { busStatus } from "../../bus/status.ts";
 import { subjects } from "../../bus/subjects.ts";
@@ -17,6 +18,14 @@ import { JobBoard } from "./jobs.ts";
 import { ReftLoop } from "./reft.ts";
 import { reftSummaryTable } from "./reftReport.ts";
 import { type ActorUsage, summaryTable } from "./report.ts";
+import {
+  RESUME_OBJECT,
+  readBusResumePoint,
+  readResumePoint,
+  resumeFile,
+  resumePolicy,
+  writeResumePoint,
+} from "./resume.ts";
 import { type LoopIO, SelfRewardingLoop } from "./selfRewarding.ts";
 
 export async function startTrainer(
@@ -37,12 +46,18 @@ export async function startTrainer(
   const lastProgress = new Map<string, number>();
   const control = new RunControl();
   const unfollowControl = followControl(ctx.nc, ctx.deadLetters, control, ctx.log);
+  // Once the trainer is stopping, its outstanding jobs settle as failed ("trainer stopping"): an
+  // iteration finished after that point is not the one an undisturbed run computes and must not
+  // become the point a restarted trainer goes on from.
+  let stopping = false;
+  // Bus copies of the resume point go out one after another, so an older one never lands last.
+  let busCopy: Promise<unknown> = Promise.resolve();
   const io: LoopIO = {
     workers: board,
     log: ctx.log,
     backend,
     async publish(version, policy) {
-      const ref = await putBlob(ctx.nc, `srlm-${cfg.run}-weights`, `v${version}`, policyToBlob(policy));
+      const ref = await putBlob(ctx.nc, weightsBucket(cfg.run), `v${version}`, policyToBlob(policy));
       const weights = { version, bucket: ref.bucket, name: ref.name, digest: ref.digest };
       await ctx.publish(
         s.weights,
@@ -69,6 +84,46 @@ export async function startTrainer(
       void ctx.publish(s.metrics, "metrics", { iteration, values: finite }).catch(() => {});
     },
     actorStats: () => actorStats(ctx),
+    resume: {
+      async load() {
+        // The out folder first: it is this host's own and the newest; the bus copy serves a
+        // trainer started elsewhere.
+        const onDisk = readResumePoint(cfg);
+        const found = onDisk
+          ? { point: onDisk, policy: resumePolicy(cfg, onDisk), from: resumeFile(cfg.out) }
+          : await readBusResumePoint(ctx.nc, cfg).then((r) =>
+              r ? { ...r, from: `${weightsBucket(cfg.run)}/${RESUME_OBJECT}` } : null,
+            );
+        if (!found) return null;
+        const { point, policy, from } = found;
+        board.resumeAt(point.jobsSubmitted);
+        const { loop } = point;
+        ctx.log.info(
+          { from, iteration: loop.nextIteration, checkpoint: loop.checkpoint },
+          `resuming run ${cfg.run} at iteration ${loop.nextIteration} from ${loop.checkpoint}`,
+        );
+        return { state: loop, policy };
+      },
+      save(state) {
+        if (stopping) {
+          ctx.log.warn(
+            { iteration: state.nextIteration },
+            "stopping: no resume point for an iteration finished meanwhile",
+          );
+          return;
+        }
+        const text = writeResumePoint(cfg, state, board.submitted);
+        busCopy = busCopy
+          .then(() => putBlob(ctx.nc, weightsBucket(cfg.run), RESUME_OBJECT, new TextEncoder().encode(text)))
+          .catch((err: Error) =>
+            ctx.log.warn({ err: err.message }, "could not copy the resume point to the weights bucket"),
+          );
+        ctx.log.info(
+          { iteration: state.nextIteration, checkpoint: state.checkpoint },
+          "resume point written",
+        );
+      },
+    },
     busCounts: () => ({
       deadLetters: { ...board.counts.deadLetters },
       timedOutJobs: board.counts.timedOut,
@@ -101,6 +156,8 @@ export async function startTrainer(
   );
   void done.finally(() => process.kill(process.pid, "SIGTERM"));
   return async () => {
+    stopping = true;
+    await busCopy;
     unfollowControl();
     control.apply("resume");
     await board.close();

@@ -62,6 +62,7 @@ import {
   type StageFailures,
   summaryTable,
 } from "./report.ts";
+import type { LoopState } from "./resume.ts";
 import { forgetStage, m0Inputs, m1Inputs, recordStage, stageKey, stageMatches } from "./stageCache.ts";
 import type { JobOutcome, Workers } from "./workers.ts";
 
@@ -80,6 +81,12 @@ export interface LoopIO {
   actorStats(): Promise<ActorUsage[]>;
   /** What the transport refused or lost over the run (absent in-process). */
   busCounts?(): BusCounts;
+  /** Durable progress (resume.ts): the state to go on from after a restart, and a place to record
+   * it after M1 and after each iteration. Absent in-process. */
+  resume?: {
+    load(): Promise<{ state: LoopState; policy: Policy } | null>;
+    save(state: LoopState): void;
+  };
 }
 
 /** An operator stopped the run (`srlm control stop`): not a failure. */
@@ -296,36 +303,86 @@ export class SelfRewardingLoop {
     const started = performance.now();
     // Return to the caller first: the actor finishes starting before the long work begins.
     await new Promise((resolve) => setImmediate(resolve));
-    const iterations: IterationReport[] = [];
+    let iterations: IterationReport[] = [];
     let stopped = false;
+    let elapsedBefore = 0;
+    const elapsed = () => elapsedBefore + (performance.now() - started) / 1000;
+    const record = () => this.io.resume?.save(this.state(iterations, elapsed()));
     try {
-      const sft = await this.firstModel();
-      iterations.push({
-        model: "M1",
-        ...(sft ? { sftLoss: sft } : {}),
-        ...(await this.evaluate(1)),
-        pairs: 0,
-        prompts: 0,
-        candidates: 0,
-        dpo: null,
-        staleness: null,
-        failures: this.takeFailures(),
-        judges: this.judgeTally.take(),
-        wallSeconds: (performance.now() - started) / 1000,
-        stageSeconds: { ...this.stageSeconds },
-      });
-      await this.iterations(this.cfg.selfReward.iterations, (r) => iterations.push(r));
+      const resumed = (await this.io.resume?.load()) ?? null;
+      if (resumed) {
+        this.restore(resumed.state, resumed.policy);
+        iterations = [...resumed.state.iterations];
+        elapsedBefore = resumed.state.elapsedSeconds;
+        // Workers of a new bus, or ones that missed the announcement, get the weights again.
+        await this.publish(resumed.state.weights.version);
+      } else {
+        const sft = await this.firstModel();
+        iterations.push({
+          model: "M1",
+          ...(sft ? { sftLoss: sft } : {}),
+          ...(await this.evaluate(1)),
+          pairs: 0,
+          prompts: 0,
+          candidates: 0,
+          dpo: null,
+          staleness: null,
+          failures: this.takeFailures(),
+          judges: this.judgeTally.take(),
+          wallSeconds: (performance.now() - started) / 1000,
+          stageSeconds: { ...this.stageSeconds },
+        });
+        record();
+      }
+      // Iteration t's report sits at index t (M1's at 0), whatever weight versions streaming used.
+      const done = iterations.length - 1;
+      await this.iterations(
+        Math.max(0, this.cfg.selfReward.iterations - done),
+        (r) => {
+          iterations.push(r);
+          record();
+        },
+        done + 1,
+      );
     } catch (err) {
       if (!(err instanceof RunStopped)) throw err;
       stopped = true;
       this.io.log.info({ iterations: iterations.length }, "stopped by the operator; reporting what ran");
     }
-    return this.writeReport(iterations, (performance.now() - started) / 1000, stopped);
+    return this.writeReport(iterations, elapsed(), stopped);
   }
 
-  /** Iterations 1..count from the current M_t (after run()'s M1, or `start`'s policy). */
-  async iterations(count: number, onIteration: (r: IterationReport) => void = () => {}): Promise<void> {
-    const first = this.weights.version;
+  /** The loop's state after the last report in `iterations` (resume.ts). */
+  private state(iterations: IterationReport[], elapsedSeconds: number): LoopState {
+    return {
+      nextIteration: iterations.length,
+      weights: this.weights,
+      checkpoint: `M${iterations.length}`,
+      seenPrompts: [...this.seenPrompts],
+      previousAnswers: this.previousAnswers,
+      previousHeldOutScores: this.previousHeldOutScores,
+      firstHeldOutCorrect: this.firstHeldOutCorrect,
+      trainingSeconds: this.trainingSeconds,
+      elapsedSeconds,
+      iterations,
+    };
+  }
+
+  private restore(state: LoopState, policy: Policy): void {
+    this.policy = policy;
+    this.seenPrompts = new Set(state.seenPrompts);
+    this.previousAnswers = state.previousAnswers;
+    this.previousHeldOutScores = state.previousHeldOutScores;
+    this.firstHeldOutCorrect = state.firstHeldOutCorrect;
+    this.trainingSeconds = state.trainingSeconds;
+  }
+
+  /** Iterations first..first+count-1 from the current M_t (after run()'s M1, or `start`'s policy). */
+  async iterations(
+    count: number,
+    onIteration: (r: IterationReport) => void = () => {},
+    first = this.weights.version,
+  ): Promise<void> {
     for (let t = first; t < first + count; t++) {
       const iterStart = performance.now();
       this.stageSeconds = {};

@@ -3,7 +3,7 @@
 // the actors holds no secret, which they get through their environment instead; and a run told to
 // start no judge of its own is refused where no judge of the user's could join it.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -148,4 +148,28 @@ test("no judge of its own with the embedded server is refused: no outside judge 
     runLoop(cfg, { command: fakeActors(), say: () => {} }),
     /actors\.judges=0 starts no judge, and no judge of your own can join the embedded nats-server: .*srlm nats-config --run fake/,
   );
+});
+
+test("a fresh run sets an earlier resume point aside; --resume without one is refused", async () => {
+  const cfg = config();
+  writeFileSync(join(cfg.out, "resume.json"), "{}");
+  await assert.rejects(
+    runLoop(config(), {}, { resume: true }),
+    /--resume: .* holds no resume point \(.*resume\.json\)/,
+  );
+  const lines: string[] = [];
+  const code = await runLoop(cfg, {
+    command: fakeActors(),
+    say: (l) => lines.push(l),
+    onNats: (nats) => {
+      setTimeout(() => process.kill(nats.pid, "SIGKILL"), 500);
+    },
+  });
+  assert.equal(code, 1);
+  const said = lines.find((l) =>
+    /starting run fake over; the earlier run's resume point was moved to/.test(l),
+  );
+  assert.ok(said, lines.join("\n"));
+  assert.equal(existsSync(join(cfg.out, "resume.json")), false);
+  assert.ok(readdirSync(cfg.out).some((f) => /^resume\.set-aside-.*\.json$/.test(f)));
 });
