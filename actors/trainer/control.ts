@@ -6,7 +6,7 @@ import { acceptMessage, type DeadLetterContext } from "../../bus/dead.ts";
 import type { Logger } from "../../bus/log.ts";
 import { Control, type ControlBody } from "../../bus/messages.ts";
 import { subjects } from "../../bus/subjects.ts";
-import { RunStopped } from "./selfRewarding.ts";
+import { RunStopped } from "./workers.ts";
 
 /** A stop ends the schedule at the next stage boundary; pause holds it there until resume. */
 export class RunControl {

@@ -26,7 +26,8 @@ import {
   resumePolicy,
   writeResumePoint,
 } from "./resume.ts";
-import { type LoopIO, SelfRewardingLoop } from "./selfRewarding.ts";
+import { SelfRewardingLoop } from "./selfRewarding.ts";
+import type { LoopIO } from "./workers.ts";
 
 export async function startTrainer(
   ctx: ActorContext,

@@ -31,7 +31,6 @@ import { type Policy, policyFromBlob, policyToBlob, type Sampling } from "../pol
 import { type LossSummary, pretrain, supervisedFineTune, yieldToEventLoop } from "./loops.ts";
 import type { PpoUpdateReport, ReftModelEval, ReftReport } from "./reftReport.ts";
 import { reftSummaryTable } from "./reftReport.ts";
-import { type LoopIO, RunStopped } from "./selfRewarding.ts";
 import {
   forgetStage,
   recordStage,
@@ -41,6 +40,7 @@ import {
   stageMatches,
 } from "./stageCache.ts";
 import { assertFiniteWeights, chunk, mean, StageBook } from "./stages.ts";
+import { type LoopIO, RunStopped } from "./workers.ts";
 
 /** One sampled chain of thought, as the trainer keeps it until the update that trains it. */
 interface Rollout {

@@ -7,10 +7,7 @@
 // process takes it (jobs.ts), or in this process (localWorkers.ts) for probes and tests.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Logger } from "pino";
 import type { WeightRef } from "../../bus/messages.ts";
-import type { JobOf, ResultOf } from "../../bus/protocol.ts";
-import type { QueueName } from "../../bus/subjects.ts";
 import type { Config } from "../../config/schema.ts";
 import { loadCheckpoint, saveCheckpoint } from "../../model/checkpoint.ts";
 import { presetConfig } from "../../model/config.ts";
@@ -53,68 +50,11 @@ import {
   stepsAllowed,
   strictDpoSteps,
 } from "./pairs.ts";
-import {
-  type ActorUsage,
-  type BusCounts,
-  type IterationReport,
-  type ModelEval,
-  type RunReport,
-  type StageFailures,
-  summaryTable,
-} from "./report.ts";
+import { type IterationReport, type ModelEval, type RunReport, summaryTable } from "./report.ts";
 import type { LoopState } from "./resume.ts";
 import { forgetStage, m0Inputs, m1Inputs, recordStage, stageKey, stageMatches } from "./stageCache.ts";
-import type { JobOutcome, Workers } from "./workers.ts";
-
-export interface LoopIO {
-  workers: Workers;
-  /** Makes `policy`'s weights available to the workers as `version`. */
-  publish(version: number, policy: Policy): Promise<WeightRef>;
-  log: Logger;
-  backend: string;
-  progress(stage: string, iteration: number, done: number, total: number, detail?: string): void;
-  /** Resolves when the run may go on: waits while an operator has paused it (srlm control pause);
-   * throws RunStopped after `srlm control stop`. */
-  gate(): Promise<void>;
-  metrics(iteration: number, values: Record<string, number>): void;
-  /** How busy each worker process was (empty in-process). */
-  actorStats(): Promise<ActorUsage[]>;
-  /** What the transport refused or lost over the run (absent in-process). */
-  busCounts?(): BusCounts;
-  /** Durable progress (resume.ts): the state to go on from after a restart, and a place to record
-   * it after M1 and after each iteration. Absent in-process. */
-  resume?: {
-    load(): Promise<{ state: LoopState; policy: Policy } | null>;
-    save(state: LoopState): void;
-  };
-}
-
-/** An operator stopped the run (`srlm control stop`): not a failure. */
-export class RunStopped extends Error {
-  constructor() {
-    super("stopped by `srlm control stop`");
-    this.name = "RunStopped";
-  }
-}
-
-/** Too many jobs of a stage failed to go on: the error names the stage and the reasons. */
-export class StageFailed extends Error {
-  constructor(stage: string, failures: { jobs: number; failed: number; reasons: Record<string, number> }) {
-    const reasons = Object.entries(failures.reasons)
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 3)
-      .map(([r, n]) => `${n}× ${r}`)
-      .join("; ");
-    super(`stage "${stage}": ${failures.failed} of ${failures.jobs} jobs failed (${reasons})`);
-    this.name = "StageFailed";
-  }
-}
-
-const chunk = <T>(items: T[], size: number): T[][] => {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-};
+import { assertFiniteWeights, chunk, mean, StageBook } from "./stages.ts";
+import { type LoopIO, RunStopped } from "./workers.ts";
 
 /** An iteration that formed no pair: the judge's verdicts gave nothing to train on. */
 function noPairs(t: number, prompts: number, ties: number, tooFew: number): Error {
@@ -124,8 +64,6 @@ function noPairs(t: number, prompts: number, ties: number, tooFew: number): Erro
   );
 }
 
-const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
-
 export class SelfRewardingLoop {
   private policy!: Policy;
   private weights!: WeightRef;
@@ -133,17 +71,21 @@ export class SelfRewardingLoop {
   private previousAnswers: string[] | null = null;
   private previousHeldOutScores: number[] | null = null;
   private firstHeldOutCorrect: { model: string; correct: boolean[] } | null = null;
-  private stageSeconds: Record<string, number> = {};
-  private failures: StageFailures = {};
   private judgeTally = new JudgeTally();
-  // Seconds the trainer spent computing (pretraining, SFT, DPO); the rest of its time it waited.
-  private trainingSeconds = 0;
+  // Stage seconds (the trainer's own compute: pretraining, SFT, DPO; the rest it waited) and jobs.
+  private readonly book: StageBook;
 
   constructor(
     private cfg: Config,
     private task: Task,
     private io: LoopIO,
   ) {
+    this.book = new StageBook(
+      io,
+      cfg.selfReward.maxFailedShare,
+      new Set(["pretrain", "sft", "dpo"]),
+      (stage, results) => this.judgeTally.record(stage, results),
+    );
     const d = task.data;
     for (const p of [
       ...d.seedPrompts,
@@ -151,19 +93,6 @@ export class SelfRewardingLoop {
       ...d.judgeEval.map((j) => j.prompt),
     ])
       this.seenPrompts.add(p);
-  }
-
-  private async timed<T>(stage: string, fn: () => Promise<T> | T): Promise<T> {
-    // Stage boundaries are where a pause takes effect: work already queued is finished first.
-    await this.io.gate();
-    const start = performance.now();
-    try {
-      return await fn();
-    } finally {
-      const seconds = (performance.now() - start) / 1000;
-      this.stageSeconds[stage] = (this.stageSeconds[stage] ?? 0) + seconds;
-      if (stage === "pretrain" || stage === "sft" || stage === "dpo") this.trainingSeconds += seconds;
-    }
   }
 
   private sampling(temperature: number, topP: number, seedLabel: string) {
@@ -177,45 +106,13 @@ export class SelfRewardingLoop {
     return deriveSeed(this.cfg.model.seed, seed === 0 ? label : `${label}#${seed}`);
   }
 
-  /**
-   * Runs a stage's jobs and counts the ones that failed, by reason. A failed job is never turned
-   * into an empty answer; past `maxFailedShare` of a stage's jobs the run stops, naming the stage.
-   */
-  private async jobs<Q extends QueueName>(
-    stage: string,
-    queue: Q,
-    jobs: JobOf<Q>[],
-    onDone?: (done: number, total: number) => void,
-  ): Promise<JobOutcome<ResultOf<Q>>[]> {
-    const outcomes = await this.io.workers.submitAll(queue, jobs, onDone);
-    this.failures[stage] ??= { jobs: 0, failed: 0, reasons: {} };
-    const f = this.failures[stage];
-    f.jobs += outcomes.length;
-    for (const o of outcomes) {
-      if (o.ok) continue;
-      f.failed++;
-      f.reasons[o.reason] = (f.reasons[o.reason] ?? 0) + 1;
-      this.io.log.error({ stage, jobId: o.jobId, reason: o.reason }, "job failed");
-    }
-    if (queue === "judge")
-      this.judgeTally.record(
-        stage,
-        outcomes.flatMap((o) => (o.ok ? [o.result as ResultOf<"judge">] : [])),
-      );
-    if (f.failed > this.cfg.selfReward.maxFailedShare * f.jobs) throw new StageFailed(stage, f);
-    return outcomes;
-  }
-
   private checkpointDir(label: string): string {
     return join(this.cfg.out, "checkpoints", label);
   }
 
   /** Publishes the current weights as `version`; `label` (M1, M2…) also writes a checkpoint folder. */
   private async publish(version: number, label?: string): Promise<void> {
-    // Weights that are not finite must never reach a worker or a checkpoint folder.
-    for (const [name, w] of this.policy.model.getWeights())
-      if (!w.data.every(Number.isFinite))
-        throw new Error(`weights of version ${version}: ${name} holds non-finite values`);
+    assertFiniteWeights(this.policy, version);
     this.policy.version = version;
     if (label) saveCheckpoint(this.checkpointDir(label), this.policy.model, this.policy.tokenizer);
     this.weights = await this.io.publish(version, this.policy);
@@ -276,9 +173,9 @@ export class SelfRewardingLoop {
     let sft: LossSummary | null = null;
     if (reusedM1) this.policy = reusedM1;
     else {
-      this.policy = await this.timed("pretrain", () => this.baseModel());
+      this.policy = await this.book.timed("pretrain", () => this.baseModel());
       const d = task.data;
-      sft = await this.timed("sft", () =>
+      sft = await this.book.timed("sft", () =>
         supervisedFineTune(
           this.policy,
           [...d.ift, ...d.eft, ...d.selfInstruct],
@@ -327,10 +224,10 @@ export class SelfRewardingLoop {
           candidates: 0,
           dpo: null,
           staleness: null,
-          failures: this.takeFailures(),
+          failures: this.book.takeFailures(),
           judges: this.judgeTally.take(),
           wallSeconds: (performance.now() - started) / 1000,
-          stageSeconds: { ...this.stageSeconds },
+          stageSeconds: { ...this.book.seconds },
         });
         record();
       }
@@ -362,7 +259,7 @@ export class SelfRewardingLoop {
       previousAnswers: this.previousAnswers,
       previousHeldOutScores: this.previousHeldOutScores,
       firstHeldOutCorrect: this.firstHeldOutCorrect,
-      trainingSeconds: this.trainingSeconds,
+      trainingSeconds: this.book.trainingSeconds,
       elapsedSeconds,
       iterations,
     };
@@ -374,7 +271,7 @@ export class SelfRewardingLoop {
     this.previousAnswers = state.previousAnswers;
     this.previousHeldOutScores = state.previousHeldOutScores;
     this.firstHeldOutCorrect = state.firstHeldOutCorrect;
-    this.trainingSeconds = state.trainingSeconds;
+    this.book.trainingSeconds = state.trainingSeconds;
   }
 
   /** Iterations first..first+count-1 from the current M_t (after run()'s M1, or `start`'s policy). */
@@ -385,17 +282,17 @@ export class SelfRewardingLoop {
   ): Promise<void> {
     for (let t = first; t < first + count; t++) {
       const iterStart = performance.now();
-      this.stageSeconds = {};
+      this.book.seconds = {};
       const stats = this.streaming ? await this.iterateStreaming(t) : await this.iterate(t);
       await this.publish(this.weights.version + 1, `M${t + 1}`);
       const report: IterationReport = {
         model: `M${t + 1}`,
         ...(await this.evaluate(t + 1)),
         ...stats,
-        failures: this.takeFailures(),
+        failures: this.book.takeFailures(),
         judges: this.judgeTally.take(),
         wallSeconds: (performance.now() - iterStart) / 1000,
-        stageSeconds: { ...this.stageSeconds },
+        stageSeconds: { ...this.book.seconds },
       };
       onIteration(report);
       this.io.metrics(t, {
@@ -413,12 +310,6 @@ export class SelfRewardingLoop {
     this.policy = policy;
     await this.publish(version);
     return this.evaluate(version);
-  }
-
-  private takeFailures(): StageFailures {
-    const f = this.failures;
-    this.failures = {};
-    return f;
   }
 
   private async writeReport(
@@ -447,7 +338,7 @@ export class SelfRewardingLoop {
       reference: this.referenceFromSampler ? "sampler log-probs (strict, M_t)" : "reference actor",
       ...(stopped ? { stopped: true } : {}),
       wallSeconds,
-      trainerBusySeconds: this.trainingSeconds,
+      trainerBusySeconds: this.book.trainingSeconds,
       actors: await io.actorStats(),
       bus: io.busCounts?.() ?? null,
       iterations,
@@ -485,9 +376,9 @@ export class SelfRewardingLoop {
   private async iterate(t: number) {
     const { cfg, io } = this;
     const s = cfg.selfReward;
-    const prompts = await this.timed("write prompts", () => this.writePrompts(t));
-    const sampled = await this.timed("sample", () => this.sampleCandidates(t, prompts));
-    const judged = await this.timed("judge", () => this.judgeCandidates(t, sampled));
+    const prompts = await this.book.timed("write prompts", () => this.writePrompts(t));
+    const sampled = await this.book.timed("sample", () => this.sampleCandidates(t, prompts));
+    const judged = await this.book.timed("judge", () => this.judgeCandidates(t, sampled));
     const outcomes = judged.map((j) => ({
       ...j,
       outcome: pairFromJudged(j.prompt, j.candidates, s.minScoreGap),
@@ -499,10 +390,10 @@ export class SelfRewardingLoop {
     const tooFew = outcomes.filter((o) => o.outcome.kind === "too-few-scores").length;
     io.log.info({ iteration: t, pairs: pairs.length, ties, tooFew }, "preference pairs");
     if (pairs.length === 0) throw noPairs(t, prompts.length, ties, tooFew);
-    const training = await this.timed("reference", () => this.referenceLogProbs(t, pairs));
+    const training = await this.book.timed("reference", () => this.referenceLogProbs(t, pairs));
     let dpo: DpoSummary | null = null;
     if (training.length > 0) {
-      dpo = await this.timed("dpo", () =>
+      dpo = await this.book.timed("dpo", () =>
         directPreference(
           this.policy,
           training,
@@ -563,7 +454,7 @@ export class SelfRewardingLoop {
             round === 1 ? `prompts-${t}-${i}` : `prompts-${t}-r${round}-${i}`,
           ),
         }));
-        const outcomes = await this.jobs("write prompts", "prompts", jobs, (d, n) =>
+        const outcomes = await this.book.jobs("write prompts", "prompts", jobs, (d, n) =>
           io.progress("write prompts", t, d, n, round > 1 ? `round ${round}` : undefined),
         );
         // A failed job's sets were counted as failed above; they come back with no text (no prompt).
@@ -596,7 +487,7 @@ export class SelfRewardingLoop {
   private async iterateStreaming(t: number) {
     const { cfg, io } = this;
     const s = cfg.selfReward;
-    const prompts = await this.timed("write prompts", () => this.writePrompts(t));
+    const prompts = await this.book.timed("write prompts", () => this.writePrompts(t));
     const reference = this.weights;
     const arrived: (TrainingPair & { policyVersion: number })[] = [];
     const counts = { candidates: 0, pairs: 0, ties: 0, tooFew: 0, stale: 0, promptsDone: 0 };
@@ -624,7 +515,7 @@ export class SelfRewardingLoop {
       }),
     ).finally(() => {
       pipelineDone = true;
-      this.stageSeconds["sample+judge+reference"] = (performance.now() - pipelineStart) / 1000;
+      this.book.seconds["sample+judge+reference"] = (performance.now() - pipelineStart) / 1000;
     });
 
     const trainer = new PreferenceTrainer(
@@ -674,8 +565,8 @@ export class SelfRewardingLoop {
     }
     await pipeline;
     if (counts.pairs === 0) throw noPairs(t, prompts.length, counts.ties, counts.tooFew);
-    this.stageSeconds.dpo = (performance.now() - dpoStart - waitingMs) / 1000;
-    this.trainingSeconds += this.stageSeconds.dpo;
+    this.book.seconds.dpo = (performance.now() - dpoStart - waitingMs) / 1000;
+    this.book.trainingSeconds += this.book.seconds.dpo;
     io.log.info({ iteration: t, ...counts, steps: trainer.steps }, "streaming iteration");
     return {
       prompts: prompts.length,
@@ -707,7 +598,9 @@ export class SelfRewardingLoop {
       latest,
       sampling: this.sampling(s.temperature, s.topP, `samples-${t}-${prompts[0]}-${i}`),
     }));
-    const outcomes = await this.jobs("sample", "samples", jobs, (d, n) => io.progress("sample", t, d, n));
+    const outcomes = await this.book.jobs("sample", "samples", jobs, (d, n) =>
+      io.progress("sample", t, d, n),
+    );
     return outcomes.flatMap((o) =>
       o.ok
         ? o.result.results.map((p) => ({
@@ -740,7 +633,7 @@ export class SelfRewardingLoop {
       );
       return { order, body };
     });
-    const outcomes = await this.jobs(
+    const outcomes = await this.book.jobs(
       "judge",
       "judge",
       jobs.map((j) => j.body),
@@ -802,7 +695,7 @@ export class SelfRewardingLoop {
       }));
     }
     const batches = chunk(rows, 16);
-    const outcomes = await this.jobs(
+    const outcomes = await this.book.jobs(
       "reference",
       "reference",
       batches.map((b) => ({
@@ -851,7 +744,7 @@ export class SelfRewardingLoop {
       weights: this.weights,
       sampling: { temperature: 0, topP: 1, topK: 0, maxNewTokens: s.maxNewTokens, seed: i },
     }));
-    const outcomes = await this.jobs(label, "samples", jobs, (d, n) =>
+    const outcomes = await this.book.jobs(label, "samples", jobs, (d, n) =>
       io.progress(label, version, d, n, "held-out answers"),
     );
     const answers = new Map<string, string>();
@@ -867,7 +760,7 @@ export class SelfRewardingLoop {
     };
     const judge = await this.evaluateJudge(version, task.data.judgeEval);
     const measured = task.verify ? this.verifiedEval(version, rows) : await this.judgedEval(version, rows);
-    this.stageSeconds.evaluate = (performance.now() - start) / 1000;
+    this.book.seconds.evaluate = (performance.now() - start) / 1000;
     return { ...base, ...measured, judge };
   }
 
@@ -906,7 +799,7 @@ export class SelfRewardingLoop {
   /** Without a verifier: the configured judge scores each held-out answer next to the previous model's. */
   private async judgedEval(version: number, rows: { prompt: string; response: string }[]) {
     const previous = this.previousAnswers;
-    const outcomes = await this.jobs(
+    const outcomes = await this.book.jobs(
       `eval M${version}`,
       "judge",
       rows.map((r, i) => {
@@ -970,7 +863,7 @@ export class SelfRewardingLoop {
   private async evaluateJudge(version: number, items: JudgeEvalItem[]): Promise<ModelEval["judge"]> {
     if (items.length === 0)
       return { impl: "", pairwiseAccuracy: null, spearman: null, parseFailureRate: null };
-    const outcomes = await this.jobs(
+    const outcomes = await this.book.jobs(
       `eval M${version}`,
       "judge",
       items.map((item, i) =>

@@ -32,6 +32,8 @@ export class StageBook {
     private readonly io: { workers: Workers; log: Logger; gate(): Promise<void> },
     private readonly maxFailedShare: number,
     private readonly trainingStages: ReadonlySet<string>,
+    /** Sees every stage's judge results (who judged what, for the report). */
+    private readonly onJudged: (stage: string, results: ResultOf<"judge">[]) => void = () => {},
   ) {}
 
   /** Runs `fn` as `stage`, after the operator's gate: a pause takes effect at stage boundaries. */
@@ -64,6 +66,11 @@ export class StageBook {
       f.reasons[o.reason] = (f.reasons[o.reason] ?? 0) + 1;
       this.io.log.error({ stage, jobId: o.jobId, reason: o.reason }, "job failed");
     }
+    if (queue === "judge")
+      this.onJudged(
+        stage,
+        outcomes.flatMap((o) => (o.ok ? [o.result as ResultOf<"judge">] : [])),
+      );
     if (f.failed > this.maxFailedShare * f.jobs) throw new StageFailed(stage, f);
     return outcomes;
   }

@@ -10,7 +10,6 @@ import { after, before, test } from "node:test";
 import pino from "pino";
 import { LocalWorkers } from "../../actors/trainer/localWorkers.ts";
 import { ReftLoop } from "../../actors/trainer/reft.ts";
-import type { ReftReport } from "../../actors/trainer/reftReport.ts";
 import { loadConfig } from "../../config/load.ts";
 import { selectBackend } from "../../model/backend.ts";
 import { reasoningTaskFromConfig } from "../../tasks/reasoning.ts";
