@@ -87,7 +87,7 @@ test("a changed config input is refused, naming the field and both values", () =
   );
   assert.throws(
     () => readResumePoint(config({ "actors.judgeImpl": "verifier" })),
-    /actors\.judgeImpl was "self"/,
+    /actors\.judgeImpl was "auto"/,
   );
   assert.throws(() => readResumePoint(config({ run: "exp2" })), /written by run "exp1", this is run "exp2"/);
 });
