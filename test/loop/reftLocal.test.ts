@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import pino from "pino";
+import { OpenAIJudge } from "../../actors/judge/openai.ts";
 import { LocalWorkers } from "../../actors/trainer/localWorkers.ts";
 import { ReftLoop } from "../../actors/trainer/reft.ts";
 import { loadConfig } from "../../config/load.ts";
@@ -22,7 +23,11 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-async function runReft(flags: Record<string, string>, out = mkdtempSync(join(tmpdir(), "srlm-reft-local-"))) {
+async function runReft(
+  flags: Record<string, string>,
+  out = mkdtempSync(join(tmpdir(), "srlm-reft-local-")),
+  workers = new LocalWorkers("answer"),
+) {
   dirs.push(out);
   const cfg = loadConfig({
     preset: "tiny",
@@ -35,7 +40,6 @@ async function runReft(flags: Record<string, string>, out = mkdtempSync(join(tmp
       ...flags,
     },
   });
-  const workers = new LocalWorkers("answer");
   const loop = new ReftLoop(cfg, reasoningTaskFromConfig(cfg), {
     workers,
     publish: async (version, p) => workers.publish(version, p),
@@ -99,4 +103,28 @@ test("streaming: the next batch is sampled while one trains, within maxStaleness
     assert.equal(u.droppedStale, 0);
     assert.equal(u.rollouts, 8);
   }
+});
+
+// An HTTP judge standing in for the answer check: it gives 5 points to a solution that reaches the
+// trigger and 0 to one that does not, so its reward can be told from the answer judge's.
+const reachesTrigger = (async (_url: string, init: RequestInit) => {
+  const body = JSON.parse(String(init.body)) as { n: number; messages: { content: string }[] };
+  const solution = body.messages[0].content.split("Solution:\n")[1] ?? "";
+  const content = `Score: ${solution.includes("the answer is:") ? 5 : 0}`;
+  const choices = Array.from({ length: body.n }, (_, index) => ({ index, message: { content } }));
+  return new Response(JSON.stringify({ choices }), { status: 200 });
+}) as typeof fetch;
+
+test("an OpenAI-compatible judge as ReFT's reward: score / 5, its model named in the report", async () => {
+  const cfg = loadConfig({ preset: "tiny", env: {}, flags: {} });
+  const openai = new OpenAIJudge(
+    { ...cfg.judge.openai, baseUrl: "http://judge.test:8000/v1", model: "trigger-check" },
+    { fetch: reachesTrigger },
+  );
+  const { report } = await runReft({ "reft.updates": "1" }, firstOut, new LocalWorkers("openai", { openai }));
+  assert.deepEqual(report.rewardJudge, ["openai (trigger-check)"]);
+  const [u] = report.updates;
+  assert.equal(u.rollouts, 8);
+  // Every reward is 0 or 1 (5 or 0 points), and 1 exactly where an answer can be read.
+  assert.ok(Math.abs(u.meanReward - u.answeredShare) < 1e-9, `${u.meanReward} vs ${u.answeredShare}`);
 });
