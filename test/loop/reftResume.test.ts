@@ -32,7 +32,7 @@ const tempDir = () => {
   return d;
 };
 
-const config = (out: string) =>
+const config = (out: string, updates = 3) =>
   loadConfig({
     preset: "tiny",
     env: {},
@@ -40,7 +40,7 @@ const config = (out: string) =>
       out,
       method: "reft",
       "train.pretrain.steps": "100",
-      "reft.updates": "3",
+      "reft.updates": String(updates),
       "reft.reranker.questions": "8",
       "reft.reranker.samplesPerQuestion": "2",
       // The tiny model answers no question right, so without an entropy bonus every advantage
@@ -51,8 +51,11 @@ const config = (out: string) =>
 
 /** A ReFT run in `out`; with `resumable`, its io.resume reads and writes `<out>/resume.json` as
  * the trainer actor's does; `crashAfterUpdate` makes the gate fail once that update is reported. */
-async function runReft(out: string, opts: { resumable?: boolean; crashAfterUpdate?: number } = {}) {
-  const cfg = config(out);
+async function runReft(
+  out: string,
+  opts: { resumable?: boolean; crashAfterUpdate?: number; updates?: number } = {},
+) {
+  const cfg = config(out, opts.updates);
   const workers = new LocalWorkers("answer");
   let crashing = false;
   let resumedFrom: number | null = null;
@@ -131,4 +134,21 @@ test("a ReFT trainer killed in update 2 of 3 resumes there and ends as an uninte
   const differences = reportDifferences(comparable(reportOf(killedOut)), comparable(reportOf(wholeOut)));
   assert.deepEqual(differences, [], "the resumed run's report differs from the uninterrupted run's");
   assert.ok(finalWeights(killedOut).equals(finalWeights(wholeOut)), "the final weights differ");
+
+  // A finished run goes on for more updates from its last point; it cannot be cut shorter.
+  await assert.rejects(
+    runReft(killedOut, { resumable: true, updates: 2 }),
+    /3 PPO updates are done, but reft\.updates is 2; set reft\.updates to at least 3/,
+  );
+  const extended = await runReft(killedOut, { resumable: true, updates: 4 });
+  assert.equal(extended.resumedFrom, 3);
+  assert.equal(extended.report.updates.length, 4);
+  assert.deepEqual(
+    reportDifferences(
+      comparableReport({ updates: JSON.parse(JSON.stringify(extended.report.updates.slice(0, 3))) }),
+      comparableReport({ updates: reportOf(wholeOut).updates }),
+    ),
+    [],
+    "the updates before the extension are the run's own",
+  );
 });
