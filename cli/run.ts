@@ -287,11 +287,13 @@ export async function runLoop(
     const point = readResumePoint({ ...input, out });
     if (!point)
       throw new Error(
-        `--resume: ${out} holds no resume point (${resumeFile(out)}); the trainer writes one after M1 and after each iteration`,
+        `--resume: ${out} holds no resume point (${resumeFile(out)}); the trainer writes one after M1 and after each iteration (ReFT: after the reranker and each PPO update)`,
       );
-    say(
-      `srlm: resuming run ${input.run} from ${point.loop.checkpoint}: iteration ${point.loop.nextIteration} of ${input.selfReward.iterations}`,
-    );
+    const at =
+      point.method === "reft"
+        ? `update ${point.loop.updates.length + 1} of ${input.reft.updates}`
+        : `iteration ${point.loop.nextIteration} of ${input.selfReward.iterations}`;
+    say(`srlm: resuming run ${input.run} from ${point.loop.checkpoint}: ${at}`);
   } else {
     const aside = setAsideResumePoint(out);
     if (aside)

@@ -98,31 +98,38 @@ export async function startTrainer(
         if (!found) return null;
         const { point, policy, from } = found;
         board.resumeAt(point.jobsSubmitted);
-        const { loop } = point;
+        const at =
+          point.method === "reft"
+            ? `update ${point.loop.updates.length + 1}`
+            : `iteration ${point.loop.nextIteration}`;
         ctx.log.info(
-          { from, iteration: loop.nextIteration, checkpoint: loop.checkpoint },
-          `resuming run ${cfg.run} at iteration ${loop.nextIteration} from ${loop.checkpoint}`,
+          { from, method: point.method, checkpoint: point.loop.checkpoint },
+          `resuming run ${cfg.run} at ${at} from ${point.loop.checkpoint}`,
         );
-        return { state: loop, policy };
+        return { ...point, policy };
       },
-      save(state) {
+      save(resume) {
+        const at =
+          resume.method === "reft"
+            ? { updates: resume.loop.updates.length }
+            : { iteration: resume.loop.nextIteration };
         if (stopping) {
-          ctx.log.warn(
-            { iteration: state.nextIteration },
-            "stopping: no resume point for an iteration finished meanwhile",
-          );
-          return;
+          ctx.log.warn(at, "stopping: no resume point for work finished meanwhile");
+          return false;
         }
-        const text = writeResumePoint(cfg, state, board.submitted);
-        busCopy = busCopy
-          .then(() => putBlob(ctx.nc, weightsBucket(cfg.run), RESUME_OBJECT, new TextEncoder().encode(text)))
-          .catch((err: Error) =>
-            ctx.log.warn({ err: err.message }, "could not copy the resume point to the weights bucket"),
-          );
-        ctx.log.info(
-          { iteration: state.nextIteration, checkpoint: state.checkpoint },
-          "resume point written",
-        );
+        const text = writeResumePoint(cfg, resume, board.submitted);
+        // A ReFT point needs the optimizer state and checkpoints of its out folder, so another
+        // host could not go on from a bus copy.
+        if (resume.method === "self-rewarding")
+          busCopy = busCopy
+            .then(() =>
+              putBlob(ctx.nc, weightsBucket(cfg.run), RESUME_OBJECT, new TextEncoder().encode(text)),
+            )
+            .catch((err: Error) =>
+              ctx.log.warn({ err: err.message }, "could not copy the resume point to the weights bucket"),
+            );
+        ctx.log.info({ ...at, checkpoint: resume.loop.checkpoint }, "resume point written");
+        return true;
       },
     },
     busCounts: () => ({

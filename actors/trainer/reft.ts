@@ -8,11 +8,16 @@
 // stand in, reward = score / 5); the reference actor returns per-token log-probs under the frozen
 // warm-up model for the KL penalty; the trainer takes `ppoEpochs` passes over the batch and
 // publishes the new weights. Held-out evaluation: greedy Top-1, Vote@K and Rerank@K.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { PromptFormat, WeightRef } from "../../bus/messages.ts";
 import type { Config } from "../../config/schema.ts";
-import { loadCheckpoint, saveCheckpoint } from "../../model/checkpoint.ts";
+import {
+  loadCheckpoint,
+  loadTrainerState,
+  saveCheckpoint,
+  saveTrainerState,
+} from "../../model/checkpoint.ts";
 import { presetConfig } from "../../model/config.ts";
 import { Llama } from "../../model/llama.ts";
 import type { PpoRollout, PpoStepStats } from "../../model/ppoBatch.ts";
@@ -31,6 +36,7 @@ import { type Policy, policyFromBlob, policyToBlob, type Sampling } from "../pol
 import { type LossSummary, pretrain, supervisedFineTune, yieldToEventLoop } from "./loops.ts";
 import type { PpoUpdateReport, ReftModelEval, ReftReport } from "./reftReport.ts";
 import { reftSummaryTable } from "./reftReport.ts";
+import { type ReftLoopState, resumeFile } from "./resume.ts";
 import {
   forgetStage,
   recordStage,
@@ -60,6 +66,27 @@ interface HeldOutAnswers {
   sampleRows: PromptResponse[][];
 }
 
+/** Where PPO starts from (fresh, or a resume point) and what the rest of the run reads. */
+interface PpoStart {
+  warmup: Policy;
+  /** The warm-up itself when the two are one model. */
+  sftModel: Policy;
+  sftWeights: WeightRef;
+  rerank: { model: Llama; report: NonNullable<ReftReport["reranker"]> } | null;
+  policy: Policy;
+  ppo: PpoTrainer;
+  /** The policy's newest published version. */
+  weights: WeightRef;
+  sftLoss: ReftReport["sftLoss"];
+  updates: PpoUpdateReport[];
+  /** The folder the last resume point named (null before the first). */
+  checkpoint: string | null;
+}
+
+/** Resume points name the policy's folder `ReFT-update-<updates done>`. */
+const UPDATE_CHECKPOINT_PREFIX = "ReFT-update-";
+const RERANKER_CHECKPOINT = "reranker";
+
 /** Positions of srlm's own ReFT model: the longest problem and solution with room to spare. */
 const REFT_CONTEXT = 512;
 
@@ -70,6 +97,8 @@ export class ReftLoop {
   private referenceWeights!: WeightRef;
   private questionOrder: number[] = [];
   private questionEpoch = 0;
+  /** The question order as it was before update u's batch was drawn, by u. */
+  private readonly questionsBefore = new Map<number, { order: number[]; epoch: number }>();
 
   constructor(
     private readonly cfg: Config,
@@ -195,75 +224,219 @@ export class ReftLoop {
     return { policy, loss };
   }
 
+  /** The PpoTrainer of the policy being trained (one per trainer life; its state carries over). */
+  private ppoTrainer(policy: Policy): PpoTrainer {
+    const r = this.cfg.reft;
+    return new PpoTrainer(policy.model, {
+      algorithm: r.algorithm,
+      ppoEpochs: r.ppoEpochs,
+      minibatchSize: r.minibatchSize,
+      hyper: {
+        clip: r.clip,
+        valueClip: r.valueClip,
+        valueCoef: r.valueCoef,
+        klCoef: r.klCoef,
+        gamma: r.gamma,
+        lambda: r.lambda,
+        entropyCoef: r.entropyCoef,
+      },
+      schedule: { kind: "constant", peak: r.learningRate, warmupSteps: r.warmupSteps },
+      maxGradNorm: r.gradClip,
+      seed: this.seed("ppo"),
+    });
+  }
+
+  /** Everything up to the first PPO update: the warm-up, the SFT baseline, the reranker, and the
+   * policy (a copy of the warm-up) published as its own version. */
+  private async freshStart(): Promise<PpoStart> {
+    const r = this.cfg.reft;
+    // M0 is loaded or trained only when a stage needs it, and once.
+    const m0: { loading: Promise<Policy> | null } = { loading: null };
+    const base = () => {
+      m0.loading ??= this.book.timed("pretrain", () => this.baseModel());
+      return m0.loading.then(copyOf);
+    };
+    const warm = await this.sftStage(base, r.warmupEpochs, "warm-up", "warmup");
+    const warmup = warm.policy;
+    this.referenceWeights = await this.publish(warmup, 1);
+    // The generators sample the reranker's training data from the warm-up while the trainer
+    // trains the SFT baseline.
+    const rerankerData = this.rerankerSamples();
+    rerankerData.catch(() => {});
+    // With as many warm-up epochs as SFT ones, the warm-up is the SFT baseline: ReFT's gain is
+    // then what PPO adds on the same questions, and the SFT is trained once.
+    let sftModel = warmup;
+    let sftWeights = this.referenceWeights;
+    let sftLoss: LossSummary | null = null;
+    if (r.sftEpochs !== r.warmupEpochs) {
+      const sft = await this.sftStage(base, r.sftEpochs, "sft", "SFT");
+      sftModel = sft.policy;
+      sftLoss = sft.loss;
+      sftWeights = await this.publish(sftModel, 2);
+    }
+    if (m0.loading) (await m0.loading).model.dispose();
+    const rerank = await this.book.timed("reranker", async () =>
+      this.trainReranker(warmup, await rerankerData),
+    );
+    // Saved for a resumed trainer, which must rerank with this one and not train another.
+    if (rerank) saveCheckpoint(this.checkpointDir(RERANKER_CHECKPOINT), rerank.model, warmup.tokenizer);
+    // PPO starts from the warm-up, as its own version, so that "the newest weights" a streaming
+    // generator picks are always the policy's and never the SFT baseline's.
+    const policy = copyOf(warmup);
+    const weights = await this.publish(policy, 3);
+    const ppo = this.ppoTrainer(policy);
+    return {
+      warmup,
+      sftModel,
+      sftWeights,
+      rerank,
+      policy,
+      ppo,
+      weights,
+      sftLoss: { warmup: warm.loss, sft: sftLoss },
+      updates: [],
+      checkpoint: null,
+    };
+  }
+
+  /** The start of the next update from a resume point: the checkpoints it names, loaded and
+   * published again as the versions they were (workers of a new bus hold none of them), and the
+   * loop's own state as it was. */
+  private async resumedStart(state: ReftLoopState, policy: Policy): Promise<PpoStart> {
+    const { updates } = state;
+    if (updates.length > this.cfg.reft.updates)
+      throw new Error(
+        `resume point ${resumeFile(this.cfg.out)}: ${updates.length} PPO updates are done, but reft.updates is ` +
+          `${this.cfg.reft.updates}; set reft.updates to at least ${updates.length}, or start the run over`,
+      );
+    const load = (folder: string): Policy => {
+      const { model, tokenizer } = loadCheckpoint(this.checkpointDir(folder));
+      return { version: 0, model, tokenizer };
+    };
+    const warmup = load(state.warmupCheckpoint);
+    this.referenceWeights = await this.publish(warmup, state.referenceWeights.version);
+    let sftModel = warmup;
+    let sftWeights = this.referenceWeights;
+    if (state.sftCheckpoint) {
+      sftModel = load(state.sftCheckpoint);
+      sftWeights = await this.publish(sftModel, state.sftWeights.version);
+    }
+    const rerank =
+      state.rerankerCheckpoint && state.reranker
+        ? { model: load(state.rerankerCheckpoint).model, report: state.reranker }
+        : null;
+    const ppo = this.ppoTrainer(policy);
+    const dir = this.checkpointDir(state.checkpoint);
+    const trainerState = loadTrainerState(dir);
+    if (!trainerState)
+      throw new Error(`resume point ${resumeFile(this.cfg.out)}: ${dir} holds no PpoTrainer state`);
+    ppo.loadState(trainerState);
+    this.questionOrder = [...state.questionOrder];
+    this.questionEpoch = state.questionEpoch;
+    for (const judge of state.rewardJudges) this.rewardJudges.add(judge);
+    this.book.seconds = { ...state.stageSeconds };
+    this.book.trainingSeconds = state.trainingSeconds;
+    const weights = await this.publish(policy, state.weights.version);
+    this.io.log.info(
+      { updates: updates.length, version: weights.version, checkpoint: state.checkpoint },
+      `resuming ReFT at update ${updates.length + 1}`,
+    );
+    return {
+      warmup,
+      sftModel,
+      sftWeights,
+      rerank,
+      policy,
+      ppo,
+      weights,
+      sftLoss: state.sftLoss,
+      updates: [...updates],
+      checkpoint: state.checkpoint,
+    };
+  }
+
+  /**
+   * Records where the run is, after the reranker and after each update: the policy with its
+   * value head and the PpoTrainer's state in a folder of their own (the one the last point named
+   * stays whole until the new point names the new folder, then goes), then the resume point.
+   * Without io.resume (in-process probes and tests) nothing is recorded.
+   */
+  private recordResumePoint(start: PpoStart, elapsedSeconds: number): void {
+    const { resume } = this.io;
+    if (!resume) return;
+    const label = `${UPDATE_CHECKPOINT_PREFIX}${start.updates.length}`;
+    const dir = this.checkpointDir(label);
+    // A folder of this name can only be a leftover of a life killed while writing it.
+    rmSync(dir, { recursive: true, force: true });
+    saveCheckpoint(dir, start.policy.model, start.policy.tokenizer);
+    saveTrainerState(dir, start.ppo.state());
+    // The questions of a batch drawn ahead (streaming) are drawn again by a resumed trainer.
+    const next = this.questionsBefore.get(start.updates.length + 1) ?? {
+      order: this.questionOrder,
+      epoch: this.questionEpoch,
+    };
+    const recorded = resume.save({
+      method: "reft",
+      loop: {
+        weights: start.weights,
+        checkpoint: label,
+        referenceWeights: this.referenceWeights,
+        sftWeights: start.sftWeights,
+        warmupCheckpoint: "warmup",
+        sftCheckpoint: start.sftModel === start.warmup ? null : "SFT",
+        rerankerCheckpoint: start.rerank ? RERANKER_CHECKPOINT : null,
+        questionOrder: [...next.order],
+        questionEpoch: next.epoch,
+        rewardJudges: [...this.rewardJudges],
+        sftLoss: start.sftLoss,
+        reranker: start.rerank?.report ?? null,
+        updates: start.updates,
+        stageSeconds: { ...this.book.seconds },
+        trainingSeconds: this.book.trainingSeconds,
+        elapsedSeconds,
+      },
+    });
+    if (!recorded) {
+      // The point on disk still names the folder before, which a restarted trainer goes on from.
+      rmSync(dir, { recursive: true, force: true });
+      return;
+    }
+    if (start.checkpoint && start.checkpoint !== label)
+      rmSync(this.checkpointDir(start.checkpoint), { recursive: true, force: true });
+    start.checkpoint = label;
+  }
+
   async run(): Promise<ReftReport> {
     const started = performance.now();
     await yieldToEventLoop();
     const { cfg, io } = this;
     const r = cfg.reft;
-    const updates: PpoUpdateReport[] = [];
+    let updates: PpoUpdateReport[] = [];
     let stopped = false;
-    let warmupLoss: LossSummary | null = null;
-    let sftLoss: LossSummary | null = null;
+    let sftLoss: ReftReport["sftLoss"] = { warmup: null, sft: null };
     let reranker: ReftReport["reranker"] = null;
     const models: ReftModelEval[] = [];
     let gainOverSft: ReftReport["gainOverSft"] = null;
+    let elapsedBefore = 0;
+    const elapsed = () => elapsedBefore + (performance.now() - started) / 1000;
     try {
-      // M0 is loaded or trained only when a stage needs it, and once.
-      const m0: { loading: Promise<Policy> | null } = { loading: null };
-      const base = () => {
-        m0.loading ??= this.book.timed("pretrain", () => this.baseModel());
-        return m0.loading.then(copyOf);
-      };
-      const warm = await this.sftStage(base, r.warmupEpochs, "warm-up", "warmup");
-      const warmup = warm.policy;
-      warmupLoss = warm.loss;
-      this.referenceWeights = await this.publish(warmup, 1);
-      // The generators sample the reranker's training data from the warm-up while the trainer
-      // trains the SFT baseline.
-      const rerankerData = this.rerankerSamples();
-      rerankerData.catch(() => {});
-      // With as many warm-up epochs as SFT ones, the warm-up is the SFT baseline: ReFT's gain is
-      // then what PPO adds on the same questions, and the SFT is trained once.
-      const sftIsWarmup = r.sftEpochs === r.warmupEpochs;
-      let sftModel = warmup;
-      let sftWeights = this.referenceWeights;
-      if (!sftIsWarmup) {
-        const sft = await this.sftStage(base, r.sftEpochs, "sft", "SFT");
-        sftModel = sft.policy;
-        sftLoss = sft.loss;
-        sftWeights = await this.publish(sftModel, 2);
-      }
-      if (m0.loading) (await m0.loading).model.dispose();
-      const rerank = await this.book.timed("reranker", async () =>
-        this.trainReranker(warmup, await rerankerData),
-      );
+      const resumed = (await io.resume?.load()) ?? null;
+      if (resumed && resumed.method !== "reft")
+        throw new Error(`the ReFT loop was given a ${resumed.method} resume point`);
+      if (resumed) elapsedBefore = resumed.loop.elapsedSeconds;
+      const start = resumed ? await this.resumedStart(resumed.loop, resumed.policy) : await this.freshStart();
+      const { warmup, sftModel, sftWeights, rerank, policy, ppo } = start;
+      let { weights } = start;
+      updates = start.updates;
+      sftLoss = start.sftLoss;
       reranker = rerank?.report ?? null;
-
-      // PPO starts from the warm-up, as its own version, so that "the newest weights" a streaming
-      // generator picks are always the policy's and never the SFT baseline's.
-      const policy = copyOf(warmup);
-      let weights = await this.publish(policy, 3);
-      const ppo = new PpoTrainer(policy.model, {
-        algorithm: r.algorithm,
-        ppoEpochs: r.ppoEpochs,
-        minibatchSize: r.minibatchSize,
-        hyper: {
-          clip: r.clip,
-          valueClip: r.valueClip,
-          valueCoef: r.valueCoef,
-          klCoef: r.klCoef,
-          gamma: r.gamma,
-          lambda: r.lambda,
-          entropyCoef: r.entropyCoef,
-        },
-        schedule: { kind: "constant", peak: r.learningRate, warmupSteps: r.warmupSteps },
-        maxGradNorm: r.gradClip,
-        seed: this.seed("ppo"),
-      });
+      const sftIsWarmup = sftModel === warmup;
       try {
+        if (!resumed) this.recordResumePoint(start, elapsed());
         const streaming = r.mode === "streaming" && r.maxStaleness > 0;
-        let next = this.rollouts(1, weights, streaming);
-        for (let u = 1; u <= r.updates; u++) {
+        const first = updates.length + 1;
+        let next = first <= r.updates ? this.rollouts(first, weights, streaming) : null;
+        for (let u = first; u <= r.updates && next; u++) {
           const t0 = performance.now();
           const batch = await next;
           // Streaming: the next batch is sampled while this one trains (its failure, if any, is
@@ -274,11 +447,15 @@ export class ReftLoop {
           }
           const report = await this.update(ppo, u, batch, weights.version);
           weights = await this.publish(policy, weights.version + 1);
-          if (!streaming && u < r.updates) next = this.rollouts(u + 1, weights, false);
           report.version = weights.version;
           report.seconds = (performance.now() - t0) / 1000;
           report.failures = this.book.takeFailures();
           updates.push(report);
+          start.weights = weights;
+          // Strict: recorded before the next batch is drawn, so the point's question order is
+          // the one that batch starts from.
+          this.recordResumePoint(start, elapsed());
+          if (!streaming && u < r.updates) next = this.rollouts(u + 1, weights, false);
           io.metrics(u, {
             meanReward: report.meanReward,
             correctShare: report.correctShare,
@@ -341,13 +518,13 @@ export class ReftLoop {
       split: r.evalSplit,
       k: r.evalSamples,
       trainQuestions: this.task.train.length,
-      sftLoss: { warmup: warmupLoss, sft: sftLoss },
+      sftLoss,
       rewardJudge: [...this.rewardJudges],
       reranker,
       models,
       gainOverSft,
       updates,
-      wallSeconds: (performance.now() - started) / 1000,
+      wallSeconds: elapsed(),
       trainerBusySeconds: this.book.trainingSeconds,
       stageSeconds: this.book.takeSeconds(),
       failures: this.book.takeFailures(),
@@ -389,6 +566,8 @@ export class ReftLoop {
   /** Update `u`'s rollouts: sampled by the generators (from `weights`, or the newest they have). */
   private async rollouts(u: number, weights: WeightRef, latest: boolean): Promise<Rollout[]> {
     const { cfg } = this;
+    this.questionsBefore.delete(u - 1);
+    this.questionsBefore.set(u, { order: [...this.questionOrder], epoch: this.questionEpoch });
     const questions = this.nextQuestions(cfg.reft.questionsPerUpdate);
     const groups = chunk(questions, cfg.actors.batchSize);
     const outcomes = await this.book.jobs(

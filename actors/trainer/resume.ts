@@ -15,6 +15,13 @@
 // The same JSON also goes to the run's weights bucket (object `resume`), where the weights it
 // names are already published: a trainer started on another host, with an --out of its own,
 // goes on from there when its --out holds no resume point.
+//
+// ReFT (reft.ts) records a resume point of its own method after the reranker is trained and
+// after each PPO update. PPO's optimizer and minibatch order carry over from update to update,
+// so its point names more than the policy: the policy with its value head and the PpoTrainer's
+// state in one checkpoint folder (ReFT-update-<u>), and the warm-up, SFT and reranker checkpoints
+// the rest of the run reads. Every one of those files is recorded by digest. Those files live
+// only in the out folder, so a ReFT point is never read from the bus.
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -22,8 +29,15 @@ import type { WeightRef } from "../../bus/messages.ts";
 import { getBlob, getNamedBlob } from "../../bus/objects.ts";
 import { weightsBucket } from "../../bus/permissions.ts";
 import type { Config } from "../../config/schema.ts";
-import { loadCheckpoint, WEIGHTS_FILE } from "../../model/checkpoint.ts";
+import {
+  loadCheckpoint,
+  TRAINER_STATE_FILE,
+  TRAINER_TENSORS_FILE,
+  WEIGHTS_FILE,
+} from "../../model/checkpoint.ts";
 import { type Policy, policyFromBlob } from "../policy.ts";
+import type { LossSummary } from "./loops.ts";
+import type { PpoUpdateReport, ReftReport } from "./reftReport.ts";
 import type { IterationReport } from "./report.ts";
 import { m1Inputs, stageKey } from "./stageCache.ts";
 
@@ -52,7 +66,42 @@ export interface LoopState {
   iterations: IterationReport[];
 }
 
-export interface ResumePoint {
+/** What the ReFT loop needs to go on after the last report in `updates` (update 0: none yet). */
+export interface ReftLoopState {
+  /** The policy after the last update, with its value head, as it was published. */
+  weights: WeightRef;
+  /** Its checkpoint folder under <out>/checkpoints/, which holds the PpoTrainer's state too. */
+  checkpoint: string;
+  /** The warm-up (the KL reference) and the SFT baseline as they were published; the SFT is the
+   * warm-up's ref when the two are one model. */
+  referenceWeights: WeightRef;
+  sftWeights: WeightRef;
+  /** Checkpoint folders of the warm-up, the SFT baseline (null: it is the warm-up) and the
+   * reranker (null: none was trained). */
+  warmupCheckpoint: string;
+  sftCheckpoint: string | null;
+  rerankerCheckpoint: string | null;
+  /** The training questions still to come in the current epoch's order, and epochs drawn. */
+  questionOrder: number[];
+  questionEpoch: number;
+  rewardJudges: string[];
+  sftLoss: { warmup: LossSummary | null; sft: LossSummary | null };
+  reranker: ReftReport["reranker"];
+  updates: PpoUpdateReport[];
+  stageSeconds: Record<string, number>;
+  trainingSeconds: number;
+  /** Wall seconds of the run before this point, over all trainer lives. */
+  elapsedSeconds: number;
+}
+
+export type ResumeMethod = Config["method"];
+
+/** A method's state, tagged with the method, so one method's point is never read as another's. */
+export type MethodResume =
+  | { method: "self-rewarding"; loop: LoopState }
+  | { method: "reft"; loop: ReftLoopState };
+
+export type ResumePoint = {
   format: number;
   run: string;
   /** stageKey of `inputs`: the config fields that decide what the run computes. */
@@ -60,19 +109,23 @@ export interface ResumePoint {
   inputs: unknown;
   /** sha256 of the checkpoint's model.safetensors, so a replaced folder is refused. */
   weightsDigest: string;
+  /** sha256 of every further file the state reads, by path under the out folder (ReFT). */
+  files?: Record<string, string>;
   /** Jobs submitted before this point: a resumed trainer numbers its jobs on from here (jobs.ts). */
   jobsSubmitted: number;
-  loop: LoopState;
-}
+} & MethodResume;
+
+const METHOD_NAMES: Record<ResumeMethod, string> = { "self-rewarding": "self-rewarding", reft: "ReFT" };
 
 /**
  * The config fields a run's results depend on, shaped like the config so that a difference names
  * the field. Left out, because they change how the run is carried out and not what it computes:
  * `out`, `nats`, `log`, `model.backend` (a resumed run may move to another host), `model.reuse`,
  * every `actors.*` but `judgeImpl`, and `selfReward.iterations`, so that a finished run can be
- * continued for more iterations.
+ * continued for more iterations. ReFT's are its own (reftResumeInputs).
  */
-export function resumeInputs(cfg: Config): unknown {
+export function resumeInputs(cfg: Config, method: ResumeMethod = cfg.method): unknown {
+  if (method === "reft") return reftResumeInputs(cfg);
   const { iterations: _iterations, ...selfReward } = cfg.selfReward;
   const { files } = m1Inputs(cfg) as { files?: Record<string, string> };
   return {
@@ -86,6 +139,44 @@ export function resumeInputs(cfg: Config): unknown {
     // The contents of the files the config names (JSONL data, templates), not only their paths.
     ...(files ? { fileContents: files } : {}),
   };
+}
+
+/**
+ * ReFT's: what its stages read. `reft.updates` is left out so that a finished run can be extended
+ * (nothing an update computes depends on how many follow it); `actors.batchSize` is kept, because
+ * a rollout job's seed is its index among the update's jobs of that many questions.
+ */
+function reftResumeInputs(cfg: Config): unknown {
+  const { updates: _updates, ...reft } = cfg.reft;
+  const m = cfg.data.math;
+  const fileContents = Object.fromEntries(
+    Object.entries({ train: m.train, heldOut: m.heldOut })
+      .filter(([, path]) => path)
+      .map(([k, path]) => [k, existsSync(path) ? fileDigest(path) : "unreadable"]),
+  );
+  return {
+    model: { preset: cfg.model.preset, base: cfg.model.base, seed: cfg.model.seed },
+    data: { seed: cfg.data.seed, format: cfg.data.format, math: m },
+    train: { pretrain: cfg.train.pretrain },
+    reft,
+    judge: cfg.judge,
+    actors: { judgeImpl: cfg.actors.judgeImpl, batchSize: cfg.actors.batchSize },
+    ...(Object.keys(fileContents).length > 0 ? { fileContents } : {}),
+  };
+}
+
+/** Files under the out folder a state reads besides its checkpoint's model.safetensors. */
+function furtherFiles(resume: MethodResume): string[] {
+  if (resume.method === "self-rewarding") return [];
+  const s = resume.loop;
+  const weights = (folder: string | null) => (folder ? [join("checkpoints", folder, WEIGHTS_FILE)] : []);
+  return [
+    join("checkpoints", s.checkpoint, TRAINER_STATE_FILE),
+    join("checkpoints", s.checkpoint, TRAINER_TENSORS_FILE),
+    ...weights(s.warmupCheckpoint),
+    ...weights(s.sftCheckpoint),
+    ...weights(s.rerankerCheckpoint),
+  ];
 }
 
 /** Dotted paths whose values differ between two JSON values, with both values. */
@@ -127,16 +218,20 @@ export function resumeFile(out: string): string {
 }
 
 /** Writes the resume point to `<out>/resume.json` and returns its text (for the bus copy). */
-export function writeResumePoint(cfg: Config, loop: LoopState, jobsSubmitted: number): string {
-  const inputs = resumeInputs(cfg);
+export function writeResumePoint(cfg: Config, resume: MethodResume, jobsSubmitted: number): string {
+  const inputs = resumeInputs(cfg, resume.method);
+  const files = furtherFiles(resume);
   const point: ResumePoint = {
     format: RESUME_FORMAT,
     run: cfg.run,
     key: stageKey(inputs),
     inputs,
-    weightsDigest: fileDigest(join(cfg.out, "checkpoints", loop.checkpoint, WEIGHTS_FILE)),
+    weightsDigest: fileDigest(join(cfg.out, "checkpoints", resume.loop.checkpoint, WEIGHTS_FILE)),
+    ...(files.length > 0
+      ? { files: Object.fromEntries(files.map((f) => [f, fileDigest(join(cfg.out, f))])) }
+      : {}),
     jobsSubmitted,
-    loop,
+    ...resume,
   };
   const text = `${JSON.stringify(point)}\n`;
   writeAtomically(resumeFile(cfg.out), text);
@@ -152,19 +247,25 @@ const REMEDY_TAIL =
  * config (another run, other inputs, a replaced checkpoint, a damaged file) is an error naming
  * why: going on from it would mix two runs, and starting over silently would throw it away.
  */
-export function readResumePoint(cfg: Config): ResumePoint | null {
+export function readResumePoint(cfg: Config, method: ResumeMethod = cfg.method): ResumePoint | null {
   const file = resumeFile(cfg.out);
   if (!existsSync(file)) return null;
   const remedy = `${REMEDY_TAIL}, or remove ${file}`;
-  const point = checkedPoint(readFileSync(file, "utf8"), file, cfg, remedy);
-  const weights = join(cfg.out, "checkpoints", point.loop.checkpoint, WEIGHTS_FILE);
-  if (!existsSync(weights))
-    throw new Error(`resume point ${file}: its checkpoint ${weights} is missing; ${remedy}`);
-  if (fileDigest(weights) !== point.weightsDigest)
-    throw new Error(
-      `resume point ${file}: ${weights} is not the checkpoint it recorded (digest ${fileDigest(weights)}, ` +
-        `recorded ${point.weightsDigest}); ${remedy}`,
-    );
+  const point = checkedPoint(readFileSync(file, "utf8"), file, cfg, method, remedy);
+  const recorded = {
+    [join("checkpoints", point.loop.checkpoint, WEIGHTS_FILE)]: point.weightsDigest,
+    ...point.files,
+  };
+  for (const [path, digest] of Object.entries(recorded)) {
+    const onDisk = join(cfg.out, path);
+    if (!existsSync(onDisk))
+      throw new Error(`resume point ${file}: its checkpoint ${onDisk} is missing; ${remedy}`);
+    if (fileDigest(onDisk) !== digest)
+      throw new Error(
+        `resume point ${file}: ${onDisk} is not the checkpoint it recorded (digest ${fileDigest(onDisk)}, ` +
+          `recorded ${digest}); ${remedy}`,
+      );
+  }
   return point;
 }
 
@@ -178,7 +279,12 @@ export async function readBusResumePoint(
   const bytes = await getNamedBlob(nc, bucket, RESUME_OBJECT);
   if (!bytes) return null;
   const where = `${bucket}/${RESUME_OBJECT}`;
-  const point = checkedPoint(new TextDecoder().decode(bytes), where, cfg, REMEDY_TAIL);
+  const point = checkedPoint(new TextDecoder().decode(bytes), where, cfg, cfg.method, REMEDY_TAIL);
+  if (point.method === "reft")
+    throw new Error(
+      `resume point ${where}: a ReFT run resumes from the out folder that holds its optimizer state and ` +
+        `its warm-up, SFT and reranker checkpoints, not from the bus; start the trainer with that --out`,
+    );
   const policy = policyFromBlob(await getBlob(nc, point.loop.weights));
   if (policy.version !== point.loop.weights.version)
     throw new Error(
@@ -187,8 +293,14 @@ export async function readBusResumePoint(
   return { point, policy };
 }
 
-/** A resume point's text parsed and checked against this run and config (not its weights). */
-function checkedPoint(text: string, where: string, cfg: Config, remedy: string): ResumePoint {
+/** A resume point's text parsed and checked against this run, method and config (not its weights). */
+function checkedPoint(
+  text: string,
+  where: string,
+  cfg: Config,
+  method: ResumeMethod,
+  remedy: string,
+): ResumePoint {
   const file = where;
   let point: ResumePoint;
   try {
@@ -196,6 +308,12 @@ function checkedPoint(text: string, where: string, cfg: Config, remedy: string):
   } catch (err) {
     throw new Error(`resume point ${file}: not valid JSON (${(err as Error).message}); ${remedy}`);
   }
+  if (point === null || typeof point !== "object" || Array.isArray(point))
+    throw new Error(`resume point ${file}: not a JSON object; ${remedy}`);
+  // Points written before ReFT could resume carry no method: only the self-rewarding loop wrote them.
+  point.method ??= "self-rewarding";
+  if (!(point.method in METHOD_NAMES))
+    throw new Error(`resume point ${file}: unknown method ${shown(point.method)}; ${remedy}`);
   if (point.format !== RESUME_FORMAT)
     throw new Error(
       `resume point ${file}: format ${shown(point.format)}, this srlm reads format ${RESUME_FORMAT}; ${remedy}`,
@@ -204,7 +322,12 @@ function checkedPoint(text: string, where: string, cfg: Config, remedy: string):
     throw new Error(
       `resume point ${file}: written by run ${shown(point.run)}, this is run ${shown(cfg.run)}; ${remedy}`,
     );
-  const inputs = resumeInputs(cfg);
+  if (point.method !== method)
+    throw new Error(
+      `resume point ${file}: written by a ${METHOD_NAMES[point.method]} run, this run's method is ` +
+        `${METHOD_NAMES[method]} (method=${method}); ${remedy}`,
+    );
+  const inputs = resumeInputs(cfg, method);
   if (point.key !== stageKey(inputs)) {
     const diff = differences(point.inputs, JSON.parse(JSON.stringify(inputs)));
     const listed = diff

@@ -204,15 +204,18 @@ export class SelfRewardingLoop {
     let stopped = false;
     let elapsedBefore = 0;
     const elapsed = () => elapsedBefore + (performance.now() - started) / 1000;
-    const record = () => this.io.resume?.save(this.state(iterations, elapsed()));
+    const record = () =>
+      this.io.resume?.save({ method: "self-rewarding", loop: this.state(iterations, elapsed()) });
     try {
       const resumed = (await this.io.resume?.load()) ?? null;
+      if (resumed && resumed.method !== "self-rewarding")
+        throw new Error(`the self-rewarding loop was given a ${resumed.method} resume point`);
       if (resumed) {
-        this.restore(resumed.state, resumed.policy);
-        iterations = [...resumed.state.iterations];
-        elapsedBefore = resumed.state.elapsedSeconds;
+        this.restore(resumed.loop, resumed.policy);
+        iterations = [...resumed.loop.iterations];
+        elapsedBefore = resumed.loop.elapsedSeconds;
         // Workers of a new bus, or ones that missed the announcement, get the weights again.
-        await this.publish(resumed.state.weights.version);
+        await this.publish(resumed.loop.weights.version);
       } else {
         const sft = await this.firstModel();
         iterations.push({

@@ -9,7 +9,7 @@ import type { JobOf, ResultOf } from "../../bus/protocol.ts";
 import type { QueueName } from "../../bus/subjects.ts";
 import type { Policy } from "../policy.ts";
 import type { ActorUsage, BusCounts } from "./report.ts";
-import type { LoopState } from "./resume.ts";
+import type { MethodResume } from "./resume.ts";
 
 export type JobOutcome<R> = { ok: true; result: R } | { ok: false; jobId: string; reason: string };
 
@@ -39,10 +39,12 @@ export interface LoopIO {
   /** What the transport refused or lost over the run (absent in-process). */
   busCounts?(): BusCounts;
   /** Durable progress (resume.ts): the state to go on from after a restart, and a place to record
-   * it after M1 and after each iteration. Absent in-process. */
+   * it (self-rewarding: after M1 and after each iteration; ReFT: after the reranker and after each
+   * PPO update). load() refuses a point of another method. Absent in-process. */
   resume?: {
-    load(): Promise<{ state: LoopState; policy: Policy } | null>;
-    save(state: LoopState): void;
+    load(): Promise<(MethodResume & { policy: Policy }) | null>;
+    /** False when the point was not recorded (a stopping trainer records none). */
+    save(resume: MethodResume): boolean;
   };
 }
 

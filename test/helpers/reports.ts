@@ -12,6 +12,8 @@ export const IGNORED_REPORT_FIELDS: Record<string, string> = {
     "process's counts go with it, and its replacement starts from zero",
   "iterations[].wallSeconds": "wall-clock time of each iteration",
   "iterations[].stageSeconds": "wall-clock time of each stage",
+  stageSeconds: "ReFT: wall-clock time of each stage over the run",
+  "updates[].seconds": "ReFT: wall-clock time of each PPO update",
 };
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -20,9 +22,9 @@ type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export function comparableReport(report: Json): Json {
   const copy = structuredClone(report) as { [key: string]: Json };
   for (const field of Object.keys(IGNORED_REPORT_FIELDS)) {
-    if (field.startsWith("iterations[].")) {
-      const inner = field.slice("iterations[].".length);
-      for (const it of (copy.iterations ?? []) as { [key: string]: Json }[]) delete it[inner];
+    const [list, inner] = field.split("[].");
+    if (inner !== undefined) {
+      for (const it of (copy[list] ?? []) as { [key: string]: Json }[]) delete it[inner];
     } else delete copy[field];
   }
   return copy;

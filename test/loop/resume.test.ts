@@ -2,7 +2,15 @@
 // only for the run and the config inputs they were written for, with an error naming the field
 // that changed, and refused when the checkpoint they name was replaced.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -11,6 +19,7 @@ import { policyToBlob } from "../../actors/policy.ts";
 import {
   type LoopState,
   RESUME_OBJECT,
+  type ReftLoopState,
   readBusResumePoint,
   readResumePoint,
   resumeFile,
@@ -56,14 +65,14 @@ function setUp() {
 test("a resume point reads back for its run and config, also with more iterations or other actors", () => {
   const { out, config, state } = setUp();
   assert.equal(readResumePoint(config()), null, "no resume point yet");
-  writeResumePoint(config(), state, 41);
+  writeResumePoint(config(), { method: "self-rewarding", loop: state }, 41);
   assert.deepEqual(
     readdirSync(out).filter((f) => f.includes("tmp")),
     [],
     "no temporary file is left behind",
   );
   const point = readResumePoint(config());
-  assert.ok(point);
+  assert.ok(point?.method === "self-rewarding");
   assert.deepEqual(point.loop, state);
   assert.equal(point.jobsSubmitted, 41);
   // More iterations, other actors or another backend do not change what the iterations so far computed.
@@ -76,7 +85,7 @@ test("a resume point reads back for its run and config, also with more iteration
 
 test("a changed config input is refused, naming the field and both values", () => {
   const { config, state } = setUp();
-  writeResumePoint(config(), state, 0);
+  writeResumePoint(config(), { method: "self-rewarding", loop: state }, 0);
   assert.throws(
     () => readResumePoint(config({ "selfReward.beta": "0.2" })),
     /written for another config: selfReward\.beta was 0\.1, is now 0\.2; continue with the config it was written for/,
@@ -87,14 +96,14 @@ test("a changed config input is refused, naming the field and both values", () =
   );
   assert.throws(
     () => readResumePoint(config({ "actors.judgeImpl": "verifier" })),
-    /actors\.judgeImpl was "auto"/,
+    /actors\.judgeImpl was "auto", is now "verifier"/,
   );
   assert.throws(() => readResumePoint(config({ run: "exp2" })), /written by run "exp1", this is run "exp2"/);
 });
 
 test("a replaced checkpoint or a damaged file is refused; a fresh run sets the point aside", () => {
   const { out, config, state } = setUp();
-  writeResumePoint(config(), state, 0);
+  writeResumePoint(config(), { method: "self-rewarding", loop: state }, 0);
   writeFileSync(join(out, "checkpoints", "M2", "model.safetensors"), "other weights");
   assert.throws(() => readResumePoint(config()), /model\.safetensors is not the checkpoint it recorded/);
   rmSync(join(out, "checkpoints", "M2"), { recursive: true });
@@ -105,6 +114,89 @@ test("a replaced checkpoint or a damaged file is refused; a fresh run sets the p
   assert.ok(aside && existsSync(aside), "the old point is kept under another name");
   assert.equal(existsSync(resumeFile(out)), false);
   assert.equal(setAsideResumePoint(out), null);
+});
+
+/** A ReFT resume point's files (stand-ins: only their digests are read) and its state. */
+function setUpReft() {
+  const { out, config, state } = setUp();
+  for (const [folder, files] of Object.entries({
+    "ReFT-update-2": ["model.safetensors", "trainer_state.json", "trainer_state.safetensors"],
+    warmup: ["model.safetensors"],
+    SFT: ["model.safetensors"],
+    reranker: ["model.safetensors"],
+  })) {
+    mkdirSync(join(out, "checkpoints", folder), { recursive: true });
+    for (const f of files) writeFileSync(join(out, "checkpoints", folder, f), `${f} of ${folder}`);
+  }
+  const ref = (version: number) => ({ ...state.weights, version, name: `v${version}` });
+  const reft: ReftLoopState = {
+    weights: ref(5),
+    checkpoint: "ReFT-update-2",
+    referenceWeights: ref(1),
+    sftWeights: ref(2),
+    warmupCheckpoint: "warmup",
+    sftCheckpoint: "SFT",
+    rerankerCheckpoint: "reranker",
+    questionOrder: [3, 0, 2],
+    questionEpoch: 1,
+    rewardJudges: ["answer"],
+    sftLoss: { warmup: { first: 2, last: 1, steps: 4 }, sft: null },
+    reranker: null,
+    updates: [],
+    stageSeconds: { ppo: 1.5 },
+    trainingSeconds: 3,
+    elapsedSeconds: 9,
+  };
+  const reftConfig = (flags: Record<string, string> = {}) => config({ method: "reft", ...flags });
+  return { out, config, reftConfig, state, reft };
+}
+
+test("a ReFT point reads back for ReFT with more updates; another method's point is refused either way", () => {
+  const { out, config, reftConfig, state, reft } = setUpReft();
+  writeResumePoint(reftConfig(), { method: "reft", loop: reft }, 3);
+  const point = readResumePoint(reftConfig({ "reft.updates": "60", "actors.generators": "4" }));
+  assert.ok(point?.method === "reft");
+  assert.deepEqual(point.loop, reft);
+  assert.throws(
+    () => readResumePoint(reftConfig({ "reft.klCoef": "0.1" })),
+    /written for another config: reft\.klCoef was 0\.05, is now 0\.1/,
+  );
+  assert.throws(
+    () => readResumePoint(reftConfig({ "actors.batchSize": "3" })),
+    /actors\.batchSize was \d+, is now 3/,
+    "a rollout job's seed depends on how many questions a job holds",
+  );
+  assert.throws(
+    () => readResumePoint(config()),
+    /written by a ReFT run, this run's method is self-rewarding \(method=self-rewarding\)/,
+  );
+  writeResumePoint(config(), { method: "self-rewarding", loop: state }, 0);
+  assert.throws(
+    () => readResumePoint(reftConfig()),
+    /written by a self-rewarding run, this run's method is ReFT \(method=reft\)/,
+  );
+  // A point written before ReFT could resume has no method field: it is the self-rewarding loop's.
+  const { method: _method, ...older } = JSON.parse(readFileSync(resumeFile(out), "utf8"));
+  writeFileSync(resumeFile(out), JSON.stringify(older));
+  assert.equal(readResumePoint(config())?.method, "self-rewarding");
+  assert.throws(() => readResumePoint(reftConfig()), /written by a self-rewarding run/);
+});
+
+test("a ReFT point whose optimizer state or reranker was replaced or removed is refused", () => {
+  const { out, reftConfig, reft } = setUpReft();
+  writeResumePoint(reftConfig(), { method: "reft", loop: reft }, 0);
+  const optimizer = join(out, "checkpoints", "ReFT-update-2", "trainer_state.safetensors");
+  writeFileSync(optimizer, "another optimizer's moments");
+  assert.throws(
+    () => readResumePoint(reftConfig()),
+    /ReFT-update-2.trainer_state\.safetensors is not the checkpoint it recorded/,
+  );
+  writeResumePoint(reftConfig(), { method: "reft", loop: reft }, 0);
+  rmSync(join(out, "checkpoints", "reranker"), { recursive: true });
+  assert.throws(
+    () => readResumePoint(reftConfig()),
+    /its checkpoint .*reranker.model\.safetensors is missing/,
+  );
 });
 
 test("the bus copy in the weights bucket resumes a trainer whose --out holds none", async () => {
@@ -121,7 +213,7 @@ test("the bus copy in the weights bucket resumes a trainer whose --out holds non
       policyToBlob({ version: 2, model, tokenizer }),
     );
     const weights = { version: 2, bucket: ref.bucket, name: ref.name, digest: ref.digest };
-    const text = writeResumePoint(config(), { ...state, weights }, 7);
+    const text = writeResumePoint(config(), { method: "self-rewarding", loop: { ...state, weights } }, 7);
     const elsewhere = mkdtempSync(join(tmpdir(), "srlm-resume-elsewhere-"));
     dirs.push(elsewhere);
     const onAnotherHost = (flags: Record<string, string> = {}) =>
@@ -129,7 +221,7 @@ test("the bus copy in the weights bucket resumes a trainer whose --out holds non
     assert.equal(await readBusResumePoint(nc, onAnotherHost()), null, "no copy on the bus yet");
     await putBlob(nc, weightsBucket("exp1"), RESUME_OBJECT, new TextEncoder().encode(text));
     const found = await readBusResumePoint(nc, onAnotherHost());
-    assert.ok(found);
+    assert.ok(found?.point.method === "self-rewarding");
     assert.equal(found.point.jobsSubmitted, 7);
     assert.deepEqual(found.point.loop.seenPrompts, state.seenPrompts);
     assert.equal(found.policy.version, 2);
@@ -139,6 +231,14 @@ test("the bus copy in the weights bucket resumes a trainer whose --out holds non
     await assert.rejects(
       readBusResumePoint(nc, onAnotherHost({ "selfReward.topP": "0.5" })),
       /resume point srlm-exp1-weights\/resume was written for another config: selfReward\.topP was 0\.9, is now 0\.5/,
+    );
+    // ReFT's point needs the files of its out folder: one found on the bus is refused.
+    const { reftConfig, reft } = setUpReft();
+    const reftText = writeResumePoint(reftConfig(), { method: "reft", loop: { ...reft, weights } }, 0);
+    await putBlob(nc, weightsBucket("exp1"), RESUME_OBJECT, new TextEncoder().encode(reftText));
+    await assert.rejects(
+      readBusResumePoint(nc, onAnotherHost({ method: "reft" })),
+      /a ReFT run resumes from the out folder that holds its optimizer state/,
     );
     model.dispose();
     found.policy.model.dispose();
