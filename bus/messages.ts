@@ -8,6 +8,26 @@ import { type BodyOf, defineMessage } from "./envelope.ts";
 
 const count = z.number().int().nonnegative();
 
+/**
+ * How much work one job may ask for. A schema-valid job is still untrusted: without bounds one
+ * message could hold a worker for minutes and gigabytes. srlm's own loops stay well inside them
+ * (they split work into jobs of `actors.batchSize` prompts); a job beyond them is dead-lettered
+ * with the field named.
+ */
+export const JOB_LIMITS = {
+  /** Prompts (or rendered prompt-writing prompts, or candidates) per job. */
+  items: 1024,
+  /** Samples per prompt, judgements per candidate. */
+  samples: 256,
+  /** Sequences a worker generates or scores for one job: items × samples, pairs × 2. */
+  sequences: 4096,
+  maxNewTokens: 8192,
+} as const;
+const items = <T extends z.ZodTypeAny>(item: T) => z.array(item).min(1).max(JOB_LIMITS.items);
+const perItem = z.number().int().positive().max(JOB_LIMITS.samples);
+const withinSequences = (n: number) => n <= JOB_LIMITS.sequences;
+const sequencesMessage = `more than ${JOB_LIMITS.sequences} sequences in one job`;
+
 /** A new weight version, stored in the object store; generators and judges reload from it. */
 export const WeightsPublished = defineMessage(
   "weights.published",
@@ -89,7 +109,7 @@ const sampling = z.object({
   temperature: z.number().nonnegative(),
   topP: z.number().min(0).max(1),
   topK: count,
-  maxNewTokens: z.number().int().positive(),
+  maxNewTokens: z.number().int().positive().max(JOB_LIMITS.maxNewTokens),
   seed: count,
 });
 export type SamplingBody = z.output<typeof sampling>;
@@ -111,7 +131,7 @@ export const PromptsJob = defineMessage(
   "job.prompts",
   z.object({
     iteration: count,
-    inputs: z.array(z.string().min(1)).min(1),
+    inputs: items(z.string().min(1)),
     format,
     weights: weightRef,
     sampling,
@@ -128,16 +148,18 @@ export type PromptsResultBody = BodyOf<typeof PromptsResult>;
 /** Answer each prompt `n` times with `weights`, or (streaming, `latest`) the newest version announced. */
 export const SamplesJob = defineMessage(
   "job.samples",
-  z.object({
-    iteration: count,
-    purpose,
-    prompts: z.array(z.string().min(1)).min(1),
-    format,
-    n: z.number().int().positive(),
-    weights: weightRef,
-    latest: z.boolean().optional(),
-    sampling,
-  }),
+  z
+    .object({
+      iteration: count,
+      purpose,
+      prompts: items(z.string().min(1)),
+      format,
+      n: perItem,
+      weights: weightRef,
+      latest: z.boolean().optional(),
+      sampling,
+    })
+    .refine((j) => withinSequences(j.prompts.length * j.n), { message: sequencesMessage, path: ["n"] }),
 );
 export type SamplesJobBody = BodyOf<typeof SamplesJob>;
 
@@ -181,7 +203,7 @@ export const JudgeJob = defineMessage(
       purpose,
       task: z.string().min(1),
       prompt: z.string().min(1),
-      candidates: z.array(z.string()).min(1),
+      candidates: items(z.string()),
       judgePrompts: z.array(z.string().min(1)).min(1),
       format,
       parser: z.enum(SCORE_PARSERS),
@@ -189,13 +211,17 @@ export const JudgeJob = defineMessage(
       gold: z.string().optional(),
       // The phrase the answer follows, for the same judges; default "Therefore, the answer is:".
       trigger: z.string().min(1).optional(),
-      samples: z.number().int().positive(),
+      samples: perItem,
       weights: weightRef,
       sampling,
     })
     .refine((j) => j.judgePrompts.length === j.candidates.length, {
       message: "judgePrompts must have one entry per candidate",
       path: ["judgePrompts"],
+    })
+    .refine((j) => withinSequences(j.candidates.length * j.samples), {
+      message: sequencesMessage,
+      path: ["samples"],
     }),
 );
 export type JudgeJobBody = BodyOf<typeof JudgeJob>;
@@ -242,7 +268,8 @@ export const ReferenceJob = defineMessage(
           rejected: z.instanceof(Int32Array),
         }),
       )
-      .min(1),
+      .min(1)
+      .max(JOB_LIMITS.sequences / 2),
   }),
 );
 export type ReferenceJobBody = BodyOf<typeof ReferenceJob>;
@@ -271,7 +298,8 @@ export const LogProbsJob = defineMessage(
     // Ids as sampled (the prompt as the generator rendered it), never re-encoded.
     sequences: z
       .array(z.object({ prompt: z.instanceof(Int32Array), completion: z.instanceof(Int32Array) }))
-      .min(1),
+      .min(1)
+      .max(JOB_LIMITS.sequences),
   }),
 );
 export type LogProbsJobBody = BodyOf<typeof LogProbsJob>;

@@ -1,11 +1,15 @@
 // The one typed configuration of srlm. Every field has a default, so an empty file is a valid
 // config; presets (presets.ts) override a few fields for a purpose (CI smoke test, README demo).
 import { z } from "zod";
+import { JOB_LIMITS } from "../bus/messages.ts";
 import { FAMILY_NAMES } from "../tasks/families.ts";
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 const probability = z.number().min(0).max(1);
+// Fields that size one job are bounded by what a worker accepts (bus/messages.ts JOB_LIMITS).
+const newTokens = positiveInt.max(JOB_LIMITS.maxNewTokens);
+const perPrompt = positiveInt.max(JOB_LIMITS.samples);
 
 export const backendNames = ["auto", "tfjs-node-gpu", "tfjs-node", "blas", "wasm", "cpu"] as const;
 
@@ -169,10 +173,10 @@ export const selfRewardSchema = z
     topK: nonNegativeInt.default(0),
     judgeSamples: positiveInt.default(3),
     judgeTemperature: z.number().nonnegative().default(0.7),
-    maxNewTokens: positiveInt.default(32),
+    maxNewTokens: newTokens.default(32),
     // Judgements are longer than answers: the worked check (6 characters per response character,
     // up to 25 of them), the criteria, then `Score: N`.
-    judgeMaxNewTokens: positiveInt.default(192),
+    judgeMaxNewTokens: newTokens.default(192),
     beta: z.number().positive().default(0.1),
     // Pairs whose mean judge scores differ by less than this are dropped as ties (0 = the paper).
     minScoreGap: z.number().nonnegative().default(0),
@@ -215,7 +219,7 @@ export const reftSchema = z
     updates: positiveInt.default(40),
     // Questions per rollout batch, and samples of each (1 in PPO; GRPO's group size).
     questionsPerUpdate: positiveInt.default(32),
-    samplesPerQuestion: positiveInt.default(1),
+    samplesPerQuestion: perPrompt.default(1),
     ppoEpochs: positiveInt.default(2),
     // Rollouts per optimizer step; 0 = the whole batch.
     minibatchSize: nonNegativeInt.default(0),
@@ -231,14 +235,14 @@ export const reftSchema = z
     entropyCoef: z.number().nonnegative().default(0),
     // Rollouts: temperature 1, top-k 0, top-p 1, so behaviour log-probs are the policy's own.
     temperature: z.number().positive().default(1),
-    maxNewTokens: positiveInt.default(160),
+    maxNewTokens: newTokens.default(160),
     // strict: each batch from the newest weights; streaming: the generators sample from the
     // newest weights they have while the trainer updates, batches at most maxStaleness versions
     // old, the ratio taken against the behaviour log-probs they carry.
     mode: z.enum(["strict", "streaming"]).default("strict"),
     maxStaleness: nonNegativeInt.default(1),
     // Inference-time strategies on held-out: K samples per question for Vote@K and Rerank@K.
-    evalSamples: positiveInt.default(8),
+    evalSamples: perPrompt.default(8),
     // Which problems the report's accuracies are measured on: heldOut (the result) or dev (while
     // choosing settings, so that the held-out problems never choose them).
     evalSplit: z.enum(["heldOut", "dev"]).default("heldOut"),
@@ -307,7 +311,8 @@ export const actorsSchema = z
     judgeImpl: z.enum(["auto", "self", "verifier", "openai", "answer", "ab"]).default("auto"),
     ackWaitMs: positiveInt.default(30_000),
     maxDeliver: positiveInt.default(5),
-    batchSize: positiveInt.default(16),
+    // Prompts per job the trainer sends (ReFT's rollouts, evaluation and reranker samples).
+    batchSize: positiveInt.max(JOB_LIMITS.items).default(16),
     // A job the trainer waits on longer than this settles as failed (never a silent hang).
     jobTimeoutMs: positiveInt.default(1_800_000),
     // A crashing actor instance is restarted with backoff, at most restartBudget times within

@@ -10,7 +10,7 @@
 // publishes the new weights. Held-out evaluation: greedy Top-1, Vote@K and Rerank@K.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { PromptFormat, WeightRef } from "../../bus/messages.ts";
+import { JOB_LIMITS, type PromptFormat, type WeightRef } from "../../bus/messages.ts";
 import type { Config } from "../../config/schema.ts";
 import {
   loadCheckpoint,
@@ -110,6 +110,15 @@ export class ReftLoop {
       cfg.reft.maxFailedShare,
       new Set(["pretrain", "warm-up", "sft", "reranker", "ppo"]),
     );
+    const r = cfg.reft;
+    const perJob =
+      cfg.actors.batchSize * Math.max(r.samplesPerQuestion, r.evalSamples, r.reranker.samplesPerQuestion);
+    if (perJob > JOB_LIMITS.sequences)
+      throw new Error(
+        `actors.batchSize ${cfg.actors.batchSize} × the most samples per question of reft.samplesPerQuestion, ` +
+          `reft.evalSamples and reft.reranker.samplesPerQuestion is ${perJob} sequences per job, above a worker's ` +
+          `limit of ${JOB_LIMITS.sequences}: lower actors.batchSize`,
+      );
     if (this.evalProblems.length === 0)
       throw new Error(
         `reft.evalSplit ${cfg.reft.evalSplit}: task ${task.name} has no ${cfg.reft.evalSplit} problems` +

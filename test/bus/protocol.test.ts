@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { messageDef } from "../../bus/envelope.ts";
+import { JOB_LIMITS, SamplesJob } from "../../bus/messages.ts";
 import { type JobOf, PROTOCOL, queueOfResult, type ResultOf, resultProblem } from "../../bus/protocol.ts";
 import { QUEUES, RESULT_KINDS } from "../../bus/subjects.ts";
 
@@ -123,4 +124,27 @@ test("sample results answer the job's prompts, n each, with as many log-probs as
     resultProblem("samples", job, result("p", [response([5, 6], [-0.5])])) ?? "",
     /differ in length/,
   );
+});
+
+test("a job asking for more work than a worker takes is refused, naming the field", () => {
+  const weights = { version: 1, bucket: "b", name: "v1", digest: "d" };
+  const sampling = { temperature: 1, topP: 1, topK: 0, maxNewTokens: 16, seed: 1 };
+  const job = (prompts: number, n: number, maxNewTokens = 16) => ({
+    iteration: 1,
+    purpose: "train",
+    prompts: Array.from({ length: prompts }, (_, i) => `p${i}`),
+    format: "plain",
+    n,
+    weights,
+    sampling: { ...sampling, maxNewTokens },
+  });
+  const problem = (body: unknown) => {
+    const r = SamplesJob.schema.safeParse(body);
+    return r.success ? null : r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+  };
+  assert.equal(problem(job(16, 8)), null);
+  assert.match(problem(job(300, 40)) ?? "", new RegExp(`^n: more than ${JOB_LIMITS.sequences} sequences`));
+  assert.match(problem(job(JOB_LIMITS.items + 1, 1)) ?? "", /^prompts: /);
+  assert.match(problem(job(1, JOB_LIMITS.samples + 1)) ?? "", /^n: /);
+  assert.match(problem(job(1, 1, JOB_LIMITS.maxNewTokens + 1)) ?? "", /^sampling\.maxNewTokens: /);
 });
