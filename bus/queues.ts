@@ -36,6 +36,8 @@ export interface StreamOptions {
   duplicateWindowMs?: number;
   /** Age limit of events/metrics/dead letters (default 7 days). */
   eventsMaxAgeMs?: number;
+  /** Copies of each stream on a cluster (default 1; nats.replicas). */
+  replicas?: number;
 }
 
 export interface WorkConsumerOptions {
@@ -66,12 +68,27 @@ async function ensureStream(
   config: Parameters<JetStreamManager["streams"]["add"]>[0],
 ): Promise<void> {
   try {
-    await jsm.streams.info(config.name);
-    await jsm.streams.update(config.name, config);
+    try {
+      await jsm.streams.info(config.name);
+      await jsm.streams.update(config.name, config);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await jsm.streams.add(config);
+    }
   } catch (err) {
-    if (!isNotFound(err)) throw err;
-    await jsm.streams.add(config);
+    throw new Error(
+      `could not create or update stream ${config.name} with ${config.num_replicas ?? 1} replica(s) ` +
+        `(nats.replicas): ${(err as Error).message}`,
+    );
   }
+}
+
+/** nats.replicas, checked here too: the bus is used without the config schema (tests, benches). */
+export function checkReplicas(replicas: number | undefined): number {
+  const n = replicas ?? 1;
+  if (!Number.isInteger(n) || n < 1 || n > 5)
+    throw new Error(`nats.replicas is ${replicas}; JetStream keeps 1 to 5 copies of a stream`);
+  return n;
 }
 
 /** Creates (or updates) the run's streams and the durable consumer of every work queue. Idempotent. */
@@ -81,17 +98,20 @@ export async function ensureStreams(
   opts: StreamOptions & WorkConsumerOptions = {},
 ): Promise<void> {
   const s = subjects(run);
+  const num_replicas = checkReplicas(opts.replicas);
   await ensureStream(jsm, {
     name: s.workStream,
     subjects: [s.workAll],
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
+    num_replicas,
   });
   await ensureStream(jsm, {
     name: s.resultStream,
     subjects: [s.resultAll],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
+    num_replicas,
     duplicate_window: nanos(opts.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS),
   });
   await ensureStream(jsm, {
@@ -99,6 +119,7 @@ export async function ensureStreams(
     subjects: [s.weights, s.metrics, s.events, s.deadAll, s.control],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
+    num_replicas,
     max_age: nanos(opts.eventsMaxAgeMs ?? 7 * 24 * 3600_000),
   });
   // Settings given here are the run's own (the trainer's), so they apply to existing consumers too.
@@ -169,10 +190,10 @@ async function publishConfirmed(
   const deadline = Date.now() + retryMs;
   for (let attempt = 0; ; attempt++) {
     try {
-      // A request sent while the client reconnects, or just before a server that has not loaded
-      // its streams yet, gets no answer at all: a short first wait tries again sooner, a longer one
-      // each time leaves room for a slow link.
-      return await js.publish(subject, data, { msgID, timeout: Math.min(8000, 1000 * 2 ** attempt) });
+      // A request sent while the client reconnects, to a server that has not loaded its streams
+      // yet, or to a stream electing its leader gets no answer at all, however long it waits: short
+      // waits try again soon after the stream is back; a slowly growing one leaves room for a slow link.
+      return await js.publish(subject, data, { msgID, timeout: Math.min(5000, 1000 + 500 * attempt) });
     } catch (err) {
       if (!retryablePublishError(err) || Date.now() >= deadline) throw err;
       await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
