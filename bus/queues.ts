@@ -546,7 +546,7 @@ export async function readResults(
   // The first consumer's failure is the caller's to see (no stream yet, no permission).
   let current: ConsumerMessages = await open();
   const reopen = async (): Promise<ConsumerMessages | null> => {
-    for (let attempt = 0; !stopped; attempt++) {
+    for (let attempt = 0; !stopped && !opts.nc?.isClosed(); attempt++) {
       try {
         const messages = await open();
         if (!stopped) return messages;
@@ -575,17 +575,23 @@ export async function readResults(
   }
   async function* iterate(): AsyncGenerator<ResultRecord> {
     for (;;) {
-      for await (const m of current) {
-        if (m.seq < next) continue;
-        next = m.seq + 1;
-        const decoded = decodeEnvelope(m.subject, m.data);
-        if (!decoded.ok) {
-          deadLetter(dl, m.subject, m.data, decoded.reason);
-          continue;
+      try {
+        for await (const m of current) {
+          if (m.seq < next) continue;
+          next = m.seq + 1;
+          const decoded = decodeEnvelope(m.subject, m.data);
+          if (!decoded.ok) {
+            deadLetter(dl, m.subject, m.data, decoded.reason);
+            continue;
+          }
+          yield { seq: m.seq, subject: m.subject, msg: decoded.msg };
         }
-        yield { seq: m.seq, subject: m.subject, msg: decoded.msg };
+      } catch (err) {
+        // nats.js ends a consumer it could not recreate with an error; another one may well work.
+        if (!stopped)
+          opts.log?.warn({ kind, err: (err as Error).message }, "result consumer ended; starting over");
       }
-      if (stopped) return;
+      if (stopped || opts.nc?.isClosed()) return;
       const messages = await reopen();
       if (!messages) return;
       current = messages;
