@@ -33,16 +33,24 @@ export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
 const RECONNECT_BASE_MS = 250;
 const RECONNECT_MAX_MS = 10_000;
 
-/** Exponential backoff with full jitter, reset after a successful reconnect. */
-function makeReconnectDelay(): { next: () => number; reset: () => void } {
-  let attempt = 0;
+/**
+ * Backoff between reconnect attempts, with jitter: the wait grows with how long the connection has
+ * been down (at least RECONNECT_BASE_MS, at most RECONNECT_MAX_MS), so attempts come quickly after
+ * a blip and ever more rarely through a long outage. nats.js asks for the wait again each time its
+ * dial loop wakes up, not once per dial, so a wait that grew with each call would climb far past
+ * the time a restarted server takes to come back; one that follows the clock does not.
+ */
+export function makeReconnectDelay(now: () => number = Date.now): { next: () => number; reset: () => void } {
+  let downSince: number | null = null;
   return {
     next: () => {
-      const cap = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** Math.min(attempt++, 16));
+      const t = now();
+      downSince ??= t;
+      const cap = Math.min(RECONNECT_MAX_MS, Math.max(RECONNECT_BASE_MS, t - downSince));
       return Math.round(cap / 2 + (Math.random() * cap) / 2);
     },
     reset: () => {
-      attempt = 0;
+      downSince = null;
     },
   };
 }
@@ -110,6 +118,8 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
         "Start a JetStream server (`nats-server -js`), or point srlm at one with --nats URL or SRLM_NATS_URL.",
     );
   }
+  // The first dial asked for a wait too; the clock of an outage starts at its disconnect.
+  delay.reset();
   void resetOnReconnect(nc, delay.reset);
   return nc;
 }

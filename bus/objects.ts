@@ -25,6 +25,7 @@ async function bucketOf(
   nc: NatsConnection | JetStreamClient,
   bucket: string,
   create: boolean,
+  replicas = 1,
 ): Promise<ObjectStore> {
   if (!BUCKET.test(bucket)) {
     throw new Error(
@@ -32,7 +33,16 @@ async function bucketOf(
     );
   }
   const objm = new Objm(nc);
-  return create ? objm.create(bucket) : objm.open(bucket);
+  if (!create) return objm.open(bucket);
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5)
+    throw new Error(`object store ${bucket}: replicas is ${replicas}; JetStream keeps 1 to 5 copies`);
+  try {
+    return await objm.create(bucket, { replicas });
+  } catch (err) {
+    throw new Error(
+      `could not create object store ${bucket} with ${replicas} replica(s) (nats.replicas): ${(err as Error).message}`,
+    );
+  }
 }
 
 export async function putBlob(
@@ -40,8 +50,9 @@ export async function putBlob(
   bucket: string,
   name: string,
   bytes: Uint8Array,
+  opts: { replicas?: number } = {},
 ): Promise<BlobRef> {
-  const store = await bucketOf(nc, bucket, true);
+  const store = await bucketOf(nc, bucket, true, opts.replicas);
   await store.putBlob({ name }, bytes);
   return { bucket, name, digest: sha256Digest(bytes), bytes: bytes.byteLength };
 }

@@ -10,6 +10,7 @@
 import {
   AckPolicy,
   type Consumer,
+  type ConsumerMessages,
   DeliverPolicy,
   type JetStreamClient,
   type JetStreamManager,
@@ -35,6 +36,8 @@ export interface StreamOptions {
   duplicateWindowMs?: number;
   /** Age limit of events/metrics/dead letters (default 7 days). */
   eventsMaxAgeMs?: number;
+  /** Copies of each stream on a cluster (default 1; nats.replicas). */
+  replicas?: number;
 }
 
 export interface WorkConsumerOptions {
@@ -65,12 +68,27 @@ async function ensureStream(
   config: Parameters<JetStreamManager["streams"]["add"]>[0],
 ): Promise<void> {
   try {
-    await jsm.streams.info(config.name);
-    await jsm.streams.update(config.name, config);
+    try {
+      await jsm.streams.info(config.name);
+      await jsm.streams.update(config.name, config);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await jsm.streams.add(config);
+    }
   } catch (err) {
-    if (!isNotFound(err)) throw err;
-    await jsm.streams.add(config);
+    throw new Error(
+      `could not create or update stream ${config.name} with ${config.num_replicas ?? 1} replica(s) ` +
+        `(nats.replicas): ${(err as Error).message}`,
+    );
   }
+}
+
+/** nats.replicas, checked here too: the bus is used without the config schema (tests, benches). */
+export function checkReplicas(replicas: number | undefined): number {
+  const n = replicas ?? 1;
+  if (!Number.isInteger(n) || n < 1 || n > 5)
+    throw new Error(`nats.replicas is ${replicas}; JetStream keeps 1 to 5 copies of a stream`);
+  return n;
 }
 
 /** Creates (or updates) the run's streams and the durable consumer of every work queue. Idempotent. */
@@ -80,17 +98,20 @@ export async function ensureStreams(
   opts: StreamOptions & WorkConsumerOptions = {},
 ): Promise<void> {
   const s = subjects(run);
+  const num_replicas = checkReplicas(opts.replicas);
   await ensureStream(jsm, {
     name: s.workStream,
     subjects: [s.workAll],
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
+    num_replicas,
   });
   await ensureStream(jsm, {
     name: s.resultStream,
     subjects: [s.resultAll],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
+    num_replicas,
     duplicate_window: nanos(opts.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS),
   });
   await ensureStream(jsm, {
@@ -98,6 +119,7 @@ export async function ensureStreams(
     subjects: [s.weights, s.metrics, s.events, s.deadAll, s.control],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
+    num_replicas,
     max_age: nanos(opts.eventsMaxAgeMs ?? 7 * 24 * 3600_000),
   });
   // Settings given here are the run's own (the trainer's), so they apply to existing consumers too.
@@ -145,17 +167,53 @@ export interface PublishOptions {
   msgID?: string;
 }
 
+/**
+ * How long a publish with a msgID is tried again while no stream confirms it: a restarting server
+ * (JetStream still loading its store) or a cluster electing a new stream leader answers with a
+ * timeout or no responders for a while, and the de-duplication id makes a repeat harmless.
+ */
+export const PUBLISH_RETRY_MS = 60_000;
+
+function retryablePublishError(err: unknown): boolean {
+  const name = (err as { name?: string })?.name;
+  return name === "TimeoutError" || name === "JetStreamNotEnabled";
+}
+
+async function publishConfirmed(
+  js: JetStreamClient,
+  subject: string,
+  data: Uint8Array,
+  msgID: string | undefined,
+  retryMs: number,
+): Promise<PubAck> {
+  if (!msgID) return js.publish(subject, data);
+  const deadline = Date.now() + retryMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      // A request sent while the client reconnects, to a server that has not loaded its streams
+      // yet, or to a stream electing its leader gets no answer at all, however long it waits: short
+      // waits try again soon after the stream is back; a slowly growing one leaves room for a slow link.
+      return await js.publish(subject, data, { msgID, timeout: Math.min(5000, 1000 + 500 * attempt) });
+    } catch (err) {
+      if (!retryablePublishError(err) || Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
+    }
+  }
+}
+
 export async function enqueue(
   js: JetStreamClient,
   run: string,
   queue: QueueName,
   env: Envelope,
-  opts: PublishOptions = {},
+  opts: PublishOptions & { retryMs?: number } = {},
 ): Promise<PubAck> {
-  return js.publish(
+  return publishConfirmed(
+    js,
     subjects(run).work(queue),
     encodeEnvelope(env),
-    opts.msgID ? { msgID: opts.msgID } : undefined,
+    opts.msgID,
+    opts.retryMs ?? PUBLISH_RETRY_MS,
   );
 }
 
@@ -166,8 +224,9 @@ export async function publishResult(
   kind: ResultKind,
   env: Envelope,
   msgID: string,
+  retryMs = PUBLISH_RETRY_MS,
 ): Promise<PubAck> {
-  return js.publish(subjects(run).result(kind), encodeEnvelope(env), { msgID });
+  return publishConfirmed(js, subjects(run).result(kind), encodeEnvelope(env), msgID, retryMs);
 }
 
 /** The msgID of the result a job yields; `part` tells apart several results of one job. */
@@ -419,6 +478,11 @@ export interface ReadResultsOptions {
   producer?: Producer;
   log?: Logger;
   stats?: BusStats;
+  /**
+   * The connection `js` stands on. Given, a reconnect starts a fresh ordered consumer at once (see
+   * readResults); without it only the heartbeats notice a lost consumer.
+   */
+  nc?: NatsConnection;
 }
 
 export interface ResultReader extends AsyncIterable<ResultRecord> {
@@ -426,9 +490,23 @@ export interface ResultReader extends AsyncIterable<ResultRecord> {
 }
 
 /**
+ * Longest wait of one pull of a result reader. The server sends idle heartbeats every half of it,
+ * and two missed heartbeats make the reader start over, so this bounds how long a consumer that
+ * vanished without a disconnect (its cluster node died) goes unnoticed.
+ */
+export const RESULT_PULL_EXPIRES_MS = 4_000;
+
+/**
  * Reads results of one kind in stream order with an ordered consumer. The trainer keeps the last
  * `seq` it used in its checkpoint and resumes with `fromSeq`, so a restart neither skips nor repeats.
  * Invalid messages are dead-lettered and skipped.
+ *
+ * An ordered consumer is ephemeral and held in memory: a restarted server has forgotten it, and a
+ * client that reconnects to another cluster node may find it gone with its node. nats.js would
+ * find out by missed heartbeats and then back off for a whole pull expiry between checks, while
+ * the results of every job in flight wait. So on each reconnect (and on missed heartbeats) the
+ * reader drops its consumer and makes a new one that starts after the last sequence it delivered;
+ * anything delivered twice in the switch is skipped by sequence.
  */
 export async function readResults(
   js: JetStreamClient,
@@ -444,27 +522,87 @@ export async function readResults(
     log: opts.log,
     stats: opts.stats,
   };
-  const consumer = await js.consumers.get(s.resultStream, {
-    filter_subjects: s.result(kind),
-    ...(opts.fromSeq && opts.fromSeq > 1
-      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.fromSeq }
-      : { deliver_policy: DeliverPolicy.All }),
-  });
-  const messages = await consumer.consume();
-  async function* iterate(): AsyncGenerator<ResultRecord> {
-    for await (const m of messages) {
-      const decoded = decodeEnvelope(m.subject, m.data);
-      if (!decoded.ok) {
-        deadLetter(dl, m.subject, m.data, decoded.reason);
-        continue;
+  let next = opts.fromSeq && opts.fromSeq > 1 ? opts.fromSeq : 1;
+  let stopped = false;
+  const open = async (): Promise<ConsumerMessages> => {
+    const consumer = await js.consumers.get(s.resultStream, {
+      filter_subjects: s.result(kind),
+      ...(next > 1
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: next }
+        : { deliver_policy: DeliverPolicy.All }),
+    });
+    const messages = await consumer.consume({ expires: RESULT_PULL_EXPIRES_MS });
+    void (async () => {
+      for await (const status of messages.status()) {
+        if (status.type === "heartbeats_missed") {
+          opts.log?.warn({ kind, missed: status.count }, "result consumer missed heartbeats; starting over");
+          void messages.stop();
+          return;
+        }
       }
-      yield { seq: m.seq, subject: m.subject, msg: decoded.msg };
+    })().catch(() => {});
+    return messages;
+  };
+  // The first consumer's failure is the caller's to see (no stream yet, no permission).
+  let current: ConsumerMessages = await open();
+  const reopen = async (): Promise<ConsumerMessages | null> => {
+    for (let attempt = 0; !stopped && !opts.nc?.isClosed(); attempt++) {
+      try {
+        const messages = await open();
+        if (!stopped) return messages;
+        await messages.close();
+        return null;
+      } catch (err) {
+        if (attempt % 20 === 0)
+          opts.log?.warn(
+            { kind, from: next, err: (err as Error).message },
+            "result consumer not back yet; retrying",
+          );
+        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
+      }
+    }
+    return null;
+  };
+  // A QueuedIterator at runtime: stop() takes it off the connection's listeners.
+  const status = opts.nc?.status() as (AsyncIterable<{ type: string }> & { stop?: () => void }) | undefined;
+  if (status) {
+    void (async () => {
+      for await (const st of status) {
+        if (stopped) return;
+        if (st.type === "reconnect") void current.stop();
+      }
+    })().catch(() => {});
+  }
+  async function* iterate(): AsyncGenerator<ResultRecord> {
+    for (;;) {
+      try {
+        for await (const m of current) {
+          if (m.seq < next) continue;
+          next = m.seq + 1;
+          const decoded = decodeEnvelope(m.subject, m.data);
+          if (!decoded.ok) {
+            deadLetter(dl, m.subject, m.data, decoded.reason);
+            continue;
+          }
+          yield { seq: m.seq, subject: m.subject, msg: decoded.msg };
+        }
+      } catch (err) {
+        // nats.js ends a consumer it could not recreate with an error; another one may well work.
+        if (!stopped)
+          opts.log?.warn({ kind, err: (err as Error).message }, "result consumer ended; starting over");
+      }
+      if (stopped || opts.nc?.isClosed()) return;
+      const messages = await reopen();
+      if (!messages) return;
+      current = messages;
     }
   }
   return {
     [Symbol.asyncIterator]: iterate,
     async stop() {
-      await messages.close();
+      stopped = true;
+      status?.stop?.();
+      await current.close();
     },
   };
 }

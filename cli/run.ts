@@ -75,6 +75,12 @@ async function startSystem(
         `run a server of your own (\`srlm nats-config --run ${cfg.run} --out DIR\`) and pass --nats URL --set nats.keysDir=DIR`,
     );
   }
+  if (!cfg.nats.url && cfg.nats.replicas > 1) {
+    throw new Error(
+      `nats.replicas=${cfg.nats.replicas} needs a NATS cluster, and the embedded nats-server is a single server: ` +
+        "pass --nats URL1,URL2,URL3 of a cluster, or leave nats.replicas at 1",
+    );
+  }
   if (!cfg.nats.url) {
     keys = generateRoleKeys();
     const publicKeys = Object.fromEntries(ROLES.map((r) => [r, keys?.[r].publicKey])) as Record<Role, string>;
@@ -84,7 +90,7 @@ async function startSystem(
       logFile: join(cfg.out, "logs", "nats-server.log"),
     });
     // Only the embedded server's own users get in: whatever auth the config named is not for it.
-    cfg.nats = { url: nats.url };
+    cfg.nats = { url: nats.url, replicas: 1 };
     say(`srlm: started nats-server with JetStream at ${nats.url}, one user per role (bus/permissions.ts)`);
     // Its store is a temporary folder and every actor holds connections to it: a restart would
     // lose the run's queues, so a dead embedded server ends the run.
@@ -187,6 +193,7 @@ async function setUpStreams(
     await ensureStreams(await jetstreamManager(nc), cfg.run, {
       ackWaitMs: cfg.actors.ackWaitMs,
       maxDeliver: cfg.actors.maxDeliver,
+      replicas: cfg.nats.replicas,
     });
     // A missing bucket or object is what a fresh bus has: nothing to remove.
     if (forget) await deleteBlob(nc, forget).catch(() => undefined);

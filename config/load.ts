@@ -73,8 +73,10 @@ function coerce(value: unknown): unknown {
   return value;
 }
 
-// Every nats field is a string (a URL, a name, a secret, a path): a password of digits stays one.
-const coerceAt = (path: string, value: unknown) => (path.startsWith("nats.") ? value : coerce(value));
+// Every nats field but replicas is a string (a URL, a name, a secret, a path): a password of
+// digits stays one.
+const coerceAt = (path: string, value: unknown) =>
+  path.startsWith("nats.") && path !== "nats.replicas" ? value : coerce(value);
 
 function setPath(tree: Tree, path: string, value: unknown): void {
   const keys = path.split(".");

@@ -25,6 +25,9 @@ export const natsSchema = z
     // A folder of per-role nkey seeds (`<role>.nk`, as `srlm nats-config` writes): each actor and
     // CLI command connects as its own role's user.
     keysDir: z.string().optional(),
+    // Copies of the run's streams and weights object store on a NATS cluster (JetStream allows
+    // 1 to 5): 3 lets the run go on when one node dies. A single server holds only 1.
+    replicas: z.number().int().min(1).max(5).default(1),
     tls: z
       .object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() })
       .strict()
@@ -337,7 +340,7 @@ export const configSchema = z
       .object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info") })
       .strict()
       .default({ level: "info" }),
-    nats: natsSchema.default({ url: "" }),
+    nats: natsSchema.default({ url: "", replicas: 1 }),
     model: modelSchema.default(modelSchema.parse({})),
     data: dataSchema.default(dataSchema.parse({})),
     train: trainSchema.default(trainSchema.parse({})),

@@ -117,7 +117,11 @@ export class JobBoard implements Workers {
 
   private async listen(): Promise<void> {
     for (const kind of RESULT_KINDS) {
-      const reader = await readResults(this.js, this.run, kind, { producer: this.producer });
+      const reader = await readResults(this.js, this.run, kind, {
+        producer: this.producer,
+        nc: this.nc,
+        log: this.log,
+      });
       this.readers.push(reader);
       void (async () => {
         for await (const record of reader) this.receive(kind, record.msg, record.subject);

@@ -39,6 +39,7 @@ export async function startTrainer(
   await ensureStreams(ctx.jsm, ctx.run, {
     ackWaitMs: cfg.actors.ackWaitMs,
     maxDeliver: cfg.actors.maxDeliver,
+    replicas: cfg.nats.replicas,
   });
   const board = await JobBoard.open(ctx.nc, ctx.js, ctx.run, ctx.producer, {
     timeoutMs: cfg.actors.jobTimeoutMs,
@@ -58,7 +59,9 @@ export async function startTrainer(
     log: ctx.log,
     backend,
     async publish(version, policy) {
-      const ref = await putBlob(ctx.nc, weightsBucket(cfg.run), `v${version}`, policyToBlob(policy));
+      const ref = await putBlob(ctx.nc, weightsBucket(cfg.run), `v${version}`, policyToBlob(policy), {
+        replicas: cfg.nats.replicas,
+      });
       const weights = { version, bucket: ref.bucket, name: ref.name, digest: ref.digest };
       await ctx.publish(
         s.weights,

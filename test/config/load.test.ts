@@ -61,3 +61,13 @@ test("SRLM_* variables map to dotted config paths", () => {
     "train.dpo.steps": "3",
   });
 });
+
+test("nats.replicas is a number of 1 to 5 from flags and the environment; other nats fields stay strings", () => {
+  assert.equal(loadConfig().nats.replicas, 1);
+  assert.equal(loadConfig({ flags: { "nats.replicas": "3" } }).nats.replicas, 3);
+  assert.equal(loadConfig({ env: { SRLM_NATS__REPLICAS: "5" } }).nats.replicas, 5);
+  assert.equal(loadConfig({ flags: { "nats.pass": "1234" } }).nats.pass, "1234");
+  assert.throws(() => loadConfig({ flags: { "nats.replicas": "6" } }), /nats\.replicas = 6/);
+  assert.throws(() => loadConfig({ flags: { "nats.replicas": "0" } }), /nats\.replicas = 0/);
+  assert.throws(() => loadConfig({ flags: { "nats.replicas": "three" } }), /nats\.replicas = "three"/);
+});
