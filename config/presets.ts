@@ -60,7 +60,8 @@ export const presets: Record<string, Preset> = {
     selfReward: { nllWeight: 1, promptsPerIteration: 240, minScoreGap: 1 },
   },
   // `srlm run --preset reft-demo`: ReFT on srlm's synthetic word problems of 2-3 steps, with a
-  // small character model. What each setting did is measured in docs/experiments.md.
+  // small character model, PPO's place taken by GRPO from the SFT model itself. The last setting
+  // tried on the dev split, not yet one that beats SFT: docs/experiments.md has what each did.
   "reft-demo": {
     method: "reft",
     model: { preset: "small" },
@@ -69,11 +70,14 @@ export const presets: Record<string, Preset> = {
     reft: {
       warmupEpochs: 10,
       sftEpochs: 10,
-      updates: 40,
-      questionsPerUpdate: 32,
+      algorithm: "grpo",
+      updates: 60,
+      questionsPerUpdate: 16,
+      samplesPerQuestion: 4,
       maxNewTokens: 100,
-      learningRate: 1e-4,
+      learningRate: 3e-5,
       evalSamples: 4,
+      evalTemperature: 0.7,
       reranker: { questions: 250, samplesPerQuestion: 4 },
     },
   },
