@@ -143,6 +143,72 @@ function tokenText(t: SpecialToken): string | null {
 }
 
 /** Any Hugging Face tokenizer.json, through @huggingface/tokenizers. */
+/** Longest regex a tokenizer file may carry (real ones are a few hundred characters). */
+export const MAX_TOKENIZER_PATTERN = 4096;
+
+/**
+ * Why a tokenizer regex is refused, or null. A weight blob's tokenizer is untrusted input, and a
+ * pattern with a quantified group that itself holds an unbounded quantifier (`(a+)+`, `(?:x*)*`)
+ * can take exponential time on a short string, freezing the actor that encodes with it. Real
+ * tokenizers' patterns (Llama 3's, Qwen's, GPT-2's) have no such nesting.
+ */
+export function tokenizerPatternProblem(pattern: string): string | null {
+  if (pattern.length > MAX_TOKENIZER_PATTERN)
+    return `${pattern.length} characters, above the limit of ${MAX_TOKENIZER_PATTERN}`;
+  // For each open group: whether it holds an unbounded quantifier, at any depth.
+  const groups: boolean[] = [];
+  let inClass = false;
+  const unboundedAt = (i: number): { unbounded: boolean; repeats: boolean; length: number } => {
+    const c = pattern[i];
+    if (c === "+" || c === "*") return { unbounded: true, repeats: true, length: 1 };
+    if (c === "{") {
+      const m = /^\{(\d*)(,(\d*))?\}/.exec(pattern.slice(i));
+      if (m) {
+        const max = m[2] === undefined ? Number(m[1]) : m[3] === "" ? Number.POSITIVE_INFINITY : Number(m[3]);
+        return { unbounded: max === Number.POSITIVE_INFINITY, repeats: max > 1, length: m[0].length };
+      }
+    }
+    return { unbounded: false, repeats: false, length: 0 };
+  };
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "\\") {
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === "]") inClass = false;
+      continue;
+    }
+    if (c === "[") inClass = true;
+    else if (c === "(") groups.push(false);
+    else if (c === ")") {
+      const heldUnbounded = groups.pop() ?? false;
+      const after = unboundedAt(i + 1);
+      if (heldUnbounded && after.repeats)
+        return `a repeated group holds an unbounded quantifier (near character ${i + 1}), which can take exponential time`;
+      if (after.unbounded && groups.length) groups[groups.length - 1] = true;
+      if (heldUnbounded && groups.length) groups[groups.length - 1] = true;
+    } else {
+      const q = unboundedAt(i);
+      if (q.unbounded && groups.length) groups[groups.length - 1] = true;
+    }
+  }
+  return null;
+}
+
+/** Every regex of a tokenizer.json (pre-tokenizer splits, normalizer replaces…), with its path. */
+function tokenizerPatterns(node: unknown, path: string, out: { path: string; pattern: string }[]): void {
+  if (Array.isArray(node)) node.forEach((x, i) => tokenizerPatterns(x, `${path}[${i}]`, out));
+  else if (node !== null && typeof node === "object") {
+    for (const [k, v] of Object.entries(node)) {
+      if (k === "Regex" && typeof v === "string") out.push({ path: `${path}.Regex`, pattern: v });
+      else if (k !== "vocab" && k !== "merges" && k !== "added_tokens")
+        tokenizerPatterns(v, `${path}.${k}`, out);
+    }
+  }
+}
+
 export class HfTokenizer implements Tokenizer {
   private readonly impl: HfTokenizerImpl;
   readonly vocabSize: number;
@@ -156,6 +222,12 @@ export class HfTokenizer implements Tokenizer {
     private readonly config: Record<string, unknown> = {},
     fallbackIds: { bos?: number; eos?: number; pad?: number } = {},
   ) {
+    const patterns: { path: string; pattern: string }[] = [];
+    tokenizerPatterns(json, "tokenizer", patterns);
+    for (const { path, pattern } of patterns) {
+      const problem = tokenizerPatternProblem(pattern);
+      if (problem) throw new Error(`HfTokenizer: ${path} is refused: ${problem}`);
+    }
     this.impl = new HfTokenizerImpl(json, config);
     let maxId = -1;
     for (const id of this.impl.get_vocab(true).values()) maxId = Math.max(maxId, id);
