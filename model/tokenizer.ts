@@ -199,8 +199,9 @@ export function tokenizerPatternProblem(pattern: string): string | null {
 
 /** Every regex of a tokenizer.json (pre-tokenizer splits, normalizer replaces…), with its path. */
 function tokenizerPatterns(node: unknown, path: string, out: { path: string; pattern: string }[]): void {
-  if (Array.isArray(node)) node.forEach((x, i) => tokenizerPatterns(x, `${path}[${i}]`, out));
-  else if (node !== null && typeof node === "object") {
+  if (Array.isArray(node)) {
+    for (const [i, x] of node.entries()) tokenizerPatterns(x, `${path}[${i}]`, out);
+  } else if (node !== null && typeof node === "object") {
     for (const [k, v] of Object.entries(node)) {
       if (k === "Regex" && typeof v === "string") out.push({ path: `${path}.Regex`, pattern: v });
       else if (k !== "vocab" && k !== "merges" && k !== "added_tokens")
