@@ -37,14 +37,7 @@ import { type LossSummary, pretrain, supervisedFineTune, yieldToEventLoop } from
 import type { PpoUpdateReport, ReftModelEval, ReftReport } from "./reftReport.ts";
 import { reftSummaryTable } from "./reftReport.ts";
 import { type ReftLoopState, resumeFile } from "./resume.ts";
-import {
-  forgetStage,
-  recordStage,
-  reftM0Inputs,
-  reftSftInputs,
-  stageKey,
-  stageMatches,
-} from "./stageCache.ts";
+import { recordStage, reftM0Inputs, reftSftInputs, reusedStage, stageKey } from "./stageCache.ts";
 import { assertFiniteWeights, chunk, mean, StageBook } from "./stages.ts";
 import { type LoopIO, RunStopped } from "./workers.ts";
 
@@ -153,18 +146,12 @@ export class ReftLoop {
     return ref;
   }
 
-  /** The checkpoint an earlier run wrote for `label` from the same inputs, or null (then the
-   * folder's record is cleared, since the stage is about to be trained again). */
+  /** The checkpoint an earlier run wrote for `label` from the same inputs, or null. */
   private reused(label: string, key: string): Policy | null {
-    const dir = this.checkpointDir(label);
-    if (!this.cfg.model.reuse || !stageMatches(dir, key)) {
-      forgetStage(dir);
-      return null;
-    }
-    const { model, tokenizer } = loadCheckpoint(dir);
-    this.io.log.info({ dir }, `reusing ${label}: an earlier run made it from the same inputs`);
-    this.io.progress(`reuse ${label}`, 0, 1, 1, "made by an earlier run from the same inputs");
-    return { version: 0, model, tokenizer };
+    return reusedStage(this.checkpointDir(label), key, this.cfg.model.reuse, (dir) => {
+      this.io.log.info({ dir }, `reusing ${label}: an earlier run made it from the same inputs`);
+      this.io.progress(`reuse ${label}`, 0, 1, 1, "made by an earlier run from the same inputs");
+    });
   }
 
   /** srlm's own M0 (a character model pretrained on the training problems), or model.base. */

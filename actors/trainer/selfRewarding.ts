@@ -52,7 +52,7 @@ import {
 } from "./pairs.ts";
 import { type IterationReport, type ModelEval, type RunReport, summaryTable } from "./report.ts";
 import type { LoopState } from "./resume.ts";
-import { forgetStage, m0Inputs, m1Inputs, recordStage, stageKey, stageMatches } from "./stageCache.ts";
+import { m0Inputs, m1Inputs, recordStage, reusedStage, stageKey } from "./stageCache.ts";
 import { assertFiniteWeights, chunk, mean, StageBook } from "./stages.ts";
 import { type LoopIO, RunStopped } from "./workers.ts";
 
@@ -119,18 +119,12 @@ export class SelfRewardingLoop {
     this.io.log.info({ version, label }, "published weights");
   }
 
-  /** The checkpoint an earlier run wrote for `label` from the same inputs, or null (then the
-   * folder's key is cleared, since the stage is about to be trained again). */
-  private reusedStage(label: "M0" | "M1", key: string): Policy | null {
-    const dir = this.checkpointDir(label);
-    if (!this.cfg.model.reuse || !stageMatches(dir, key)) {
-      forgetStage(dir);
-      return null;
-    }
-    const { model, tokenizer } = loadCheckpoint(dir);
-    this.io.log.info({ dir }, `reusing ${label}: an earlier run made it from the same inputs`);
-    this.io.progress(`reuse ${label}`, 0, 1, 1, "made by an earlier run from the same inputs");
-    return { version: 0, model, tokenizer };
+  /** The checkpoint an earlier run wrote for `label` from the same inputs, or null. */
+  private reused(label: "M0" | "M1", key: string): Policy | null {
+    return reusedStage(this.checkpointDir(label), key, this.cfg.model.reuse, (dir) => {
+      this.io.log.info({ dir }, `reusing ${label}: an earlier run made it from the same inputs`);
+      this.io.progress(`reuse ${label}`, 0, 1, 1, "made by an earlier run from the same inputs");
+    });
   }
 
   /** M0: the configured base checkpoint, or a small model pretrained on the task domain's text. */
@@ -146,7 +140,7 @@ export class SelfRewardingLoop {
       );
     const dir = this.checkpointDir("M0");
     const key = stageKey(m0Inputs(cfg));
-    const reused = this.reusedStage("M0", key);
+    const reused = this.reused("M0", key);
     if (reused) return reused;
     const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
     const config = presetConfig(cfg.model.preset, tokenizer);
@@ -169,7 +163,7 @@ export class SelfRewardingLoop {
     const { cfg, io, task } = this;
     const m1Key = stageKey(m1Inputs(cfg));
     // Iterating on the self-rewarding stage alone: M1 depends only on what came before it.
-    const reusedM1 = this.reusedStage("M1", m1Key);
+    const reusedM1 = this.reused("M1", m1Key);
     let sft: LossSummary | null = null;
     if (reusedM1) this.policy = reusedM1;
     else {

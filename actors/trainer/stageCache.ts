@@ -6,6 +6,8 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../../config/schema.ts";
+import { loadCheckpoint } from "../../model/checkpoint.ts";
+import type { Policy } from "../policy.ts";
 
 export const STAGE_FILE = "srlm_stage.json";
 
@@ -120,4 +122,24 @@ export function recordStage(dir: string, key: string, inputs: unknown): void {
 /** Called before a stage is trained again, so a crash mid-save never leaves a stale key behind. */
 export function forgetStage(dir: string): void {
   rmSync(join(dir, STAGE_FILE), { force: true });
+}
+
+/**
+ * The checkpoint in `dir` an earlier run wrote from the inputs of `key`, as version 0, or null
+ * (then the folder's record is cleared, since the stage is about to be trained again). `say`
+ * hears of a reuse, to log it and show it as progress.
+ */
+export function reusedStage(
+  dir: string,
+  key: string,
+  reuse: boolean,
+  say: (dir: string) => void,
+): Policy | null {
+  if (!reuse || !stageMatches(dir, key)) {
+    forgetStage(dir);
+    return null;
+  }
+  const { model, tokenizer } = loadCheckpoint(dir);
+  say(dir);
+  return { version: 0, model, tokenizer };
 }
