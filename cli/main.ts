@@ -36,6 +36,18 @@ withCommonFlags(program.command("run"))
     process.exitCode = await runLoop(configFromFlags(flags), {}, { resume: flags.resume });
   });
 
+withCommonFlags(program.command("seeds"))
+  .description(
+    "the same run for several seeds (data, model initialisation and sampling), each in <out>/seed-N, then the per-seed table and the mean across seeds",
+  )
+  .option("--seeds <n|list>", "how many seeds from data.seed, or a list such as 7,8,9", "3")
+  .option("--method <name>", "self-rewarding (default) or reft")
+  .action(async (flags: import("./seeds.ts").SeedsFlags & { method?: string }) => {
+    const { seedsCommand } = await import("./seeds.ts");
+    if (flags.method) flags.set = [...(flags.set ?? []), `method=${flags.method}`];
+    process.exitCode = await seedsCommand(flags);
+  });
+
 withCommonFlags(program.command("up"))
   .description(
     "start NATS (embedded unless --nats) and one process per actor; they wait for work until Ctrl-C",

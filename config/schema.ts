@@ -197,6 +197,10 @@ export const selfRewardSchema = z
     referenceFromSampler: z.boolean().default(false),
     // A stage whose failed jobs exceed this share stops the run with an error naming the stage.
     maxFailedShare: probability.default(0.1),
+    // Which prompts the report's accuracy, gain and win rate are measured on: the held-out test
+    // set, or the dev set (`data.devSize`) while settings are being chosen, so that the test set
+    // never chooses them.
+    evalSplit: z.enum(["heldOut", "dev"]).default("heldOut"),
   })
   .strict();
 

@@ -37,6 +37,7 @@ export function taskFromConfig(cfg: Config): Task {
     format: promptFormat(cfg),
     seed: d.seed,
     heldOutSize: d.heldOutSize,
+    devSize: d.devSize,
     judgeTemplate: readTemplate(cfg.judge.promptTemplate, "judge.promptTemplate"),
     selfInstructTemplate: readTemplate(cfg.selfInstruct.template, "selfInstruct.template"),
     maxOverlap: cfg.selfInstruct.maxOverlap,

@@ -47,6 +47,8 @@ export interface InstructionTaskOptions {
   seed: number;
   /** Held-out prompts set aside from the seed prompts when no held-out file is given. */
   heldOutSize: number;
+  /** Prompts set aside from the seed prompts for choosing settings (`selfReward.evalSplit: dev`). */
+  devSize?: number;
   judgeTemplate?: string;
   selfInstructTemplate?: string;
   maxOverlap: number;
@@ -178,19 +180,32 @@ export function instructionTask(opts: InstructionTaskOptions): Task {
     heldOut = shuffled.slice(0, opts.heldOutSize);
     seedPrompts = shuffled.slice(opts.heldOutSize);
   }
-  const held = new Set(heldOut);
+  const devSize = opts.devSize ?? 0;
+  let dev: string[] = [];
+  if (devSize > 0) {
+    const rest = seedPrompts.filter((p) => !heldOut.includes(p));
+    if (rest.length <= devSize)
+      throw new Error(
+        `data.devSize ${devSize}: only ${rest.length} distinct seed prompts outside held-out; give a smaller devSize`,
+      );
+    const shuffled = makeRng(deriveSeed(opts.seed, "dev")).shuffle(rest);
+    dev = shuffled.slice(0, devSize);
+    seedPrompts = shuffled.slice(devSize);
+  }
+  const held = new Set([...heldOut, ...dev]);
   return {
     name: INSTRUCTIONS_TASK,
     format: opts.format,
     scoreParser: "last-score",
     data: {
       pretrain: [],
-      // Held-out prompts are never trained on, whichever file they also appear in.
+      // Held-out and dev prompts are never trained on, whichever file they also appear in.
       ift: ift.filter((x) => !held.has(x.prompt)),
       eft,
       selfInstruct: [],
       seedPrompts: seedPrompts.filter((p) => !held.has(p)),
       heldOut: heldOut.map((prompt) => ({ prompt })),
+      dev: dev.map((prompt) => ({ prompt })),
       judgeEval: [],
     },
     judgePrompt,

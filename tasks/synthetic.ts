@@ -30,6 +30,7 @@ export function syntheticTask(options: SeedDataOptions & { families: readonly st
     data: {
       ...data,
       heldOut: data.heldOut.map((h) => ({ prompt: h.prompt, group: h.family })),
+      dev: data.dev.map((h) => ({ prompt: h.prompt, group: h.family })),
     },
     parseWrittenPrompt(text) {
       const prompt = parseWrittenPrompt(text, options.families);

@@ -29,6 +29,8 @@ export interface TaskData {
   seedPrompts: string[];
   /** Prompts the report evaluates on, never trained on. */
   heldOut: HeldOutPrompt[];
+  /** Prompts for choosing settings (`selfReward.evalSplit: dev`), never trained on; may be empty. */
+  dev: HeldOutPrompt[];
   /** Judge agreement items with true scores; empty without a verifier. */
   judgeEval: JudgeEvalItem[];
 }

@@ -101,6 +101,10 @@ export interface RunReport {
   backend: string;
   run: string;
   mode: string;
+  /** The prompts every `heldOut…` figure, gain and win rate was measured on: the held-out test
+   * set, or the dev set while settings are chosen (absent in reports from before the dev split:
+   * held-out). The judge figures are always from the judge set. */
+  evalSplit?: "heldOut" | "dev";
   /** Where DPO's reference log-probs came from: the reference actor, or the sampler's own. */
   reference: string;
   wallSeconds: number;
@@ -154,9 +158,10 @@ function agreementLines(it: IterationReport): string[] {
 }
 
 export function summaryTable(report: RunReport): string {
+  const split = report.evalSplit === "dev" ? "dev" : "held-out";
   const header = [
     "model",
-    report.verifier ? "held-out acc (95% CI)" : "held-out judge score (95% CI)",
+    report.verifier ? `${split} acc (95% CI)` : `${split} judge score (95% CI)`,
     "gain vs M1 (95% CI)",
     "win/loss/tie vs prev",
     "judge pairwise",
@@ -193,6 +198,7 @@ export function summaryTable(report: RunReport): string {
     line(header),
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
+    `${split === "dev" ? "dev prompts (settings are chosen on them)" : "held-out test prompts"}: ${report.iterations[0]?.heldOutN ?? 0}; judge pairwise and spearman: on the judge set, against true scores`,
     "",
     ...report.iterations.flatMap((it) => [identityLine(it), ...agreementLines(it)].filter((l) => l !== null)),
     `trainer busy ${report.trainerBusySeconds.toFixed(0)} s of ${report.wallSeconds.toFixed(0)} s; ` +

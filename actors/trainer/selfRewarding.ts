@@ -87,9 +87,14 @@ export class SelfRewardingLoop {
       (stage, results) => this.judgeTally.record(stage, results),
     );
     const d = task.data;
+    if (cfg.selfReward.evalSplit === "dev" && d.dev.length === 0)
+      throw new Error(
+        `selfReward.evalSplit dev: task ${task.name} has no dev prompts (set data.devSize to set some aside)`,
+      );
     for (const p of [
       ...d.seedPrompts,
       ...d.heldOut.map((h) => h.prompt),
+      ...d.dev.map((h) => h.prompt),
       ...d.judgeEval.map((j) => j.prompt),
     ])
       this.seenPrompts.add(p);
@@ -332,6 +337,7 @@ export class SelfRewardingLoop {
       backend: io.backend,
       run: cfg.run,
       mode: cfg.selfReward.mode,
+      evalSplit: cfg.selfReward.evalSplit,
       reference: this.referenceFromSampler ? "sampler log-probs (strict, M_t)" : "reference actor",
       ...(stopped ? { stopped: true } : {}),
       wallSeconds,
@@ -731,7 +737,8 @@ export class SelfRewardingLoop {
     const label = `eval M${version}`;
     const s = this.cfg.selfReward;
     const start = performance.now();
-    const heldOut = task.data.heldOut;
+    const split = this.cfg.selfReward.evalSplit;
+    const heldOut = split === "dev" ? task.data.dev : task.data.heldOut;
     const jobs = chunk(heldOut, 25).map((items, i) => ({
       iteration: version,
       purpose: "eval" as const,
@@ -742,7 +749,7 @@ export class SelfRewardingLoop {
       sampling: { temperature: 0, topP: 1, topK: 0, maxNewTokens: s.maxNewTokens, seed: i },
     }));
     const outcomes = await this.book.jobs(label, "samples", jobs, (d, n) =>
-      io.progress(label, version, d, n, "held-out answers"),
+      io.progress(label, version, d, n, split === "dev" ? "dev answers" : "held-out answers"),
     );
     const answers = new Map<string, string>();
     for (const o of outcomes)
