@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
 import { completionLogProbs, type Policy, samplePolicy, trainingRow } from "../actors/policy.ts";
-import { pretrain, type StepReport, supervisedFineTune } from "../actors/trainer/loops.ts";
+import { pretrain, type StepReport, sftMix, supervisedFineTune } from "../actors/trainer/loops.ts";
 import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
@@ -248,7 +248,7 @@ if (opt.m1) {
   }
   await supervisedFineTune(
     trained,
-    [...data.ift, ...data.eft, ...data.selfInstruct],
+    sftMix(data, cfg.train.sft),
     cfg.train.sft,
     deriveSeed(cfg.model.seed, "sft"),
     curveLogger("sft", sftCurve, (step) => {

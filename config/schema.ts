@@ -135,14 +135,21 @@ export const trainSchema = z
       weightDecay: 0,
       gradClip: 1,
     }),
-    sft: optimSchema.default({
-      steps: 300,
-      batchSize: 16,
-      learningRate: 1e-3,
-      warmupSteps: 20,
-      weightDecay: 0,
-      gradClip: 1,
-    }),
+    sft: optimSchema
+      .extend({
+        // Each IFT (instruction → answer) target token counts this many times an EFT or
+        // prompt-writing one in the token-mean loss: answers are short, judgements long, and
+        // at 1 the answers can be a few percent of the loss. Unset is 1.
+        iftWeight: z.number().positive().optional(),
+      })
+      .default({
+        steps: 300,
+        batchSize: 16,
+        learningRate: 1e-3,
+        warmupSteps: 20,
+        weightDecay: 0,
+        gradClip: 1,
+      }),
     dpo: optimSchema
       .extend({
         // Strict iterations take at most this many passes over their pairs (steps × batchSize /

@@ -10,24 +10,33 @@ export function responseTokenCount(batch: PromptResponse[]): number {
   return batch.reduce((n, ex) => n + ex.response.length, 0);
 }
 
+/** The SFT loss's denominator: response tokens, or examples with `perExample`, each counted at
+ * its row's weight. */
+export function sftNormaliser(batch: PromptResponse[], perExample = false): number {
+  return batch.reduce((n, ex) => n + (ex.weight ?? 1) * (perExample ? 1 : ex.response.length), 0);
+}
+
 /** Cross-entropy on response tokens only (prompt tokens masked out), summed and divided by
  * `normaliser` (default: this batch's response token count, i.e. the per-token mean). With
  * `perExample`, each row's sum is first divided by its own token count, so every example weighs
- * the same whatever its length (then `normaliser` defaults to the number of rows). */
+ * the same whatever its length (then `normaliser` defaults to the number of rows). A row's
+ * `weight` scales its tokens (or, per example, the row) in the sum and in the default
+ * normaliser, so a small part of a mix can weigh more without changing the others' balance. */
 export function sftLoss(
   model: Llama,
   batch: PromptResponse[],
   opts: { normaliser?: number; training?: boolean; dropoutSeed?: number; perExample?: boolean } = {},
 ): tf.Scalar {
-  const normaliser = opts.normaliser ?? (opts.perExample ? batch.length : responseTokenCount(batch));
+  const normaliser = opts.normaliser ?? sftNormaliser(batch, opts.perExample);
   if (normaliser <= 0) throw new Error("sftLoss: batch has no response tokens");
   const { sum } = responseLogProbsTensor(model, batch, {
     training: opts.training ?? true,
     dropoutSeed: opts.dropoutSeed,
   });
-  const rows = opts.perExample
-    ? sum.div(tf.tensor1d(batch.map((ex) => Math.max(1, ex.response.length))))
-    : sum;
+  const perRow = batch.map(
+    (ex) => (ex.weight ?? 1) / (opts.perExample ? Math.max(1, ex.response.length) : 1),
+  );
+  const rows = perRow.every((w) => w === 1) ? sum : sum.mul(tf.tensor1d(perRow));
   return rows.sum().neg().div(normaliser);
 }
 

@@ -9,6 +9,8 @@ import type { Llama } from "./llama.ts";
 export interface PromptResponse {
   prompt: number[];
   response: number[];
+  /** How much each of its response tokens counts in the SFT loss (sftLoss), 1 when unset. */
+  weight?: number;
 }
 
 export interface ResponseScores {

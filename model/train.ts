@@ -5,7 +5,7 @@ import * as tf from "@tensorflow/tfjs";
 import type { TrainerStateFiles } from "./checkpoint.ts";
 import type { Llama } from "./llama.ts";
 import { VALUE_HEAD } from "./llama.ts";
-import { dpoLoss, responseTokenCount, sftLoss } from "./losses.ts";
+import { dpoLoss, responseTokenCount, sftLoss, sftNormaliser } from "./losses.ts";
 import { AdamW, clipByGlobalNorm, learningRate, type Schedule } from "./optim.ts";
 import { PPO_DEFAULTS, type PpoHyper } from "./ppo.ts";
 import { ppoMinibatchStep, preparePpoBatch } from "./ppoBatch.ts";
@@ -165,11 +165,12 @@ export class Trainer {
   sftStep(batch: PromptResponse[]): StepStats & { tokens: number } {
     const tokens = responseTokenCount(batch);
     const perExample = this.opts.sftLossPer === "example";
+    const normaliser = sftNormaliser(batch, perExample);
     const stats = this.update(
       batch,
       (micro) => ({
         loss: sftLoss(this.model, micro, {
-          normaliser: perExample ? batch.length : tokens,
+          normaliser,
           perExample,
           training: true,
           dropoutSeed: this.rng.nextUint32(),

@@ -54,7 +54,7 @@ function batchOf<T>(rng: Rng, items: T[], size: number): T[] {
 /** Cross-entropy steps on token rows (targets: the response tokens), minibatches drawn at random. */
 async function crossEntropySteps(
   policy: Policy,
-  rows: { prompt: number[]; response: number[] }[],
+  rows: { prompt: number[]; response: number[]; weight?: number }[],
   optim: Optim,
   seed: number,
   onStep: (r: StepReport) => void,
@@ -98,17 +98,36 @@ export function pretrain(
   return crossEntropySteps(policy, rows, optim, seed, onStep);
 }
 
-/** SFT: cross-entropy on the completion tokens only (the prompt is context, not target). */
+type Example = { prompt: string; response: string };
+
+/** M1's SFT data: IFT, EFT and prompt-writing examples, the IFT ones at `train.sft.iftWeight`. */
+export function sftMix(
+  data: { ift: Example[]; eft: Example[]; selfInstruct: Example[] },
+  sft: Config["train"]["sft"],
+): (Example & { weight?: number })[] {
+  const w = sft.iftWeight ?? 1;
+  return [
+    ...(w === 1 ? data.ift : data.ift.map((x) => ({ ...x, weight: w }))),
+    ...data.eft,
+    ...data.selfInstruct,
+  ];
+}
+
+/** SFT: cross-entropy on the completion tokens only (the prompt is context, not target); an
+ * example's `weight` scales its tokens in the loss (1 when unset). */
 export function supervisedFineTune(
   policy: Policy,
-  examples: { prompt: string; response: string }[],
+  examples: { prompt: string; response: string; weight?: number }[],
   optim: Optim,
   seed: number,
   onStep: (r: StepReport) => void,
   format: PromptFormat = "plain",
 ) {
   const { tokenizer } = policy;
-  const rows = examples.map((ex) => trainingRow(tokenizer, ex.prompt, ex.response, format));
+  const rows = examples.map((ex) => ({
+    ...trainingRow(tokenizer, ex.prompt, ex.response, format),
+    ...(ex.weight !== undefined && ex.weight !== 1 ? { weight: ex.weight } : {}),
+  }));
   return crossEntropySteps(policy, rows, optim, seed, onStep);
 }
 

@@ -36,6 +36,7 @@ import {
   type LossSummary,
   PreferenceTrainer,
   pretrain,
+  sftMix,
   supervisedFineTune,
   type TrainingPair,
   yieldToEventLoop,
@@ -177,7 +178,7 @@ export class SelfRewardingLoop {
       sft = await this.book.timed("sft", () =>
         supervisedFineTune(
           this.policy,
-          [...d.ift, ...d.eft, ...d.selfInstruct],
+          sftMix(d, cfg.train.sft),
           cfg.train.sft,
           deriveSeed(cfg.model.seed, "sft"),
           (r) => io.progress("SFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),

@@ -56,6 +56,29 @@ test("sftLoss perExample: the mean of each example's own token mean", async () =
   model.dispose();
 });
 
+test("sftLoss with row weights: each row's tokens count at its weight, in the sum and the mean", async () => {
+  await useBackend("cpu");
+  const model = tinyModel(34);
+  const weights = [3, ...sftBatch.slice(1).map(() => 1)];
+  const weighted = sftBatch.map((ex, i) => ({ ...ex, weight: weights[i] }));
+  const [perToken, perExample, rowSums] = tf.tidy(() => [
+    sftLoss(model, weighted, { training: false }).dataSync()[0],
+    sftLoss(model, weighted, { training: false, perExample: true }).dataSync()[0],
+    Array.from(responseLogProbs(model, sftBatch).sum),
+  ]);
+  const lengths = sftBatch.map((ex) => ex.response.length);
+  const tokenMean =
+    -rowSums.reduce((a, s, i) => a + weights[i] * s, 0) / lengths.reduce((a, n, i) => a + weights[i] * n, 0);
+  const exampleMean =
+    -rowSums.reduce((a, s, i) => a + (weights[i] * s) / lengths[i], 0) / weights.reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(perToken - tokenMean) < 1e-4, `${perToken} vs ${tokenMean}`);
+  assert.ok(Math.abs(perExample - exampleMean) < 1e-4, `${perExample} vs ${exampleMean}`);
+  // A weight is not a no-op: the unweighted mean differs.
+  const plain = tf.tidy(() => sftLoss(model, sftBatch, { training: false }).dataSync()[0]);
+  assert.ok(Math.abs(plain - perToken) > 1e-4);
+  model.dispose();
+});
+
 for (const backend of BACKENDS) {
   test(`${backend}: target log-probs and the embedding lookup match their one-hot formulations, gradients too`, async () => {
     await useBackend(backend);
