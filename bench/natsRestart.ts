@@ -15,7 +15,7 @@ import { bodyOf, decodeEnvelope } from "../bus/envelope.ts";
 import { StageProgress } from "../bus/messages.ts";
 import { subjects } from "../bus/subjects.ts";
 import { startNatsServer } from "../test/helpers/nats.ts";
-import { killAll, spawnSrlm } from "../test/helpers/srlm.ts";
+import { killAll, SHORT_TINY_RUN, spawnSrlm } from "../test/helpers/srlm.ts";
 
 const { values } = parseArgs({ options: { set: { type: "string", multiple: true } } });
 const RUN = "restart";
@@ -37,13 +37,7 @@ nc.subscribe(subjects(RUN).events, {
   },
 });
 const started = Date.now();
-const sets = [
-  "selfReward.iterations=1",
-  "data.heldOutSize=20",
-  "train.pretrain.steps=150",
-  "train.sft.steps=150",
-  ...(values.set ?? []),
-];
+const sets = (values.set ?? []).flatMap((s) => ["--set", s]);
 const out = join(dir, "out");
 const run = spawnSrlm([
   "run",
@@ -55,7 +49,8 @@ const run = spawnSrlm([
   RUN,
   "--nats",
   server.url,
-  ...sets.flatMap((s) => ["--set", s]),
+  ...SHORT_TINY_RUN,
+  ...sets,
 ]);
 try {
   await Promise.race([sampled, run.exit.then((c) => Promise.reject(new Error(`run exited ${c} early`)))]);

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { ReftReport } from "../actors/trainer/reftReport.ts";
 import type { RunReport } from "../actors/trainer/report.ts";
-import { type SeedRun, seedsReport, seedsTable } from "../actors/trainer/seedsReport.ts";
+import { type SeedRun, type SeedsReport, seedsReport, seedsTable } from "../actors/trainer/seedsReport.ts";
 import { type CommonFlags, configFromFlags } from "./options.ts";
 
 export interface SeedsFlags extends CommonFlags {
@@ -40,6 +40,7 @@ export async function seedsCommand(flags: SeedsFlags): Promise<number> {
   const loopSeed0 = base.method === "reft" ? base.reft.seed : base.selfReward.seed;
   const { runLoop } = await import("./run.ts");
   const runs: SeedRun[] = [];
+  let summary: SeedsReport | null = null;
   for (const seed of seeds) {
     const k = seed - base.data.seed;
     const dir = join(out, `seed-${seed}`);
@@ -78,12 +79,11 @@ export async function seedsCommand(flags: SeedsFlags): Promise<number> {
       ...(report ? {} : { error: error ?? `srlm run exited ${code}; logs in ${join(dir, "logs")}` }),
     });
     // Written after every seed, so a long sweep that is stopped keeps what it measured.
-    const summary = seedsReport(base.method, base.preset, runs);
+    summary = seedsReport(base.method, base.preset, runs);
     writeFileSync(join(out, "seeds.json"), `${JSON.stringify(summary, null, 2)}\n`);
     writeFileSync(join(out, "seeds.txt"), seedsTable(summary));
   }
-  if (runs.length === 0) return 130;
-  const summary = seedsReport(base.method, base.preset, runs);
+  if (summary === null) return 130;
   process.stdout.write(`\n${seedsTable(summary)}seeds report: ${join(out, "seeds.json")}\n`);
   return runs.every((r) => r.report !== null) && runs.length === seeds.length ? 0 : 1;
 }

@@ -739,8 +739,8 @@ export class SelfRewardingLoop {
     const s = this.cfg.selfReward;
     const start = performance.now();
     const split = this.cfg.selfReward.evalSplit;
-    const heldOut = split === "dev" ? task.data.dev : task.data.heldOut;
-    const jobs = chunk(heldOut, 25).map((items, i) => ({
+    const prompts = split === "dev" ? task.data.dev : task.data.heldOut;
+    const jobs = chunk(prompts, 25).map((items, i) => ({
       iteration: version,
       purpose: "eval" as const,
       prompts: items.map((h) => h.prompt),
@@ -756,7 +756,7 @@ export class SelfRewardingLoop {
     for (const o of outcomes)
       if (o.ok) for (const p of o.result.results) answers.set(p.prompt, p.responses[0]?.text ?? "");
     // Prompts whose job failed are left out of every figure (and counted as failed), not scored as wrong.
-    const rows = heldOut
+    const rows = prompts
       .filter((h) => answers.has(h.prompt))
       .map((h) => ({ ...h, response: answers.get(h.prompt)! }));
     const base = {

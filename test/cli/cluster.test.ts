@@ -15,7 +15,7 @@ import { StageProgress } from "../../bus/messages.ts";
 import { weightsBucket } from "../../bus/permissions.ts";
 import { subjects } from "../../bus/subjects.ts";
 import { type NatsClusterHandle, startNatsCluster } from "../helpers/nats.ts";
-import { killAll, spawnSrlm } from "../helpers/srlm.ts";
+import { killAll, SHORT_TINY_RUN, spawnSrlm } from "../helpers/srlm.ts";
 
 const RUN = "cluster";
 let dir: string;
@@ -68,15 +68,7 @@ test("srlm run on a 3-node cluster at 3 replicas completes after the results lea
     cluster.urls.join(","),
     "--set",
     "nats.replicas=3",
-    // Smaller than the tiny preset, still enough training for M1 to write prompts and judgements.
-    "--set",
-    "selfReward.iterations=1",
-    "--set",
-    "data.heldOutSize=20",
-    "--set",
-    "train.pretrain.steps=150",
-    "--set",
-    "train.sft.steps=150",
+    ...SHORT_TINY_RUN,
   ]);
   const runDied = run.exit.then((code) => {
     throw new Error(`srlm run exited (${code}) before sampling began:\n${run.output()}`);

@@ -92,3 +92,13 @@ export function runSrlm(args: string[]): Promise<SrlmOutcome> {
     });
   });
 }
+
+/** `--set` flags that shrink the tiny preset to one iteration on fewer steps, still enough training
+ * for M1 to write parsable prompts and judgements: for tests and benches that need a whole run
+ * but measure something else (restarts, failover, judge swaps). */
+export const SHORT_TINY_RUN = [
+  "selfReward.iterations=1",
+  "data.heldOutSize=20",
+  "train.pretrain.steps=150",
+  "train.sft.steps=150",
+].flatMap((s) => ["--set", s]);

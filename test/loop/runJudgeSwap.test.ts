@@ -17,7 +17,7 @@ import { ActorEvent, ScoresResult, StageProgress } from "../../bus/messages.ts";
 import { inboxPrefix } from "../../bus/permissions.ts";
 import { subjects } from "../../bus/subjects.ts";
 import { type NatsServerHandle, startNatsServer } from "../helpers/nats.ts";
-import { killAll, runSrlm, type SrlmProcess, spawnSrlm } from "../helpers/srlm.ts";
+import { killAll, runSrlm, SHORT_TINY_RUN, type SrlmProcess, spawnSrlm } from "../helpers/srlm.ts";
 
 const RUN = "runswap";
 const KEY = "sk-swap-secret-9e2b";
@@ -118,15 +118,7 @@ test("srlm run: the self judge swapped for an openai judge on srlm serve; the re
     ...bus(),
     "--set",
     "actors.judges=0",
-    "--set",
-    "selfReward.iterations=1",
-    "--set",
-    // Smaller than the tiny preset, still enough training for M1 to write parsable judgements.
-    "data.heldOutSize=20",
-    "--set",
-    "train.pretrain.steps=150",
-    "--set",
-    "train.sft.steps=150",
+    ...SHORT_TINY_RUN,
     // An HTTP judge on a shared 2-core host holds a job longer than the tiny preset's 10 s.
     "--set",
     "actors.ackWaitMs=120000",
