@@ -211,13 +211,11 @@ const CONSTRAINT_CRITERIA = (end: "start" | "end") => ["form", "len", end, "with
  * Each mark compares the two tokens just before it, one a constant and one copied from the
  * response, and nothing else: a comparison a 2-layer character model learns. Marks after the bare
  * characters (`b.o*n.k.e!`) had to compare with the prompt's `with o not e`, at a distance that
- * changes along the check, and they stayed at the base rate (with/not verdicts agreed with the
- * verifier 60% and 58% of the time, trained on the judge data alone). One quadruple per character
- * restating both (`oeb.oeo*…`) took that to 87% and 90%, but its mark had to tell which of the two
- * restated characters matched, and the demo's self-judge learned only that one did: it wrote `*`
- * for both and almost never `!`, so the banned character, most of M1's misses, went unseen.
- * Writing the check also teaches the policy, whose held-out accuracy went from 10.5% to 61% when
- * the first check was added.
+ * changes along the check, and stayed near chance. One quadruple per character restating both
+ * (`oeb.oeo*…`) had a mark that had to tell which of the two restated characters matched, and the
+ * demo's self-judge learned only that one did: it wrote `*` for both and almost never `!`, so the
+ * banned character, most of M1's misses, went unseen. Writing the check also teaches the policy.
+ * docs/experiments.md, "The worked check's format", has the measurements.
  */
 export function constraintEvidence(response: string, withChar: string, notChar: string): string {
   return [...displayResponse(response)]
@@ -237,17 +235,19 @@ function constraintFamily(spec: ConstraintSpec): Family {
     return c.n >= lo && c.n <= hi && distinct && spec.render(c) === prompt ? c : null;
   };
   // One correct answer: filler characters with the banned one replaced, the anchor at its end and
-  // the required character right beside it. Seeded by the prompt, so every prompt has a fixed
-  // reference answer. The required character has one place in every demonstration: where it fell
-  // at random, copying it was a skill that formed abruptly, at a step the seed and the float
-  // rounding moved, and M1's accuracy swung with it (docs/experiments.md, "M1 stability"). Any
-  // answer meeting the constraints still scores 5: the verifier does not look for the place.
+  // the required character at the first place the anchor leaves free. Seeded by the prompt, so
+  // every prompt has a fixed reference answer. The required character has one place in every
+  // demonstration, a fixed distance from where the prompt names it: where it fell at random (or
+  // beside an end anchor, which moves with the length), copying it was a skill that formed
+  // abruptly, at a step the seed and the float rounding moved, and M1's accuracy swung with it
+  // (docs/experiments.md, "M1 stability"). Any answer meeting the constraints still scores 5: the
+  // verifier does not look for the place.
   const answerFor = (c: Constraints): string => {
     const rng = makeRng(deriveSeed(0, spec.render(c)));
     const chars = [...spec.filler(rng, c.n)].map((ch) =>
       ch === c.not ? rng.pick([...spec.alphabet].filter((a) => a !== c.not)) : ch,
     );
-    const [anchorIndex, withIndex] = spec.end === "start" ? [0, 1] : [c.n - 1, c.n - 2];
+    const [anchorIndex, withIndex] = spec.end === "start" ? [0, 1] : [c.n - 1, 0];
     chars[anchorIndex] = c.anchor;
     chars[withIndex] = c.with;
     return chars.join("");

@@ -36,6 +36,24 @@ test("hand-checked answers", () => {
   assert.throws(() => familyByName("nope"), /unknown task family "nope"/);
 });
 
+test("constraint reference answers put the required character first after the anchor; other correct answers still score 5", () => {
+  const rng = makeRng(2);
+  for (let i = 0; i < 200; i++) {
+    const w = familyByName("word").makeInstance(rng);
+    const { anchor, with: withChar, not } = w.meta as { anchor: string; with: string; not: string };
+    assert.equal(w.answer.slice(0, 2), `${anchor}${withChar}`, `${w.prompt} → ${w.answer}`);
+    assert.ok(!w.answer.includes(not), `${w.prompt} → ${w.answer}`);
+    const d = familyByName("number").makeInstance(rng);
+    const m = d.meta as { anchor: string; with: string; not: string };
+    assert.equal(d.answer[0] + d.answer.at(-1), `${m.with}${m.anchor}`, `${d.prompt} → ${d.answer}`);
+    assert.ok(!d.answer.includes(m.not), `${d.prompt} → ${d.answer}`);
+  }
+  // The place is the reference's, not the task's: the verifier takes the character anywhere.
+  assert.equal(familyByName("word").verify("Word of 5: starts b with o not e", "bakro").score, 5);
+  assert.equal(familyByName("number").verify("Number of 4: ends 7 with 2 not 5", "2907").score, 5);
+  assert.equal(familyByName("number").verify("Number of 4: ends 7 with 2 not 5", "9957").score, 3);
+});
+
 test("prompts that are not canonical instances do not parse", () => {
   for (const bad of [
     "",
