@@ -229,7 +229,12 @@ if (opt.m1) {
     console.log(`M0 from ${opt.m0}`);
   } else {
     const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
-    const model = Llama.init(presetConfig(cfg.model.preset, tokenizer), { seed: cfg.model.seed });
+    const model = Llama.init(
+      presetConfig(cfg.model.preset, tokenizer, { tie_word_embeddings: cfg.model.tieEmbeddings }),
+      {
+        seed: cfg.model.seed,
+      },
+    );
     policy = { version: 0, model, tokenizer };
     await pretrain(
       policy,

@@ -43,6 +43,10 @@ export const modelSchema = z
     // A checkpoint folder (config.json + model.safetensors + tokenizer.json) to start from instead.
     base: z.string().default(""),
     seed: nonNegativeInt.default(1234),
+    // srlm's own M0 reads its output logits off the token embeddings (tie_word_embeddings): a
+    // token copied from the prompt then scores itself through the same vectors, which a small
+    // model otherwise has to learn in a separate head.
+    tieEmbeddings: z.boolean().default(false),
     // Load <out>/checkpoints/M0 and M1 when an earlier run wrote them from the same inputs
     // (config fields recorded in their srlm_stage.json) instead of training them again.
     reuse: z.boolean().default(true),

@@ -167,7 +167,10 @@ export class ReftLoop {
     const tokenizer = new CharTokenizer(MATH_CHARSET);
     // Room for a question, its chain of thought and an overlong sample: rotary positions cost
     // no weights, so a longer context than the preset's is free.
-    const config = presetConfig(cfg.model.preset, tokenizer, { max_position_embeddings: REFT_CONTEXT });
+    const config = presetConfig(cfg.model.preset, tokenizer, {
+      max_position_embeddings: REFT_CONTEXT,
+      tie_word_embeddings: cfg.model.tieEmbeddings,
+    });
     const model = Llama.init(config, { seed: cfg.model.seed });
     const policy = { version: 0, model, tokenizer };
     await pretrain(

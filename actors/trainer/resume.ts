@@ -39,7 +39,7 @@ import { type Policy, policyFromBlob } from "../policy.ts";
 import type { LossSummary } from "./loops.ts";
 import type { PpoUpdateReport, ReftReport } from "./reftReport.ts";
 import type { IterationReport } from "./report.ts";
-import { m1Inputs, stageKey } from "./stageCache.ts";
+import { m1Inputs, stageKey, tied } from "./stageCache.ts";
 
 export const RESUME_FILE = "resume.json";
 /** The resume point's name in the run's weights bucket. */
@@ -129,7 +129,7 @@ export function resumeInputs(cfg: Config, method: ResumeMethod = cfg.method): un
   const { iterations: _iterations, ...selfReward } = cfg.selfReward;
   const { files } = m1Inputs(cfg) as { files?: Record<string, string> };
   return {
-    model: { preset: cfg.model.preset, base: cfg.model.base, seed: cfg.model.seed },
+    model: { preset: cfg.model.preset, base: cfg.model.base, seed: cfg.model.seed, ...tied(cfg) },
     data: cfg.data,
     train: cfg.train,
     selfReward,
@@ -155,7 +155,7 @@ function reftResumeInputs(cfg: Config): unknown {
       .map(([k, path]) => [k, existsSync(path) ? fileDigest(path) : "unreadable"]),
   );
   return {
-    model: { preset: cfg.model.preset, base: cfg.model.base, seed: cfg.model.seed },
+    model: { preset: cfg.model.preset, base: cfg.model.base, seed: cfg.model.seed, ...tied(cfg) },
     data: { seed: cfg.data.seed, format: cfg.data.format, math: m },
     train: { pretrain: cfg.train.pretrain },
     reft,

@@ -149,7 +149,9 @@ export class SelfRewardingLoop {
     const reused = this.reused("M0", key);
     if (reused) return reused;
     const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
-    const config = presetConfig(cfg.model.preset, tokenizer);
+    const config = presetConfig(cfg.model.preset, tokenizer, {
+      tie_word_embeddings: cfg.model.tieEmbeddings,
+    });
     const model = Llama.init(config, { seed: cfg.model.seed });
     const policy = { version: 0, model, tokenizer };
     await pretrain(

@@ -32,11 +32,17 @@ export function stageKey(inputs: unknown): string {
     .digest("hex");
 }
 
+/** The tied head, in the inputs only when set, so that keys made before the field existed hold. */
+export function tied(cfg: Config): { tieEmbeddings?: true } {
+  return cfg.model.tieEmbeddings ? { tieEmbeddings: true } : {};
+}
+
 /** What M0 depends on: the model shape and seed, the seed data, the pretraining settings. */
 export function m0Inputs(cfg: Config): unknown {
   return {
     preset: cfg.model.preset,
     seed: cfg.model.seed,
+    ...tied(cfg),
     data: selfRewardingData(cfg),
     pretrain: cfg.train.pretrain,
   };
@@ -88,7 +94,7 @@ export function reftM0Inputs(cfg: Config): unknown {
   const files = m.train ? { files: { train: fileDigest(m.train), heldOut: fileDigest(m.heldOut) } } : {};
   const model = cfg.model.base
     ? { base: cfg.model.base }
-    : { preset: cfg.model.preset, seed: cfg.model.seed };
+    : { preset: cfg.model.preset, seed: cfg.model.seed, ...tied(cfg) };
   return {
     method: "reft",
     ...model,

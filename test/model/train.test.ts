@@ -156,46 +156,52 @@ for (const backend of BACKENDS) {
     model.dispose();
   });
 
-  test(`${backend}: analytic gradients agree with finite differences`, async () => {
-    await useBackend(backend);
-    const model = tinyModel(32, { num_hidden_layers: 1, initializer_range: 0.3 });
-    const batch = sftBatch.slice(0, 2);
-    // Summed (not averaged) loss keeps float32 differences well above rounding noise.
-    const loss = () => sftLoss(model, batch, { normaliser: 1 });
-    const vars = [...model.params.values()];
-    const { value, grads } = tf.variableGrads(loss, vars);
-    value.dispose();
-    const names = [...model.params.keys()];
-    const rng = (seed: number) => () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
-    const rand = rng(7);
-    let checked = 0;
-    for (const name of names.filter((n) => !n.endsWith("norm.weight")).concat("model.norm.weight")) {
-      const v = model.params.get(name)!;
-      const g = grads[v.name].dataSync();
-      for (let k = 0; k < 2; k++) {
-        const i = Math.floor(rand() * v.size);
-        const orig = v.dataSync()[i];
-        const at = (x: number) => {
-          const data = v.dataSync().slice();
-          data[i] = x;
-          v.assign(tf.tensor(data, v.shape));
-          return tf.tidy(() => loss().dataSync()[0]);
-        };
-        const eps = 1e-2;
-        const fd = (at(orig + eps) - at(orig - eps)) / (2 * eps);
-        at(orig);
-        const err = Math.abs(fd - g[i]) / Math.max(1e-1, Math.abs(fd), Math.abs(g[i]));
-        assert.ok(err < 1e-2, `${name}[${i}]: analytic ${g[i]} vs numeric ${fd}`);
-        checked++;
+  // Tied: the embedding's gradient is the sum of the lookup's and the output head's.
+  for (const tied of [false, true])
+    test(`${backend}: analytic gradients agree with finite differences (tied head ${tied})`, async () => {
+      await useBackend(backend);
+      const model = tinyModel(32, {
+        num_hidden_layers: 1,
+        initializer_range: 0.3,
+        tie_word_embeddings: tied,
+      });
+      const batch = sftBatch.slice(0, 2);
+      // Summed (not averaged) loss keeps float32 differences well above rounding noise.
+      const loss = () => sftLoss(model, batch, { normaliser: 1 });
+      const vars = [...model.params.values()];
+      const { value, grads } = tf.variableGrads(loss, vars);
+      value.dispose();
+      const names = [...model.params.keys()];
+      const rng = (seed: number) => () => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed / 2 ** 31;
+      };
+      const rand = rng(7);
+      let checked = 0;
+      for (const name of names.filter((n) => !n.endsWith("norm.weight")).concat("model.norm.weight")) {
+        const v = model.params.get(name)!;
+        const g = grads[v.name].dataSync();
+        for (let k = 0; k < 2; k++) {
+          const i = Math.floor(rand() * v.size);
+          const orig = v.dataSync()[i];
+          const at = (x: number) => {
+            const data = v.dataSync().slice();
+            data[i] = x;
+            v.assign(tf.tensor(data, v.shape));
+            return tf.tidy(() => loss().dataSync()[0]);
+          };
+          const eps = 1e-2;
+          const fd = (at(orig + eps) - at(orig - eps)) / (2 * eps);
+          at(orig);
+          const err = Math.abs(fd - g[i]) / Math.max(1e-1, Math.abs(fd), Math.abs(g[i]));
+          assert.ok(err < 1e-2, `${name}[${i}]: analytic ${g[i]} vs numeric ${fd}`);
+          checked++;
+        }
       }
-    }
-    assert.ok(checked >= 10);
-    for (const g of Object.values(grads)) g.dispose();
-    model.dispose();
-  });
+      assert.ok(checked >= 10);
+      for (const g of Object.values(grads)) g.dispose();
+      model.dispose();
+    });
 
   test(`${backend}: gradient accumulation over micro-batches equals the full batch`, async () => {
     await useBackend(backend);
