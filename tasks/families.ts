@@ -235,19 +235,17 @@ function constraintFamily(spec: ConstraintSpec): Family {
     return c.n >= lo && c.n <= hi && distinct && spec.render(c) === prompt ? c : null;
   };
   // One correct answer: filler characters with the banned one replaced, the anchor at its end and
-  // the required character at the first place the anchor leaves free. Seeded by the prompt, so
-  // every prompt has a fixed reference answer. The required character has one place in every
-  // demonstration, a fixed distance from where the prompt names it: where it fell at random (or
-  // beside an end anchor, which moves with the length), copying it was a skill that formed
-  // abruptly, at a step the seed and the float rounding moved, and M1's accuracy swung with it
-  // (docs/experiments.md, "M1 stability"). Any answer meeting the constraints still scores 5: the
-  // verifier does not look for the place.
+  // the required character right beside it. Seeded by the prompt, so every prompt has a fixed
+  // reference answer. Where the required character fell at random, copying it formed abruptly, at
+  // a step the seed and the float rounding moved, and M1's accuracy swung with it; at one place
+  // the copy is one pattern (docs/experiments.md, "M1 stability"). Any answer meeting the
+  // constraints still scores 5: the verifier does not look for the place.
   const answerFor = (c: Constraints): string => {
     const rng = makeRng(deriveSeed(0, spec.render(c)));
     const chars = [...spec.filler(rng, c.n)].map((ch) =>
       ch === c.not ? rng.pick([...spec.alphabet].filter((a) => a !== c.not)) : ch,
     );
-    const [anchorIndex, withIndex] = spec.end === "start" ? [0, 1] : [c.n - 1, 0];
+    const [anchorIndex, withIndex] = spec.end === "start" ? [0, 1] : [c.n - 1, c.n - 2];
     chars[anchorIndex] = c.anchor;
     chars[withIndex] = c.with;
     return chars.join("");

@@ -12,7 +12,7 @@ import type { Policy } from "../policy.ts";
 export const STAGE_FILE = "srlm_stage.json";
 
 // Bumped when the code that builds seed data or trains a stage changes what it produces.
-const STAGE_FORMAT = 3;
+const STAGE_FORMAT = 4;
 
 /** Canonical JSON (sorted keys), so equal inputs give equal keys whatever their key order. */
 function canonical(value: unknown): string {
