@@ -15,10 +15,9 @@ import * as tf from "@tensorflow/tfjs";
 import { completionLogProbs, type Policy, samplePolicy, trainingRow } from "../actors/policy.ts";
 import { pretrain, type StepReport, sftMix, supervisedFineTune } from "../actors/trainer/loops.ts";
 import { loadConfig } from "../config/load.ts";
+import { initModel } from "../model/api.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
-import { presetConfig } from "../model/config.ts";
-import { Llama } from "../model/llama.ts";
 import { sftLoss } from "../model/losses.ts";
 import { CharTokenizer } from "../model/tokenizer.ts";
 import {
@@ -229,12 +228,10 @@ if (opt.m1) {
     console.log(`M0 from ${opt.m0}`);
   } else {
     const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
-    const model = Llama.init(
-      presetConfig(cfg.model.preset, tokenizer, { tie_word_embeddings: cfg.model.tieEmbeddings }),
-      {
-        seed: cfg.model.seed,
-      },
-    );
+    const model = initModel(cfg.model.preset, tokenizer, {
+      seed: cfg.model.seed,
+      tieEmbeddings: cfg.model.tieEmbeddings,
+    });
     policy = { version: 0, model, tokenizer };
     await pretrain(
       policy,

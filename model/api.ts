@@ -1,7 +1,7 @@
 // Small entry points for the CLI and actors: JSON-able in, JSON-able out.
 
 import { loadCheckpoint } from "./checkpoint.ts";
-import { type PresetName, presetConfig } from "./config.ts";
+import { type LlamaConfigInput, type PresetName, presetConfig } from "./config.ts";
 import { type FinishReason, type GenerateOptions, generate } from "./generate.ts";
 import { Llama } from "./llama.ts";
 import { responseLogProbs } from "./score.ts";
@@ -13,18 +13,17 @@ export function encodePrompt(tokenizer: Tokenizer, text: string): number[] {
   return [tokenizer.bosId, ...tokenizer.encode(text)];
 }
 
+/** A freshly initialised model of a named shape preset, sized to the tokenizer's vocabulary: the
+ * one way srlm makes its own M0 (the trainer, ReFT, the benches, `srlm model init`). */
 export function initModel(
   presetName: PresetName | string,
   tokenizer: Tokenizer,
-  opts: { seed?: number; valueHead?: boolean } = {},
+  opts: { seed?: number; valueHead?: boolean; tieEmbeddings?: boolean; maxPositions?: number } = {},
 ): Llama {
-  const config = presetConfig(presetName, {
-    vocabSize: tokenizer.vocabSize,
-    bosId: tokenizer.bosId,
-    eosId: tokenizer.eosId,
-    padId: tokenizer.padId,
-  });
-  return Llama.init(config, opts);
+  const overrides: Partial<LlamaConfigInput> = { tie_word_embeddings: opts.tieEmbeddings ?? false };
+  if (opts.maxPositions !== undefined) overrides.max_position_embeddings = opts.maxPositions;
+  const config = presetConfig(presetName, tokenizer, overrides);
+  return Llama.init(config, { seed: opts.seed, valueHead: opts.valueHead });
 }
 
 const loaded = new Map<string, { model: Llama; tokenizer: Tokenizer }>();

@@ -12,14 +12,14 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { JOB_LIMITS, type PromptFormat, type WeightRef } from "../../bus/messages.ts";
 import type { Config } from "../../config/schema.ts";
+import { initModel } from "../../model/api.ts";
 import {
   loadCheckpoint,
   loadTrainerState,
   saveCheckpoint,
   saveTrainerState,
 } from "../../model/checkpoint.ts";
-import { presetConfig } from "../../model/config.ts";
-import { Llama } from "../../model/llama.ts";
+import type { Llama } from "../../model/llama.ts";
 import type { PpoRollout, PpoStepStats } from "../../model/ppoBatch.ts";
 import { PpoTrainer } from "../../model/ppoTrainer.ts";
 import { type RerankerExample, RerankerTrainer, rerankerFrom, rerankerScores } from "../../model/reranker.ts";
@@ -167,11 +167,11 @@ export class ReftLoop {
     const tokenizer = new CharTokenizer(MATH_CHARSET);
     // Room for a question, its chain of thought and an overlong sample: rotary positions cost
     // no weights, so a longer context than the preset's is free.
-    const config = presetConfig(cfg.model.preset, tokenizer, {
-      max_position_embeddings: REFT_CONTEXT,
-      tie_word_embeddings: cfg.model.tieEmbeddings,
+    const model = initModel(cfg.model.preset, tokenizer, {
+      seed: cfg.model.seed,
+      tieEmbeddings: cfg.model.tieEmbeddings,
+      maxPositions: REFT_CONTEXT,
     });
-    const model = Llama.init(config, { seed: cfg.model.seed });
     const policy = { version: 0, model, tokenizer };
     await pretrain(
       policy,

@@ -9,9 +9,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { WeightRef } from "../../bus/messages.ts";
 import type { Config } from "../../config/schema.ts";
+import { initModel } from "../../model/api.ts";
 import { loadCheckpoint, saveCheckpoint } from "../../model/checkpoint.ts";
-import { presetConfig } from "../../model/config.ts";
-import { Llama } from "../../model/llama.ts";
 import { CharTokenizer } from "../../model/tokenizer.ts";
 import {
   accuracy,
@@ -149,10 +148,10 @@ export class SelfRewardingLoop {
     const reused = this.reused("M0", key);
     if (reused) return reused;
     const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
-    const config = presetConfig(cfg.model.preset, tokenizer, {
-      tie_word_embeddings: cfg.model.tieEmbeddings,
+    const model = initModel(cfg.model.preset, tokenizer, {
+      seed: cfg.model.seed,
+      tieEmbeddings: cfg.model.tieEmbeddings,
     });
-    const model = Llama.init(config, { seed: cfg.model.seed });
     const policy = { version: 0, model, tokenizer };
     await pretrain(
       policy,
