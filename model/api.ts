@@ -14,13 +14,14 @@ export function encodePrompt(tokenizer: Tokenizer, text: string): number[] {
 }
 
 /** A freshly initialised model of a named shape preset, sized to the tokenizer's vocabulary: the
- * one way srlm makes its own M0 (the trainer, ReFT, the benches, `srlm model init`). */
+ * one way srlm makes its own M0 (both trainers, bench/m1Stability.ts, `srlm model init`). */
 export function initModel(
   presetName: PresetName | string,
   tokenizer: Tokenizer,
   opts: { seed?: number; valueHead?: boolean; tieEmbeddings?: boolean; maxPositions?: number } = {},
 ): Llama {
-  const overrides: Partial<LlamaConfigInput> = { tie_word_embeddings: opts.tieEmbeddings ?? false };
+  const overrides: Partial<LlamaConfigInput> = {};
+  if (opts.tieEmbeddings !== undefined) overrides.tie_word_embeddings = opts.tieEmbeddings;
   if (opts.maxPositions !== undefined) overrides.max_position_embeddings = opts.maxPositions;
   const config = presetConfig(presetName, tokenizer, overrides);
   return Llama.init(config, { seed: opts.seed, valueHead: opts.valueHead });
