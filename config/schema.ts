@@ -194,6 +194,12 @@ export const selfRewardSchema = z
     beta: z.number().positive().default(0.1),
     // Pairs whose mean judge scores differ by less than this are dropped as ties (0 = the paper).
     minScoreGap: z.number().nonnegative().default(0),
+    // Pairs per prompt: its best and worst candidates (the paper), or every two candidates whose
+    // scores differ by minScoreGap or more (up to 6 from 4 candidates, for no more judging).
+    pairing: z.enum(["best-worst", "all"]).default("best-worst"),
+    // One of the `candidates` decoded greedily instead of sampled: held-out accuracy is measured
+    // on greedy answers, and sampled candidates at temperature 0.7 reach their mistakes rarely.
+    greedyCandidate: z.boolean().default(false),
     // Weight of an NLL term on chosen answers added to DPO (0 = the paper's plain DPO).
     nllWeight: z.number().nonnegative().default(0),
     // strict = the paper's iterations; streaming = train on pairs as they arrive.

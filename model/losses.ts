@@ -47,6 +47,10 @@ export interface DpoTerms {
   rewardMargin: tf.Scalar;
   /** fraction of pairs whose implicit reward prefers the chosen response */
   preferenceAccuracy: tf.Scalar;
+  /** mean of β(πc − rc): below zero, the chosen answers have become less likely than under the reference */
+  chosenReward: tf.Scalar;
+  /** mean of β(πr − rr) */
+  rejectedReward: tf.Scalar;
 }
 
 /** log σ(x) = min(x, 0) − log(1 + e^−|x|), stable for large |x|. (tf.logSigmoid's custom
@@ -75,5 +79,7 @@ export function dpoLoss(
     loss: logSigmoid(margin).sum().neg().div(n),
     rewardMargin: margin.sum().div(n),
     preferenceAccuracy: margin.greater(0).cast("float32").sum().div(n),
+    chosenReward: chosenReward.sum().div(n),
+    rejectedReward: rejectedReward.sum().div(n),
   };
 }

@@ -51,6 +51,8 @@ export interface DpoExample {
 export interface DpoStats extends StepStats {
   rewardMargin: number;
   preferenceAccuracy: number;
+  chosenReward: number;
+  rejectedReward: number;
 }
 
 export interface Rollout {
@@ -225,6 +227,8 @@ export class Trainer {
           loss: loss as tf.Scalar,
           rewardMargin: terms.rewardMargin,
           preferenceAccuracy: terms.preferenceAccuracy,
+          chosenReward: terms.chosenReward,
+          rejectedReward: terms.rejectedReward,
         };
       },
       false,
@@ -236,6 +240,8 @@ export class Trainer {
       gradNorm: stats.gradNorm,
       rewardMargin: stats.rewardMargin,
       preferenceAccuracy: stats.preferenceAccuracy,
+      chosenReward: stats.chosenReward,
+      rejectedReward: stats.rejectedReward,
     };
   }
 

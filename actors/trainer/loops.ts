@@ -144,6 +144,10 @@ export interface DpoSummary {
   loss: number;
   rewardMargin: number;
   preferenceAccuracy: number;
+  /** β(log π − log π_ref) of the chosen and of the rejected answers: both below zero is DPO
+   * lowering the likelihood of what it should raise along with what it should lower. */
+  chosenReward: number;
+  rejectedReward: number;
   steps: number;
 }
 
@@ -187,6 +191,8 @@ export class PreferenceTrainer {
       loss: stats.loss,
       rewardMargin: stats.rewardMargin,
       preferenceAccuracy: stats.preferenceAccuracy,
+      chosenReward: stats.chosenReward,
+      rejectedReward: stats.rejectedReward,
       steps: 1,
     });
     if (this.tail.length > Math.max(1, Math.floor(this.optim.steps / 4))) this.tail.shift();
@@ -200,6 +206,8 @@ export class PreferenceTrainer {
       loss: mean((s) => s.loss),
       rewardMargin: mean((s) => s.rewardMargin),
       preferenceAccuracy: mean((s) => s.preferenceAccuracy),
+      chosenReward: mean((s) => s.chosenReward),
+      rejectedReward: mean((s) => s.rejectedReward),
       steps: this.steps,
     };
   }

@@ -50,21 +50,52 @@ export function pairFromJudged(prompt: string, candidates: JudgedCandidate[], mi
     if (c.mean < worst.mean) worst = c;
   }
   if (best.mean === worst.mean || best.mean - worst.mean < minGap) return { kind: "tie", score: best.mean };
+  return { kind: "pair", pair: pairOf(prompt, best, worst) };
+}
+
+/**
+ * Every pair of candidates whose mean scores differ by at least `minGap` (and by more than
+ * zero): up to n(n−1)/2 pairs from n candidates, where the paper takes only the best and the
+ * worst. The same prompts and judgements then give DPO several times the pairs. Two candidates
+ * with the same text give no pair, whatever their scores.
+ */
+export function allPairsFromJudged(
+  prompt: string,
+  candidates: JudgedCandidate[],
+  minGap = 0,
+): PreferencePair[] {
+  const scored = candidates
+    .map((candidate) => ({ candidate, mean: meanScore(candidate.scores) }))
+    .filter((c): c is { candidate: JudgedCandidate; mean: number } => c.mean !== null)
+    .sort((a, b) => b.mean - a.mean);
+  const pairs: PreferencePair[] = [];
+  for (let i = 0; i < scored.length; i++)
+    for (let j = i + 1; j < scored.length; j++) {
+      const [hi, lo] = [scored[i], scored[j]];
+      if (hi.mean === lo.mean || hi.mean - lo.mean < minGap) continue;
+      if (hi.candidate.response === lo.candidate.response) continue;
+      pairs.push(pairOf(prompt, hi, lo));
+    }
+  return pairs;
+}
+
+function pairOf(
+  prompt: string,
+  best: { candidate: JudgedCandidate; mean: number },
+  worst: { candidate: JudgedCandidate; mean: number },
+): PreferencePair {
   return {
-    kind: "pair",
-    pair: {
-      prompt,
-      chosen: best.candidate.response,
-      rejected: worst.candidate.response,
-      ...(best.candidate.tokens ? { chosenTokens: best.candidate.tokens } : {}),
-      ...(worst.candidate.tokens ? { rejectedTokens: worst.candidate.tokens } : {}),
-      ...(best.candidate.logProbSum !== undefined ? { chosenLogProbSum: best.candidate.logProbSum } : {}),
-      ...(worst.candidate.logProbSum !== undefined ? { rejectedLogProbSum: worst.candidate.logProbSum } : {}),
-      chosenScore: best.mean,
-      rejectedScore: worst.mean,
-      // A pair is as old as the oldest policy that wrote either side.
-      policyVersion: Math.min(best.candidate.policyVersion, worst.candidate.policyVersion),
-    },
+    prompt,
+    chosen: best.candidate.response,
+    rejected: worst.candidate.response,
+    ...(best.candidate.tokens ? { chosenTokens: best.candidate.tokens } : {}),
+    ...(worst.candidate.tokens ? { rejectedTokens: worst.candidate.tokens } : {}),
+    ...(best.candidate.logProbSum !== undefined ? { chosenLogProbSum: best.candidate.logProbSum } : {}),
+    ...(worst.candidate.logProbSum !== undefined ? { rejectedLogProbSum: worst.candidate.logProbSum } : {}),
+    chosenScore: best.mean,
+    rejectedScore: worst.mean,
+    // A pair is as old as the oldest policy that wrote either side.
+    policyVersion: Math.min(best.candidate.policyVersion, worst.candidate.policyVersion),
   };
 }
 

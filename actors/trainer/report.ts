@@ -170,6 +170,7 @@ export function summaryTable(report: RunReport): string {
     "pairs",
     "dpo loss",
     "pref acc",
+    "reward chosen/rejected",
     "failed jobs",
     "wall s",
   ];
@@ -188,6 +189,7 @@ export function summaryTable(report: RunReport): string {
     String(it.pairs),
     num(it.dpo?.loss),
     it.dpo ? pct(it.dpo.preferenceAccuracy) : "–",
+    it.dpo ? `${num(it.dpo.chosenReward, 2)}/${num(it.dpo.rejectedReward, 2)}` : "–",
     String(failedJobs(it)),
     it.wallSeconds.toFixed(0),
   ]);

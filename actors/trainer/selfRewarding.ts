@@ -41,10 +41,12 @@ import {
   yieldToEventLoop,
 } from "./loops.ts";
 import {
+  allPairsFromJudged,
   EvenDraws,
   isFreshEnough,
   type JudgedCandidate,
   meanScore,
+  type PairOutcome,
   type PreferencePair,
   pairFromJudged,
   stepsAllowed,
@@ -360,6 +362,17 @@ export class SelfRewardingLoop {
     return this.cfg.selfReward.mode === "streaming" && this.cfg.selfReward.maxStaleness > 0;
   }
 
+  /** A judged prompt's outcome (pair, tie, too few scores) and the pairs DPO trains on from it. */
+  private pairsOf(j: Sampled): { outcome: PairOutcome; pairs: PreferencePair[] } {
+    const s = this.cfg.selfReward;
+    const outcome = pairFromJudged(j.prompt, j.candidates, s.minScoreGap);
+    if (outcome.kind !== "pair") return { outcome, pairs: [] };
+    return {
+      outcome,
+      pairs: s.pairing === "all" ? allPairsFromJudged(j.prompt, j.candidates, s.minScoreGap) : [outcome.pair],
+    };
+  }
+
   /** Mean true score gap of the pairs (chosen minus rejected), where the task has a verifier. */
   private trueGap(pairs: PreferencePair[]): number | undefined {
     const verify = this.task.verify;
@@ -384,13 +397,8 @@ export class SelfRewardingLoop {
     const prompts = await this.book.timed("write prompts", () => this.writePrompts(t));
     const sampled = await this.book.timed("sample", () => this.sampleCandidates(t, prompts));
     const judged = await this.book.timed("judge", () => this.judgeCandidates(t, sampled));
-    const outcomes = judged.map((j) => ({
-      ...j,
-      outcome: pairFromJudged(j.prompt, j.candidates, s.minScoreGap),
-    }));
-    const pairs = outcomes.flatMap((o) =>
-      o.outcome.kind === "pair" ? [{ ...o, pair: o.outcome.pair }] : [],
-    );
+    const outcomes = judged.map((j) => ({ ...j, ...this.pairsOf(j) }));
+    const pairs = outcomes.flatMap((o) => o.pairs.map((pair) => ({ ...o, pair })));
     const ties = outcomes.filter((o) => o.outcome.kind === "tie").length;
     const tooFew = outcomes.filter((o) => o.outcome.kind === "too-few-scores").length;
     io.log.info({ iteration: t, pairs: pairs.length, ties, tooFew }, "preference pairs");
@@ -504,13 +512,8 @@ export class SelfRewardingLoop {
         const sampled = await this.sampleCandidates(t, group, true);
         counts.candidates += sampled.reduce((a, x) => a + x.candidates.length, 0);
         const judged = await this.judgeCandidates(t, sampled);
-        const outcomes = judged.map((j) => ({
-          ...j,
-          outcome: pairFromJudged(j.prompt, j.candidates, s.minScoreGap),
-        }));
-        const pairs = outcomes.flatMap((o) =>
-          o.outcome.kind === "pair" ? [{ ...o, pair: o.outcome.pair }] : [],
-        );
+        const outcomes = judged.map((j) => ({ ...j, ...this.pairsOf(j) }));
+        const pairs = outcomes.flatMap((o) => o.pairs.map((pair) => ({ ...o, pair })));
         counts.ties += outcomes.filter((o) => o.outcome.kind === "tie").length;
         counts.tooFew += outcomes.filter((o) => o.outcome.kind === "too-few-scores").length;
         counts.pairs += pairs.length;
@@ -591,6 +594,29 @@ export class SelfRewardingLoop {
   }
 
   private async sampleCandidates(t: number, prompts: string[], latest = false): Promise<Sampled[]> {
+    const s = this.cfg.selfReward;
+    if (!s.greedyCandidate)
+      return this.sampleEach(t, prompts, s.candidates, s.temperature, latest, "samples");
+    const [sampled, greedy] = await Promise.all([
+      this.sampleEach(t, prompts, s.candidates - 1, s.temperature, latest, "samples"),
+      this.sampleEach(t, prompts, 1, 0, latest, "greedy"),
+    ]);
+    // A prompt whose greedy job failed keeps its sampled candidates (counted as failed jobs).
+    const greedyOf = new Map(greedy.map((g) => [g.prompt, g.candidates[0]]));
+    return sampled.map((x) => {
+      const g = greedyOf.get(x.prompt);
+      return g ? { ...x, candidates: [g, ...x.candidates] } : x;
+    });
+  }
+
+  private async sampleEach(
+    t: number,
+    prompts: string[],
+    n: number,
+    temperature: number,
+    latest: boolean,
+    label: string,
+  ): Promise<Sampled[]> {
     const { cfg, io, task } = this;
     const s = cfg.selfReward;
     const jobs = chunk(prompts, 4).map((ps, i) => ({
@@ -598,13 +624,13 @@ export class SelfRewardingLoop {
       purpose: "train" as const,
       prompts: ps,
       format: task.format,
-      n: s.candidates,
+      n,
       weights: this.weights,
       latest,
-      sampling: this.sampling(s.temperature, s.topP, `samples-${t}-${prompts[0]}-${i}`),
+      sampling: this.sampling(temperature, s.topP, `${label}-${t}-${prompts[0]}-${i}`),
     }));
-    const outcomes = await this.book.jobs("sample", "samples", jobs, (d, n) =>
-      io.progress("sample", t, d, n),
+    const outcomes = await this.book.jobs("sample", "samples", jobs, (d, total) =>
+      io.progress("sample", t, d, total),
     );
     return outcomes.flatMap((o) =>
       o.ok

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
+  allPairsFromJudged,
   EvenDraws,
   isFreshEnough,
   meanScore,
@@ -50,6 +51,21 @@ test("a minimum score gap drops near-ties too", () => {
   const cands = [c("a", [4, 4, 3]), c("b", [3, 3, 3])];
   assert.equal(pairFromJudged("p", cands).kind, "pair");
   assert.equal(pairFromJudged("p", cands, 1).kind, "tie");
+});
+
+test("all pairs: every two candidates far enough apart, never two of the same text", () => {
+  const cands = [c("a", [5]), c("b", [4]), c("c", [2]), c("a", [1]), c("d", [null])];
+  const pairs = allPairsFromJudged("p", cands, 1).map((p) => `${p.chosen}>${p.rejected}`);
+  // a(5)>b(4), a>c, b>c, b>a(1), c>a(1); a(5) over a(1) is the same text; d has no score.
+  assert.deepEqual(pairs.sort(), ["a>b", "a>c", "b>a", "b>c", "c>a"]);
+  // The gap bound applies to each pair: at 2.5, only those 3 or more apart remain.
+  assert.deepEqual(
+    allPairsFromJudged("p", cands, 2.5)
+      .map((p) => `${p.chosen}>${p.rejected}`)
+      .sort(),
+    ["a>c", "b>a"],
+  );
+  assert.deepEqual(allPairsFromJudged("p", [c("a", [3]), c("b", [3])]), []);
 });
 
 test("streaming DPO keeps pace with the judged share of prompts", () => {

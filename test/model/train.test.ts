@@ -31,13 +31,18 @@ test("learning-rate schedules: warmup, then linear or cosine decay to minLr", ()
 test("dpoLoss matches the formula", () => {
   const t = tf.tidy(() => {
     const r = dpoLoss([-1, -2], [-3, -1], [-2, -2], [-2, -2], 0.5);
-    return [r.loss.dataSync()[0], r.rewardMargin.dataSync()[0], r.preferenceAccuracy.dataSync()[0]];
+    return [r.loss, r.rewardMargin, r.preferenceAccuracy, r.chosenReward, r.rejectedReward].map(
+      (x) => x.dataSync()[0],
+    );
   });
   const m = [0.5 * (1 - -1), 0.5 * (0 - 1)];
   const loss = m.map((x) => Math.log(1 + Math.exp(-x))).reduce((a, b) => a + b) / 2;
   assert.ok(Math.abs(t[0] - loss) < 1e-6);
   assert.ok(Math.abs(t[1] - (m[0] + m[1]) / 2) < 1e-6);
   assert.equal(t[2], 0.5);
+  // β(πc − rc) = 0.5·(1, 0), β(πr − rr) = 0.5·(−1, 1): means 0.25 and 0.
+  assert.ok(Math.abs(t[3] - 0.25) < 1e-6);
+  assert.ok(Math.abs(t[4] - 0) < 1e-6);
 });
 
 test("sftLoss perExample: the mean of each example's own token mean", async () => {
