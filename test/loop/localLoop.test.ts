@@ -35,7 +35,7 @@ const backwards = (async (_url: string, init: RequestInit) => {
   return new Response(JSON.stringify({ choices }), { status: 200 });
 }) as typeof fetch;
 
-async function oneIteration(referenceFromSampler: boolean, ab = false) {
+async function oneIteration(referenceFromSampler: boolean, ab = false, flags: Record<string, string> = {}) {
   const cfg = loadConfig({
     preset: "tiny",
     env: {},
@@ -48,6 +48,7 @@ async function oneIteration(referenceFromSampler: boolean, ab = false) {
       "selfReward.iterations": "1",
       "selfReward.referenceFromSampler": String(referenceFromSampler),
       "train.dpo.steps": "3",
+      ...flags,
     },
   });
   const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
@@ -63,10 +64,14 @@ async function oneIteration(referenceFromSampler: boolean, ab = false) {
   const workers = ab
     ? new LocalWorkers("ab", { ab: abPair("verifier,openai"), openai })
     : new LocalWorkers("verifier");
-  // What the judge answered, as the trainer received it.
+  // What the judge answered, as the trainer received it, and how candidates were asked for.
   const judged: ScoresResultBody[] = [];
+  const sampling: { n: number; temperature: number }[] = [];
   const submitAll = workers.submitAll.bind(workers);
   workers.submitAll = (async (queue, jobs, onDone) => {
+    if (queue === "samples")
+      for (const j of jobs as { n: number; sampling: { temperature: number }; purpose: string }[])
+        if (j.purpose === "train") sampling.push({ n: j.n, temperature: j.sampling.temperature });
     const outcomes = await submitAll(queue, jobs, onDone);
     if (queue === "judge") for (const o of outcomes) if (o.ok) judged.push(o.result as ScoresResultBody);
     return outcomes;
@@ -95,7 +100,7 @@ async function oneIteration(referenceFromSampler: boolean, ab = false) {
   await loop.iterations(1, (r) => iterations.push(r));
   const report = await loop.report(iterations, 0);
   policy.model.dispose();
-  return { ...report, judged };
+  return { ...report, judged, sampling };
 }
 
 test("in-process loop: pairs, DPO, and sampler log-probs as the strict reference", {
@@ -150,6 +155,45 @@ test("in-process loop: pairs, DPO, and sampler log-probs as the strict reference
   assert.ok(expected.spearman !== null && expected.spearman < 0);
   // The judge set's A/B figures are the eval stage's.
   assert.deepEqual(a.judge.ab?.agreement, abRow.byStage["eval M2"]);
+});
+
+test("a greedy candidate beside the sampled ones, and every pair of candidates as pairs", {
+  timeout: 300_000,
+}, async () => {
+  const paper = await oneIteration(false);
+  // A random model's answers rarely score above 0: sixteen prompts, so that some pair forms.
+  const both = await oneIteration(false, false, {
+    "selfReward.promptsPerIteration": "16",
+    "selfReward.greedyCandidate": "true",
+    "selfReward.pairing": "all",
+  });
+  const [p] = paper.iterations;
+  const [b] = both.iterations;
+  // Six prompts in jobs of four: two jobs of three samples at T 0.7 and two of one greedy answer.
+  assert.deepEqual(
+    paper.sampling.map((j) => [j.n, j.temperature]),
+    [
+      [4, 0.7],
+      [4, 0.7],
+    ],
+  );
+  // Sixteen prompts: four jobs of three samples at T 0.7 and four of one greedy answer.
+  assert.deepEqual(both.sampling.map((j) => `${j.n}@${j.temperature}`).sort(), [
+    "1@0",
+    "1@0",
+    "1@0",
+    "1@0",
+    "3@0.7",
+    "3@0.7",
+    "3@0.7",
+    "3@0.7",
+  ]);
+  assert.equal(b.candidates, 16 * 4, "one greedy answer and three samples per prompt");
+  assert.ok(p.pairs > 0 && p.pairs <= 6);
+  // Up to six pairs per prompt instead of one: more pairs than prompts that gave any.
+  const pairing = 16 - (b.droppedTies ?? 0) - (b.droppedTooFewScores ?? 0);
+  assert.ok(pairing > 0 && b.pairs > pairing, `${b.pairs} pairs from ${pairing} prompts`);
+  assert.ok(b.pairs <= 16 * 6);
 });
 
 test("an operator's stop ends the run as stopped, with the report of what finished", {
