@@ -79,6 +79,6 @@ const report = await loop.report(iterations, (performance.now() - started) / 100
 console.log(summaryTable(report));
 for (const it of iterations.slice(1))
   console.log(
-    `${it.model}: pairs' true gap ${it.pairsTrueScoreGap?.toFixed(2) ?? "–"}, by family ${JSON.stringify(it.heldOutByFamily)}`,
+    `${it.model}: pairs' true gap ${it.pairsTrueScoreGap?.toFixed(2) ?? "–"}, chosen truly better/same/worse ${JSON.stringify(it.pairsTrueOrder)}, by family ${JSON.stringify(it.heldOutByFamily)}`,
   );
 console.log(JSON.stringify({ bench: "selfRewardProbe", backend: backend.name, judge, overrides, report }));

@@ -57,6 +57,9 @@ export interface IterationReport extends ModelEval {
   droppedTooFewScores?: number;
   /** Mean true (verifier) score gap between chosen and rejected: how right the self-judge's pairs are. */
   pairsTrueScoreGap?: number;
+  /** Shares of the pairs whose chosen answer is truly better, truly as good, truly worse than the
+   * rejected one (by the verifier): the judge's pairwise accuracy on the policy's own answers. */
+  pairsTrueOrder?: { better: number; same: number; worse: number };
   /** Mean judge score of the chosen and of the rejected answers. */
   pairsJudgeScores?: { chosenMean: number; rejectedMean: number };
   droppedStale?: number;

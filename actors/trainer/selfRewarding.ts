@@ -380,6 +380,15 @@ export class SelfRewardingLoop {
     return mean(pairs.map((p) => verify(p.prompt, p.chosen).score - verify(p.prompt, p.rejected).score));
   }
 
+  /** How many pairs the judge ordered as the verifier does, where the task has one. */
+  private trueOrder(pairs: PreferencePair[]) {
+    const verify = this.task.verify;
+    if (!verify || pairs.length === 0) return undefined;
+    const gaps = pairs.map((p) => verify(p.prompt, p.chosen).score - verify(p.prompt, p.rejected).score);
+    const share = (f: (g: number) => boolean) => gaps.filter(f).length / gaps.length;
+    return { better: share((g) => g > 0), same: share((g) => g === 0), worse: share((g) => g < 0) };
+  }
+
   /** Judge score distribution of the pairs: what can be measured with no verifier. */
   private pairScores(pairs: PreferencePair[]) {
     return pairs.length
@@ -434,6 +443,7 @@ export class SelfRewardingLoop {
       droppedTies: ties,
       droppedTooFewScores: tooFew,
       pairsTrueScoreGap: this.trueGap(pairList),
+      pairsTrueOrder: this.trueOrder(pairList),
       pairsJudgeScores: this.pairScores(pairList),
       dpo,
       staleness: { max: 0, mean: 0 },
@@ -584,6 +594,7 @@ export class SelfRewardingLoop {
       droppedTooFewScores: counts.tooFew,
       droppedStale: counts.stale,
       pairsTrueScoreGap: this.trueGap(allPairs),
+      pairsTrueOrder: this.trueOrder(allPairs),
       pairsJudgeScores: this.pairScores(allPairs),
       dpo: trainer.steps > 0 ? trainer.summary() : null,
       staleness: {

@@ -194,6 +194,8 @@ test("a greedy candidate beside the sampled ones, and every pair of candidates a
   const pairing = 16 - (b.droppedTies ?? 0) - (b.droppedTooFewScores ?? 0);
   assert.ok(pairing > 0 && b.pairs > pairing, `${b.pairs} pairs from ${pairing} prompts`);
   assert.ok(b.pairs <= 16 * 6);
+  // The verifier as judge orders every pair as the truth does.
+  assert.deepEqual(b.pairsTrueOrder, { better: 1, same: 0, worse: 0 });
 });
 
 test("an operator's stop ends the run as stopped, with the report of what finished", {
