@@ -137,12 +137,11 @@ export class Trainer {
         for (const [k, v] of Object.entries(s)) if (k !== "loss") stats[k] = tf.keep(v);
         return s.loss;
       }, vars);
+      // A stat may be the loss tensor itself (GRPO with no KL or entropy term: the loss is the
+      // policy loss), so every value is read before any tensor is disposed.
       totals.loss = (totals.loss ?? 0) + value.dataSync()[0];
-      value.dispose();
-      for (const [k, v] of Object.entries(stats)) {
-        totals[k] = (totals[k] ?? 0) + v.dataSync()[0];
-        v.dispose();
-      }
+      for (const [k, v] of Object.entries(stats)) totals[k] = (totals[k] ?? 0) + v.dataSync()[0];
+      for (const v of new Set([value, ...Object.values(stats)])) v.dispose();
       for (const [varName, g] of Object.entries(grads)) {
         const name = hfName.get(varName);
         if (!name) throw new Error(`Trainer: gradient for unknown variable "${varName}"`);

@@ -403,3 +403,23 @@ test("preparePpoBatch names the rollout that is malformed", () => {
   );
   model.dispose();
 });
+
+test(`${backend}: GRPO with no KL and no entropy term trains (the loss is then the policy-loss stat itself)`, async () => {
+  await useBackend(backend);
+  const model = tinyModel(44);
+  const trainer = new PpoTrainer(model, {
+    schedule: { kind: "constant", peak: 2e-2 },
+    algorithm: "grpo",
+    hyper: { klCoef: 0, entropyCoef: 0 },
+  });
+  const rollouts = rolloutsFor(model).map((r, i) => ({ ...r, group: i < 2 ? "q1" : "q2" }));
+  const update = trainer.train(rollouts);
+  assert.equal(update.skipped, 0);
+  for (const s of update.steps) {
+    assert.ok(Number.isFinite(s.policyLoss));
+    assert.equal(s.loss, s.policyLoss, "no other term in the loss");
+  }
+  assert.ok(update.steps[1].approxKl > 0, "the second step sees the first one's change");
+  trainer.dispose();
+  model.dispose();
+});
