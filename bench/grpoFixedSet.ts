@@ -1,0 +1,86 @@
+// A sanity check of GRPO on a checkpoint: repeated updates on one fixed set of training questions
+// must raise the share of right rollouts on exactly those questions. If it does not, the objective
+// (sign, masking, advantages) is wrong; if it does while the loop's dev accuracy falls, what fails
+// is transfer to other questions, not the update.
+//
+//   node --import tsx bench/grpoFixedSet.ts --checkpoint OUT/checkpoints/warmup [--lr 1e-4]
+//     [--questions 16] [--samples 8] [--updates 20] [--preset reft-demo]
+//
+// No KL term (there is no reference to stay near in a check of the update itself). Prints one line
+// per update, then one JSON line.
+import { parseArgs } from "node:util";
+import { type Policy, samplePolicy } from "../actors/policy.ts";
+import { loadConfig } from "../config/load.ts";
+import { selectBackend } from "../model/backend.ts";
+import { loadCheckpoint } from "../model/checkpoint.ts";
+import type { PpoRollout } from "../model/ppoBatch.ts";
+import { PpoTrainer } from "../model/ppoTrainer.ts";
+import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
+import { extractNumber } from "../tasks/reward.ts";
+
+const { values: opt } = parseArgs({
+  options: {
+    checkpoint: { type: "string" },
+    preset: { type: "string", default: "reft-demo" },
+    lr: { type: "string", default: "1e-4" },
+    questions: { type: "string", default: "16" },
+    samples: { type: "string", default: "8" },
+    updates: { type: "string", default: "20" },
+  },
+});
+if (!opt.checkpoint) throw new Error("grpoFixedSet: --checkpoint DIR is required");
+const cfg = loadConfig({ preset: opt.preset, env: {}, flags: { method: "reft" } });
+const backend = await selectBackend(cfg.model.backend, { info() {} });
+const task = reasoningTaskFromConfig(cfg);
+const { model, tokenizer } = loadCheckpoint(opt.checkpoint);
+const policy: Policy = { version: 0, model, tokenizer };
+const questions = task.train.slice(0, Number(opt.questions));
+const k = Number(opt.samples);
+const ppo = new PpoTrainer(model, {
+  algorithm: "grpo",
+  ppoEpochs: cfg.reft.ppoEpochs,
+  minibatchSize: cfg.reft.minibatchSize,
+  hyper: { klCoef: 0 },
+  schedule: { kind: "constant", peak: Number(opt.lr), warmupSteps: 0 },
+  maxGradNorm: cfg.reft.gradClip,
+  seed: 1,
+});
+
+const correctShares: number[] = [];
+for (let u = 0; u < Number(opt.updates); u++) {
+  const sampling = { temperature: 1, topP: 1, topK: 0, maxNewTokens: cfg.reft.maxNewTokens, seed: 100 + u };
+  const sampled = samplePolicy(
+    policy,
+    questions.map((q) => q.question),
+    k,
+    sampling,
+    task.format,
+  );
+  const rollouts: PpoRollout[] = [];
+  let right = 0;
+  sampled.forEach((p, i) => {
+    for (const s of p.samples) {
+      const x = extractNumber(s.text, task.trigger);
+      const correct = x !== null && Math.abs(x - questions[i].answer) <= 1e-2;
+      if (correct) right++;
+      rollouts.push({
+        prompt: Array.from(p.promptTokens),
+        response: Array.from(s.tokens),
+        // No KL term, so the reference only has to be finite: the behaviour log-probs serve.
+        refLogProbs: Array.from(s.logProbs),
+        reward: correct ? 1 : x === null ? 0 : 0.1,
+        group: questions[i].question,
+      });
+    }
+  });
+  const share = right / rollouts.length;
+  correctShares.push(share);
+  const update = ppo.train(rollouts.filter((r) => r.response.length > 0));
+  const approxKl = Math.max(...update.steps.map((s) => s.approxKl));
+  process.stdout.write(
+    `update ${u}: right ${(100 * share).toFixed(1)}%, largest approx-KL ${approxKl.toExponential(1)}\n`,
+  );
+}
+process.stdout.write(
+  `${JSON.stringify({ bench: "grpoFixedSet", backend: backend.name, lr: Number(opt.lr), questions: questions.length, k, correctShares })}\n`,
+);
