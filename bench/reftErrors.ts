@@ -9,6 +9,7 @@
 // Prints figures, then one JSON line.
 import { parseArgs } from "node:util";
 import { type Policy, samplePolicy } from "../actors/policy.ts";
+import { parseAssignments } from "../cli/options.ts";
 import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
@@ -26,12 +27,7 @@ const { values: opt } = parseArgs({
   },
 });
 if (!opt.checkpoint) throw new Error("reftErrors: --checkpoint DIR is required");
-const overrides: Record<string, string> = { method: "reft" };
-for (const kv of opt.set ?? []) {
-  const at = kv.indexOf("=");
-  if (at < 1) throw new Error(`reftErrors: --set ${kv}: expected FIELD=VALUE`);
-  overrides[kv.slice(0, at)] = kv.slice(at + 1);
-}
+const overrides = { method: "reft", ...parseAssignments(opt.set ?? []) };
 const cfg = loadConfig({ preset: opt.preset, env: {}, flags: overrides });
 const backend = await selectBackend(cfg.model.backend, { info() {} });
 const task = reasoningTaskFromConfig(cfg);

@@ -14,6 +14,7 @@ import pino from "pino";
 import { LocalWorkers } from "../actors/trainer/localWorkers.ts";
 import { ReftLoop } from "../actors/trainer/reft.ts";
 import { reftSummaryTable } from "../actors/trainer/reftReport.ts";
+import { parseAssignments } from "../cli/options.ts";
 import { loadConfig } from "../config/load.ts";
 import { judgeImplOf } from "../config/schema.ts";
 import { selectBackend } from "../model/backend.ts";
@@ -26,12 +27,7 @@ const { values: opt } = parseArgs({
     set: { type: "string", multiple: true, default: [] },
   },
 });
-const overrides: Record<string, string> = { method: "reft" };
-for (const kv of opt.set ?? []) {
-  const at = kv.indexOf("=");
-  if (at < 1) throw new Error(`reftProbe: --set ${kv}: expected FIELD=VALUE`);
-  overrides[kv.slice(0, at)] = kv.slice(at + 1);
-}
+const overrides = { method: "reft", ...parseAssignments(opt.set ?? []) };
 const cfg = loadConfig({ preset: opt.preset, env: {}, flags: overrides });
 cfg.out = opt.out ?? mkdtempSync(join(tmpdir(), "srlm-reft-probe-"));
 const backend = await selectBackend(cfg.model.backend, { info() {} });

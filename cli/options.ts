@@ -31,11 +31,18 @@ export function configFromFlags(flags: CommonFlags): Config {
     out: flags.out,
     "model.backend": flags.backend,
   };
-  for (const assignment of flags.set ?? []) {
+  Object.assign(paths, parseAssignments(flags.set ?? []));
+  return loadConfig({ file: flags.config, preset: flags.preset, flags: paths });
+}
+
+/** `--set PATH=VALUE` flags as config paths (the CLI's and the benches' alike). */
+export function parseAssignments(assignments: readonly string[]): Record<string, string> {
+  const paths: Record<string, string> = {};
+  for (const assignment of assignments) {
     const eq = assignment.indexOf("=");
     if (eq <= 0)
       throw new Error(`--set ${assignment}: expected PATH=VALUE, e.g. --set selfReward.iterations=3`);
     paths[assignment.slice(0, eq)] = assignment.slice(eq + 1);
   }
-  return loadConfig({ file: flags.config, preset: flags.preset, flags: paths });
+  return paths;
 }
