@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
 import { completionLogProbs, type Policy, samplePolicy, trainingRow } from "../actors/policy.ts";
 import { pretrain, type StepReport, sftMix, supervisedFineTune } from "../actors/trainer/loops.ts";
+import { parseAssignments } from "../cli/options.ts";
 import { loadConfig } from "../config/load.ts";
 import { initModel } from "../model/api.ts";
 import { selectBackend } from "../model/backend.ts";
@@ -53,12 +54,7 @@ const { values: opt } = parseArgs({
   },
 });
 
-const flags: Record<string, string> = {};
-for (const kv of opt.set ?? []) {
-  const eq = kv.indexOf("=");
-  if (eq < 1) throw new Error(`m1Stability: --set wants key=value, got ${kv}`);
-  flags[kv.slice(0, eq)] = kv.slice(eq + 1);
-}
+const flags = parseAssignments(opt.set ?? []);
 flags["data.devSize"] ??= opt.dev ?? "200";
 const cfg = loadConfig({ preset: opt.preset, flags, env: {} });
 const evalEvery = Number(opt.evalEvery);

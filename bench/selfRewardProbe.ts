@@ -17,6 +17,7 @@ import type { Policy } from "../actors/policy.ts";
 import { LocalWorkers } from "../actors/trainer/localWorkers.ts";
 import { type IterationReport, summaryTable } from "../actors/trainer/report.ts";
 import { SelfRewardingLoop } from "../actors/trainer/selfRewarding.ts";
+import { parseAssignments } from "../cli/options.ts";
 import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
@@ -37,12 +38,7 @@ if (!isJudgeImpl(judge))
   throw new Error(`selfRewardProbe: --judge must be self, verifier or ab, got ${judge}`);
 
 const backend = await selectBackend("auto", { info() {} });
-const overrides: Record<string, string> = {};
-for (const kv of opt.set ?? []) {
-  const at = kv.indexOf("=");
-  if (at < 1) throw new Error(`selfRewardProbe: --set ${kv}: expected FIELD=VALUE`);
-  overrides[kv.slice(0, at)] = kv.slice(at + 1);
-}
+const overrides = parseAssignments(opt.set ?? []);
 const cfg = loadConfig({ preset: opt.preset, env: {}, flags: overrides });
 cfg.out = mkdtempSync(join(tmpdir(), "srlm-probe-"));
 const { model, tokenizer } = loadCheckpoint(opt.m1);
