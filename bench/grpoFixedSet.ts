@@ -1,10 +1,14 @@
 // A sanity check of GRPO on a checkpoint: repeated updates on one fixed set of training questions
 // must raise the share of right rollouts on exactly those questions. If it does not, the objective
 // (sign, masking, advantages) is wrong; if it does while the loop's dev accuracy falls, what fails
-// is transfer to other questions, not the update.
+// is transfer to other questions, not the update. With --perUpdate under --questions, each update
+// takes the next questions of the set in turn, so the set is passed over several times; with
+// --evalEvery, greedy accuracy on the first --evalQuestions dev problems is measured every so many
+// updates, which says whether what the updates teach carries to questions they never see.
 //
 //   node --import tsx bench/grpoFixedSet.ts --checkpoint OUT/checkpoints/warmup [--lr 1e-4]
-//     [--questions 16] [--samples 8] [--updates 20] [--preset reft-demo]
+//     [--questions 16] [--perUpdate Q] [--samples 8] [--updates 20] [--ppoEpochs 2]
+//     [--evalEvery 0] [--evalQuestions 100] [--preset reft-demo]
 //
 // No KL term (there is no reference to stay near in a check of the update itself). Prints one line
 // per update, then one JSON line.
@@ -26,6 +30,10 @@ const { values: opt } = parseArgs({
     questions: { type: "string", default: "16" },
     samples: { type: "string", default: "8" },
     updates: { type: "string", default: "20" },
+    perUpdate: { type: "string" },
+    ppoEpochs: { type: "string" },
+    evalEvery: { type: "string", default: "0" },
+    evalQuestions: { type: "string", default: "100" },
   },
 });
 if (!opt.checkpoint) throw new Error("grpoFixedSet: --checkpoint DIR is required");
@@ -34,11 +42,37 @@ const backend = await selectBackend(cfg.model.backend, { info() {} });
 const task = reasoningTaskFromConfig(cfg);
 const { model, tokenizer } = loadCheckpoint(opt.checkpoint);
 const policy: Policy = { version: 0, model, tokenizer };
-const questions = task.train.slice(0, Number(opt.questions));
+const questionSet = task.train.slice(0, Number(opt.questions));
+const perUpdate = Number(opt.perUpdate ?? questionSet.length);
+if (!(perUpdate >= 1 && perUpdate <= questionSet.length))
+  throw new Error(`grpoFixedSet: --perUpdate must be 1..${questionSet.length} (got ${opt.perUpdate})`);
 const k = Number(opt.samples);
+const evalEvery = Number(opt.evalEvery);
+const devProblems = task.dev.slice(0, Number(opt.evalQuestions));
+
+/** Greedy Top-1 on the dev problems, in batches of 32. */
+function devAccuracy(): number {
+  let right = 0;
+  for (let i = 0; i < devProblems.length; i += 32) {
+    const batch = devProblems.slice(i, i + 32);
+    const sampling = { temperature: 0, topP: 1, topK: 0, maxNewTokens: cfg.reft.maxNewTokens, seed: 0 };
+    samplePolicy(
+      policy,
+      batch.map((p) => p.question),
+      1,
+      sampling,
+      task.format,
+    ).forEach((r, j) => {
+      const x = extractNumber(r.samples[0].text, task.trigger);
+      if (x !== null && Math.abs(x - batch[j].answer) <= 1e-2) right++;
+    });
+  }
+  return right / devProblems.length;
+}
+
 const ppo = new PpoTrainer(model, {
   algorithm: "grpo",
-  ppoEpochs: cfg.reft.ppoEpochs,
+  ppoEpochs: Number(opt.ppoEpochs ?? cfg.reft.ppoEpochs),
   minibatchSize: cfg.reft.minibatchSize,
   hyper: { klCoef: 0 },
   schedule: { kind: "constant", peak: Number(opt.lr), warmupSteps: 0 },
@@ -47,7 +81,16 @@ const ppo = new PpoTrainer(model, {
 });
 
 const correctShares: number[] = [];
+const devCurve: { update: number; accuracy: number }[] = [];
+const measureDev = (update: number) => {
+  const accuracy = devAccuracy();
+  devCurve.push({ update, accuracy });
+  process.stdout.write(`after ${update} updates: dev greedy ${(100 * accuracy).toFixed(1)}%\n`);
+};
+if (evalEvery > 0) measureDev(0);
 for (let u = 0; u < Number(opt.updates); u++) {
+  const start = (u * perUpdate) % questionSet.length;
+  const questions = [...questionSet, ...questionSet].slice(start, start + perUpdate);
   const sampling = { temperature: 1, topP: 1, topK: 0, maxNewTokens: cfg.reft.maxNewTokens, seed: 100 + u };
   const sampled = samplePolicy(
     policy,
@@ -80,7 +123,8 @@ for (let u = 0; u < Number(opt.updates); u++) {
   process.stdout.write(
     `update ${u}: right ${(100 * share).toFixed(1)}%, largest approx-KL ${approxKl.toExponential(1)}\n`,
   );
+  if (evalEvery > 0 && (u + 1) % evalEvery === 0) measureDev(u + 1);
 }
 process.stdout.write(
-  `${JSON.stringify({ bench: "grpoFixedSet", backend: backend.name, lr: Number(opt.lr), questions: questions.length, k, correctShares })}\n`,
+  `${JSON.stringify({ bench: "grpoFixedSet", backend: backend.name, lr: Number(opt.lr), questions: questionSet.length, perUpdate, k, correctShares, devCurve })}\n`,
 );
