@@ -19,8 +19,9 @@ import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import type { PpoRollout } from "../model/ppoBatch.ts";
 import { PpoTrainer } from "../model/ppoTrainer.ts";
+import { isCorrect } from "../tasks/inference.ts";
 import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
-import { extractNumber } from "../tasks/reward.ts";
+import { reftReward } from "../tasks/reward.ts";
 
 const { values: opt } = parseArgs({
   options: {
@@ -47,6 +48,7 @@ const perUpdate = Number(opt.perUpdate ?? questionSet.length);
 if (!(perUpdate >= 1 && perUpdate <= questionSet.length))
   throw new Error(`grpoFixedSet: --perUpdate must be 1..${questionSet.length} (got ${opt.perUpdate})`);
 const k = Number(opt.samples);
+const answerOptions = { trigger: task.trigger };
 const evalEvery = Number(opt.evalEvery);
 const devProblems = task.dev.slice(0, Number(opt.evalQuestions));
 
@@ -63,8 +65,7 @@ function devAccuracy(): number {
       sampling,
       task.format,
     ).forEach((r, j) => {
-      const x = extractNumber(r.samples[0].text, task.trigger);
-      if (x !== null && Math.abs(x - batch[j].answer) <= 1e-2) right++;
+      if (isCorrect(r.samples[0].text, batch[j].answer, answerOptions)) right++;
     });
   }
   return right / devProblems.length;
@@ -103,15 +104,13 @@ for (let u = 0; u < Number(opt.updates); u++) {
   let right = 0;
   sampled.forEach((p, i) => {
     for (const s of p.samples) {
-      const x = extractNumber(s.text, task.trigger);
-      const correct = x !== null && Math.abs(x - questions[i].answer) <= 1e-2;
-      if (correct) right++;
+      if (isCorrect(s.text, questions[i].answer, answerOptions)) right++;
       rollouts.push({
         prompt: Array.from(p.promptTokens),
         response: Array.from(s.tokens),
         // No KL term, so the reference only has to be finite: the behaviour log-probs serve.
         refLogProbs: Array.from(s.logProbs),
-        reward: correct ? 1 : x === null ? 0 : 0.1,
+        reward: reftReward(s.text, questions[i].answer, answerOptions),
         group: questions[i].question,
       });
     }

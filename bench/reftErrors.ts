@@ -13,9 +13,9 @@ import { parseAssignments } from "../cli/options.ts";
 import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
+import { isCorrect } from "../tasks/inference.ts";
 import type { MathProblem } from "../tasks/math.ts";
 import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
-import { extractNumber } from "../tasks/reward.ts";
 
 const { values: opt } = parseArgs({
   options: {
@@ -36,10 +36,7 @@ const policy: Policy = { version: 0, model, tokenizer };
 const k = Number(opt.samples);
 const maxNewTokens = cfg.reft.maxNewTokens;
 
-const right = (text: string, p: MathProblem) => {
-  const x = extractNumber(text, task.trigger);
-  return x !== null && Math.abs(x - p.answer) <= 1e-2;
-};
+const right = (text: string, p: MathProblem) => isCorrect(text, p.answer, { trigger: task.trigger });
 
 function sample(problems: MathProblem[], n: number, temperature: number, seed: number): string[][] {
   const out: string[][] = [];
