@@ -22,6 +22,7 @@ import { PpoTrainer } from "../model/ppoTrainer.ts";
 import { isCorrect } from "../tasks/inference.ts";
 import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
 import { reftReward } from "../tasks/reward.ts";
+import { greedyAccuracy } from "./greedyAccuracy.ts";
 
 const { values: opt } = parseArgs({
   options: {
@@ -52,23 +53,10 @@ const answerOptions = { trigger: task.trigger };
 const evalEvery = Number(opt.evalEvery);
 const devProblems = task.dev.slice(0, Number(opt.evalQuestions));
 
-/** Greedy Top-1 on the dev problems, in batches of 32. */
+/** Greedy Top-1 on the dev problems. */
 function devAccuracy(): number {
-  let right = 0;
-  for (let i = 0; i < devProblems.length; i += 32) {
-    const batch = devProblems.slice(i, i + 32);
-    const sampling = { temperature: 0, topP: 1, topK: 0, maxNewTokens: cfg.reft.maxNewTokens, seed: 0 };
-    samplePolicy(
-      policy,
-      batch.map((p) => p.question),
-      1,
-      sampling,
-      task.format,
-    ).forEach((r, j) => {
-      if (isCorrect(r.samples[0].text, batch[j].answer, answerOptions)) right++;
-    });
-  }
-  return right / devProblems.length;
+  const opts = { maxNewTokens: cfg.reft.maxNewTokens, trigger: task.trigger, format: task.format };
+  return greedyAccuracy(policy, devProblems, opts).accuracy;
 }
 
 const ppo = new PpoTrainer(model, {

@@ -57,7 +57,7 @@ async function crossEntropySteps(
   rows: { prompt: number[]; response: number[]; weight?: number }[],
   optim: Optim,
   seed: number,
-  onStep: (r: StepReport) => void,
+  onStep: (r: StepReport) => void | Promise<void>,
 ) {
   const trainer = trainerFor(policy, optim, seed);
   const rng = makeRng(seed);
@@ -65,7 +65,7 @@ async function crossEntropySteps(
   for (let step = 0; step < optim.steps; step++) {
     const stats = trainer.sftStep(batchOf(rng, rows, optim.batchSize));
     losses.push(stats.loss);
-    onStep({ step: step + 1, total: optim.steps, loss: stats.loss, gradNorm: stats.gradNorm });
+    await onStep({ step: step + 1, total: optim.steps, loss: stats.loss, gradNorm: stats.gradNorm });
     await yieldToEventLoop();
   }
   trainer.optimizer.dispose();
@@ -91,7 +91,7 @@ export function pretrain(
   lines: string[],
   optim: Optim,
   seed: number,
-  onStep: (r: StepReport) => void,
+  onStep: (r: StepReport) => void | Promise<void>,
 ) {
   const { tokenizer } = policy;
   const rows = lines.map((line) => ({ prompt: [tokenizer.bosId], response: tokenizer.encode(line) }));
@@ -120,7 +120,7 @@ export function supervisedFineTune(
   examples: { prompt: string; response: string; weight?: number }[],
   optim: Optim,
   seed: number,
-  onStep: (r: StepReport) => void,
+  onStep: (r: StepReport) => void | Promise<void>,
   format: PromptFormat = "plain",
 ) {
   const { tokenizer } = policy;
@@ -224,13 +224,13 @@ export async function directPreference(
   optim: Optim,
   beta: number,
   seed: number,
-  onStep: (r: StepReport) => void,
+  onStep: (r: StepReport) => void | Promise<void>,
   nllWeight = 0,
 ): Promise<DpoSummary> {
   const trainer = new PreferenceTrainer(policy, optim, beta, seed, nllWeight);
   for (let step = 0; step < optim.steps; step++) {
     const loss = trainer.step(pairs);
-    onStep({ step: step + 1, total: optim.steps, loss });
+    await onStep({ step: step + 1, total: optim.steps, loss });
     await yieldToEventLoop();
   }
   trainer.dispose();
