@@ -114,6 +114,30 @@ export function groupAdvantages(rewards: readonly number[], groups: readonly str
   });
 }
 
+/**
+ * The share of groups of two or more responses whose rewards are not all equal: the only groups
+ * whose responses get a non-zero GRPO advantage. NaN when no group has two responses (PPO's one
+ * sample per question), where the figure means nothing.
+ */
+export function mixedGroupShare(rewards: readonly number[], groups: readonly string[]): number {
+  if (groups.length !== rewards.length)
+    throw new Error(`mixedGroupShare: ${rewards.length} rewards but ${groups.length} group keys`);
+  const members = new Map<string, number[]>();
+  groups.forEach((g, i) => {
+    const list = members.get(g);
+    if (list) list.push(rewards[i]);
+    else members.set(g, [rewards[i]]);
+  });
+  let sized = 0;
+  let mixed = 0;
+  for (const rs of members.values()) {
+    if (rs.length < 2) continue;
+    sized++;
+    if (rs.some((r) => r !== rs[0])) mixed++;
+  }
+  return sized === 0 ? Number.NaN : mixed / sized;
+}
+
 // --- per-token loss terms, plain numbers ---------------------------------------------------
 
 /** −min(ρA, clip(ρ, 1 ± ε)A) for ρ = exp(logRatio): the clipped surrogate, as a loss. */

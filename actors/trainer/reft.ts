@@ -20,6 +20,7 @@ import {
   saveTrainerState,
 } from "../../model/checkpoint.ts";
 import type { Llama } from "../../model/llama.ts";
+import { mixedGroupShare } from "../../model/ppo.ts";
 import type { PpoRollout, PpoStepStats } from "../../model/ppoBatch.ts";
 import { PpoTrainer } from "../../model/ppoTrainer.ts";
 import { type RerankerExample, RerankerTrainer, rerankerFrom, rerankerScores } from "../../model/reranker.ts";
@@ -458,6 +459,7 @@ export class ReftLoop {
           io.metrics(u, {
             meanReward: report.meanReward,
             correctShare: report.correctShare,
+            mixedGroupShare: report.mixedGroupShare,
             refKl: report.refKl,
             policyLoss: report.policyLoss,
             valueLoss: report.valueLoss,
@@ -719,6 +721,10 @@ export class ReftLoop {
       meanReward: steps.prepared.stats.meanReward,
       correctShare: mean(rewards.map((x) => (x >= 1 - 1e-9 ? 1 : 0))),
       answeredShare: mean(kept.map((x) => (extractNumber(x.text, this.task.trigger) === null ? 0 : 1))),
+      mixedGroupShare: mixedGroupShare(
+        rewards,
+        batch.map((b) => b.group ?? ""),
+      ),
       refKl: steps.prepared.stats.refKl,
       policyLoss: stepMean((s) => s.policyLoss),
       valueLoss: stepMean((s) => s.valueLoss),

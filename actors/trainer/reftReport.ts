@@ -31,6 +31,9 @@ export interface PpoUpdateReport {
   correctShare: number;
   /** Rollouts with a readable answer at all. */
   answeredShare: number;
+  /** GRPO: questions whose samples were not all rewarded alike, the only ones with a non-zero
+   * advantage (all right or all wrong teaches nothing). NaN with one sample per question. */
+  mixedGroupShare: number;
   /** Mean over rollouts of Σ_t (log π_old − log π_ref) when the batch was prepared. */
   refKl: number;
   /** Means over the update's optimizer steps. */
@@ -115,12 +118,13 @@ export function reftSummaryTable(r: ReftReport): string {
   if (r.updates.length) {
     const [r0, r1] = tenths(r.updates, (u) => u.meanReward);
     const [c0, c1] = tenths(r.updates, (u) => u.correctShare);
+    const [g0, g1] = tenths(r.updates, (u) => u.mixedGroupShare);
     const [, kl] = tenths(r.updates, (u) => u.refKl);
     const [, clip] = tenths(r.updates, (u) => u.clipFraction);
     lines.push(
       "",
       `PPO: ${r.updates.length} updates; mean reward ${r0.toFixed(3)} → ${r1.toFixed(3)}, correct rollouts ` +
-        `${pct(c0)} → ${pct(c1)} (first → last tenth); KL to the warm-up ${kl.toFixed(3)}, clip fraction ${clip.toFixed(3)}`,
+        `${pct(c0)} → ${pct(c1)}${Number.isNaN(g0) ? "" : `, questions with mixed rewards ${pct(g0)} → ${pct(g1)}`} (first → last tenth); KL to the warm-up ${kl.toFixed(3)}, clip fraction ${clip.toFixed(3)}`,
     );
   }
   lines.push(

@@ -77,6 +77,7 @@ test("GRPO: a group of samples per question, no value loss, every update trained
     assert.equal(u.rollouts, 12, "3 samples for each of 4 questions");
     assert.equal(u.valueLoss, 0, "GRPO has no critic");
     assert.ok(Number.isNaN(u.explainedVariance));
+    assert.ok(u.mixedGroupShare >= 0 && u.mixedGroupShare <= 1, `mixed groups ${u.mixedGroupShare}`);
     assert.equal(u.skippedSteps, 0);
   }
 });
@@ -102,6 +103,7 @@ test("streaming: the next batch is sampled while one trains, within maxStaleness
     assert.equal(u.staleness.max, 1, `update ${u.update}`);
     assert.equal(u.droppedStale, 0);
     assert.equal(u.rollouts, 8);
+    assert.ok(Number.isNaN(u.mixedGroupShare), "PPO's one sample per question has no groups");
   }
 });
 

@@ -10,6 +10,7 @@ import {
   explainedVariance,
   gae,
   groupAdvantages,
+  mixedGroupShare,
   policyLoss,
   policyLossTensor,
   refKlK3,
@@ -80,6 +81,17 @@ test("GRPO advantages: (r − group mean) / group std; flat or single-response g
   const s = Math.sqrt(0.18);
   closeAll(three, [0.6 / s, -0.3 / s, -0.3 / s], 1e-5);
   assert.throws(() => groupAdvantages([1, 0], ["a"]), /2 rewards but 1 group/);
+});
+
+test("mixed groups: the share of groups whose rewards differ, the ones with a GRPO signal", () => {
+  // a: mixed; b: mixed (0.1 against 1); c: all right; d: a single response, not counted.
+  const share = mixedGroupShare([1, 0, 0.1, 1, 1, 1, 0.1], ["a", "a", "b", "b", "c", "c", "d"]);
+  close(share, 2 / 3, 1e-12);
+  // The same rewards grouped so that no group differs within itself.
+  assert.equal(mixedGroupShare([1, 1, 0, 0], ["a", "a", "b", "b"]), 0);
+  // One sample per question (PPO): no group to be mixed, so no figure rather than a zero.
+  assert.ok(Number.isNaN(mixedGroupShare([1, 0, 1], ["a", "b", "c"])));
+  assert.throws(() => mixedGroupShare([1, 0], ["a"]), /2 rewards but 1 group/);
 });
 
 test("clipped policy objective on both sides of the trust region, and where its gradient stops", () => {
