@@ -89,20 +89,30 @@ export function whiten(rows: readonly (readonly number[])[], eps = 1e-8): number
   return rows.map((r) => r.map((a) => (a - m) / (s + eps)));
 }
 
-/**
- * GRPO's advantage of each response: (r − mean of its group) / (std of its group + eps), with
- * the population std, so a group's advantages have unit variance. A group whose rewards are all
- * equal (or of one response) carries no signal and gets 0.
- */
-export function groupAdvantages(rewards: readonly number[], groups: readonly string[], eps = 1e-6): number[] {
+/** The rewards of each group, in the order given; `caller` names the function in the error. */
+function rewardsByGroup(
+  rewards: readonly number[],
+  groups: readonly string[],
+  caller: string,
+): Map<string, number[]> {
   if (groups.length !== rewards.length)
-    throw new Error(`groupAdvantages: ${rewards.length} rewards but ${groups.length} group keys`);
+    throw new Error(`${caller}: ${rewards.length} rewards but ${groups.length} group keys`);
   const members = new Map<string, number[]>();
   groups.forEach((g, i) => {
     const list = members.get(g);
     if (list) list.push(rewards[i]);
     else members.set(g, [rewards[i]]);
   });
+  return members;
+}
+
+/**
+ * GRPO's advantage of each response: (r − mean of its group) / (std of its group + eps), with
+ * the population std, so a group's advantages have unit variance. A group whose rewards are all
+ * equal (or of one response) carries no signal and gets 0.
+ */
+export function groupAdvantages(rewards: readonly number[], groups: readonly string[], eps = 1e-6): number[] {
+  const members = rewardsByGroup(rewards, groups, "groupAdvantages");
   const moments = new Map<string, { m: number; s: number }>();
   for (const [g, rs] of members) {
     const m = mean(rs);
@@ -120,14 +130,7 @@ export function groupAdvantages(rewards: readonly number[], groups: readonly str
  * sample per question), where the figure means nothing.
  */
 export function mixedGroupShare(rewards: readonly number[], groups: readonly string[]): number {
-  if (groups.length !== rewards.length)
-    throw new Error(`mixedGroupShare: ${rewards.length} rewards but ${groups.length} group keys`);
-  const members = new Map<string, number[]>();
-  groups.forEach((g, i) => {
-    const list = members.get(g);
-    if (list) list.push(rewards[i]);
-    else members.set(g, [rewards[i]]);
-  });
+  const members = rewardsByGroup(rewards, groups, "mixedGroupShare");
   let sized = 0;
   let mixed = 0;
   for (const rs of members.values()) {

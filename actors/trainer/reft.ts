@@ -723,7 +723,7 @@ export class ReftLoop {
       answeredShare: mean(kept.map((x) => (extractNumber(x.text, this.task.trigger) === null ? 0 : 1))),
       mixedGroupShare: mixedGroupShare(
         rewards,
-        batch.map((b) => b.group ?? ""),
+        batch.map((b) => b.group ?? b.prompt.join(",")),
       ),
       refKl: steps.prepared.stats.refKl,
       policyLoss: stepMean((s) => s.policyLoss),
