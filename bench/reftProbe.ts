@@ -6,6 +6,9 @@
 //
 // Choose settings with reft.evalSplit=dev; quote results from held-out. Any config field can be
 // set as in `srlm run`. Prints progress on stderr, the summary table, then one JSON line.
+// `--evalEvery N` also scores the policy's greedy Top-1 on the evaluation split at the start of
+// PPO and after every N updates (the curve goes into the JSON line), to see whether more
+// updates would help without running each count separately.
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,12 +22,14 @@ import { loadConfig } from "../config/load.ts";
 import { judgeImplOf } from "../config/schema.ts";
 import { selectBackend } from "../model/backend.ts";
 import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
+import { greedyAccuracy } from "./greedyAccuracy.ts";
 
 const { values: opt } = parseArgs({
   options: {
     preset: { type: "string", default: "reft-demo" },
     out: { type: "string" },
     set: { type: "string", multiple: true, default: [] },
+    evalEvery: { type: "string", default: "0" },
   },
 });
 const overrides = { method: "reft", ...parseAssignments(opt.set ?? []) };
@@ -33,10 +38,30 @@ cfg.out = opt.out ?? mkdtempSync(join(tmpdir(), "srlm-reft-probe-"));
 const backend = await selectBackend(cfg.model.backend, { info() {} });
 const workers = new LocalWorkers(judgeImplOf(cfg));
 const started = performance.now();
+const evalEvery = Number(opt.evalEvery);
+if (!(Number.isInteger(evalEvery) && evalEvery >= 0))
+  throw new Error(`reftProbe: --evalEvery must be a whole number of updates (got ${opt.evalEvery})`);
+const task = reasoningTaskFromConfig(cfg);
+const curveProblems = cfg.reft.evalSplit === "dev" ? task.dev : task.heldOut;
+const greedy = { maxNewTokens: cfg.reft.maxNewTokens, trigger: task.trigger, format: task.format };
+const curve: { update: number; top1: number }[] = [];
+// The loop publishes the PPO policy first as version 3, then once per update.
+const FIRST_PPO_VERSION = 3;
 const lastLine = new Map<string, number>();
-const loop = new ReftLoop(cfg, reasoningTaskFromConfig(cfg), {
+const loop = new ReftLoop(cfg, task, {
   workers,
-  publish: async (version, policy) => workers.publish(version, policy),
+  publish: async (version, policy) => {
+    const update = version - FIRST_PPO_VERSION;
+    if (evalEvery > 0 && update >= 0 && (update % evalEvery === 0 || update === cfg.reft.updates)) {
+      const { accuracy } = greedyAccuracy(policy, curveProblems, greedy);
+      curve.push({ update, top1: accuracy });
+      const t = ((performance.now() - started) / 1000).toFixed(0);
+      process.stderr.write(
+        `${t}s after update ${update}: ${cfg.reft.evalSplit} greedy ${(100 * accuracy).toFixed(1)}%\n`,
+      );
+    }
+    return workers.publish(version, policy);
+  },
   log: pino({ level: "warn" }),
   backend: backend.name,
   progress(stage, iteration, done, total, detail) {
@@ -76,6 +101,7 @@ process.stdout.write(
     gainOverSft: report.gainOverSft,
     wallSeconds: report.wallSeconds,
     stageSeconds: report.stageSeconds,
+    curve,
     out: cfg.out,
   })}\n`,
 );
