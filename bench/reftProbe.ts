@@ -21,6 +21,7 @@ import { parseAssignments } from "../cli/options.ts";
 import { loadConfig } from "../config/load.ts";
 import { judgeImplOf } from "../config/schema.ts";
 import { selectBackend } from "../model/backend.ts";
+import { pairedGain } from "../tasks/eval.ts";
 import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
 import { greedyAccuracy } from "./greedyAccuracy.ts";
 
@@ -44,7 +45,8 @@ if (!(Number.isInteger(evalEvery) && evalEvery >= 0))
 const task = reasoningTaskFromConfig(cfg);
 const curveProblems = cfg.reft.evalSplit === "dev" ? task.dev : task.heldOut;
 const greedy = { maxNewTokens: cfg.reft.maxNewTokens, trigger: task.trigger, format: task.format };
-const curve: { update: number; top1: number }[] = [];
+const curve: { update: number; top1: number; gain: number; ci95: [number, number] }[] = [];
+let startRight: boolean[] | null = null;
 // The loop publishes the PPO policy first as version 3, then once per update.
 const FIRST_PPO_VERSION = 3;
 const lastLine = new Map<string, number>();
@@ -53,11 +55,15 @@ const loop = new ReftLoop(cfg, task, {
   publish: async (version, policy) => {
     const update = version - FIRST_PPO_VERSION;
     if (evalEvery > 0 && update >= 0 && (update % evalEvery === 0 || update === cfg.reft.updates)) {
-      const { accuracy } = greedyAccuracy(policy, curveProblems, greedy);
-      curve.push({ update, top1: accuracy });
+      const { accuracy, right } = greedyAccuracy(policy, curveProblems, greedy);
+      startRight ??= right;
+      const { gain, ci95 } = pairedGain(right, startRight);
+      curve.push({ update, top1: accuracy, gain, ci95 });
       const t = ((performance.now() - started) / 1000).toFixed(0);
+      const pts = (x: number) => `${x >= 0 ? "+" : ""}${(100 * x).toFixed(1)}`;
       process.stderr.write(
-        `${t}s after update ${update}: ${cfg.reft.evalSplit} greedy ${(100 * accuracy).toFixed(1)}%\n`,
+        `${t}s after update ${update}: ${cfg.reft.evalSplit} greedy ${(100 * accuracy).toFixed(1)}%, ` +
+          `${pts(gain)} (${pts(ci95[0])} to ${pts(ci95[1])}) paired against the start of PPO\n`,
       );
     }
     return workers.publish(version, policy);

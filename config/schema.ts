@@ -257,6 +257,10 @@ export const reftSchema = z
     gamma: probability.default(1),
     lambda: probability.default(0.95),
     entropyCoef: z.number().nonnegative().default(0),
+    // Negative advantages are scaled by this: 1 is plain PPO/GRPO; 0 pushes only the responses
+    // that did better than expected (a wrong chain's tokens after its mistake are mostly right
+    // given what came before, and the plain objective pushes them down too).
+    negativeAdvantageScale: probability.default(1),
     // Rollouts: temperature 1, top-k 0, top-p 1, so behaviour log-probs are the policy's own.
     temperature: z.number().positive().default(1),
     maxNewTokens: newTokens.default(160),

@@ -19,6 +19,10 @@ export interface PpoHyper {
   whitenAdvantages: boolean;
   /** Weight of an entropy bonus; 0 leaves entropy as a statistic only. */
   entropyCoef: number;
+  /** Negative advantages are multiplied by this (1: the plain objective; 0: only responses that
+   * did better than expected are pushed, up, and a wrong response's tokens after its mistake, many
+   * of them right given what came before, are not pushed down). */
+  negativeAdvantageScale: number;
 }
 
 /** ReFT's settings (Luong et al. 2024). */
@@ -31,6 +35,7 @@ export const PPO_DEFAULTS: PpoHyper = {
   lambda: 0.95,
   whitenAdvantages: true,
   entropyCoef: 0,
+  negativeAdvantageScale: 1,
 };
 
 // --- advantages (plain numbers: computed once per rollout batch) -------------------------

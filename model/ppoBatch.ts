@@ -180,6 +180,8 @@ export function preparePpoBatch(
     const perResponse = groupAdvantages(rewards, groups);
     advantages = rollouts.map((r, i) => r.response.map(() => perResponse[i]));
   }
+  const scale = hyper.negativeAdvantageScale;
+  if (scale !== 1) advantages = advantages.map((row) => row.map((a) => (a < 0 ? a * scale : a)));
   return {
     algorithm,
     rows,

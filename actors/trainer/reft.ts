@@ -239,6 +239,7 @@ export class ReftLoop {
         gamma: r.gamma,
         lambda: r.lambda,
         entropyCoef: r.entropyCoef,
+        negativeAdvantageScale: r.negativeAdvantageScale,
       },
       schedule: { kind: "constant", peak: r.learningRate, warmupSteps: r.warmupSteps },
       maxGradNorm: r.gradClip,

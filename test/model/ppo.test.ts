@@ -397,6 +397,39 @@ test("PpoTrainer state resumes the minibatch order and the skip count", () => {
   model.dispose();
 });
 
+test("negativeAdvantageScale scales only the advantages below zero, in GRPO and PPO", () => {
+  const model = tinyModel(47);
+  const grouped = rolloutsFor(model).map((r, i) => ({ ...r, group: i < 2 ? "q1" : "q2" }));
+  const plain = preparePpoBatch(model, grouped, { algorithm: "grpo" });
+  const half = preparePpoBatch(model, grouped, { algorithm: "grpo", hyper: { negativeAdvantageScale: 0.5 } });
+  const none = preparePpoBatch(model, grouped, { algorithm: "grpo", hyper: { negativeAdvantageScale: 0 } });
+  closeAll(
+    plain.advantages.map((a) => a[0]),
+    [1, -1, 1, -1],
+    1e-4,
+  );
+  closeAll(
+    half.advantages.flat(),
+    plain.advantages.flat().map((a) => (a < 0 ? a / 2 : a)),
+    1e-12,
+  );
+  closeAll(
+    none.advantages.flat(),
+    plain.advantages.flat().map((a) => Math.max(0, a)),
+    1e-12,
+  );
+  // PPO: after whitening, so the scale acts on the advantages the step sees.
+  const ppo = preparePpoBatch(model, rolloutsFor(model));
+  const ppoNone = preparePpoBatch(model, rolloutsFor(model), { hyper: { negativeAdvantageScale: 0 } });
+  assert.ok(ppo.advantages.flat().some((a) => a < 0));
+  closeAll(
+    ppoNone.advantages.flat(),
+    ppo.advantages.flat().map((a) => Math.max(0, a)),
+    1e-12,
+  );
+  model.dispose();
+});
+
 test("preparePpoBatch names the rollout that is malformed", () => {
   const model = tinyModel(44);
   const ok = { prompt, response: enc("2"), refLogProbs: [-1], reward: 1 };
