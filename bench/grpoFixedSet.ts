@@ -5,15 +5,20 @@
 // takes the next questions of the set in turn, so the set is passed over several times; with
 // --evalEvery, greedy accuracy on the first --evalQuestions dev problems is measured every so many
 // updates, which says whether what the updates teach carries to questions they never see.
+// --offset N starts the set at training question N: with data.math.trainSize raised past the
+// checkpoint's (`--set`), the set is questions of the same distribution the checkpoint was never
+// trained on (the training split is drawn from its own stream, so a larger one begins with the
+// smaller one's questions).
 //
 //   node --import tsx bench/grpoFixedSet.ts --checkpoint OUT/checkpoints/warmup [--lr 1e-4]
 //     [--questions 16] [--perUpdate Q] [--samples 8] [--updates 20] [--ppoEpochs 2]
-//     [--evalEvery 0] [--evalQuestions 100] [--preset reft-demo]
+//     [--evalEvery 0] [--evalQuestions 100] [--preset reft-demo] [--offset 0] [--set field=value]
 //
 // No KL term (there is no reference to stay near in a check of the update itself). Prints one line
 // per update, then one JSON line.
 import { parseArgs } from "node:util";
 import { type Policy, samplePolicy } from "../actors/policy.ts";
+import { parseAssignments } from "../cli/options.ts";
 import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
@@ -36,15 +41,27 @@ const { values: opt } = parseArgs({
     ppoEpochs: { type: "string" },
     evalEvery: { type: "string", default: "0" },
     evalQuestions: { type: "string", default: "100" },
+    offset: { type: "string", default: "0" },
+    set: { type: "string", multiple: true, default: [] },
   },
 });
 if (!opt.checkpoint) throw new Error("grpoFixedSet: --checkpoint DIR is required");
-const cfg = loadConfig({ preset: opt.preset, env: {}, flags: { method: "reft" } });
+const cfg = loadConfig({
+  preset: opt.preset,
+  env: {},
+  flags: { method: "reft", ...parseAssignments(opt.set ?? []) },
+});
 const backend = await selectBackend(cfg.model.backend, { info() {} });
 const task = reasoningTaskFromConfig(cfg);
 const { model, tokenizer } = loadCheckpoint(opt.checkpoint);
 const policy: Policy = { version: 0, model, tokenizer };
-const questionSet = task.train.slice(0, Number(opt.questions));
+const offset = Number(opt.offset);
+const questionSet = task.train.slice(offset, offset + Number(opt.questions));
+if (questionSet.length < Number(opt.questions))
+  throw new Error(
+    `grpoFixedSet: --offset ${offset} --questions ${opt.questions} needs ${offset + Number(opt.questions)} training questions, ` +
+      `the config has ${task.train.length} (raise data.math.trainSize with --set)`,
+  );
 const perUpdate = Number(opt.perUpdate ?? questionSet.length);
 if (!(perUpdate >= 1 && perUpdate <= questionSet.length))
   throw new Error(`grpoFixedSet: --perUpdate must be 1..${questionSet.length} (got ${opt.perUpdate})`);
@@ -113,5 +130,5 @@ for (let u = 0; u < Number(opt.updates); u++) {
   if (evalEvery > 0 && (u + 1) % evalEvery === 0) measureDev(u + 1);
 }
 process.stdout.write(
-  `${JSON.stringify({ bench: "grpoFixedSet", backend: backend.name, lr: Number(opt.lr), questions: questionSet.length, perUpdate, k, correctShares, devCurve })}\n`,
+  `${JSON.stringify({ bench: "grpoFixedSet", backend: backend.name, lr: Number(opt.lr), offset, questions: questionSet.length, perUpdate, k, correctShares, devCurve })}\n`,
 );
