@@ -2,7 +2,9 @@
 // training problems (how much of the training set it has memorised), the step where each wrong
 // dev solution first leaves the gold chain of thought (arithmetic slip, copied operand, wrong
 // operation, the answer line), and how often K samples at temperature 1 hold a right answer for
-// the problems greedy gets wrong (the signal an RL reward can reach).
+// the problems greedy gets wrong (the signal an RL reward can reach); and, by solution style (one
+// equation per operation, or the whole story in one: tasks/math.ts), how often greedy and sampled
+// solutions are written each way and how often each way is right.
 //
 //   node --import tsx bench/reftErrors.ts --checkpoint OUT/checkpoints/warmup [--preset reft-demo] [--set FIELD=VALUE]
 //
@@ -14,7 +16,7 @@ import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { isCorrect } from "../tasks/inference.ts";
-import type { MathProblem } from "../tasks/math.ts";
+import { type MathProblem, type SolutionStyle, solutionStyle } from "../tasks/math.ts";
 import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
 
 const { values: opt } = parseArgs({
@@ -82,12 +84,39 @@ const sampleShare =
   samples.reduce((a, s, i) => a + s.filter((t) => right(t, wrong[i])).length / k, 0) /
   Math.max(1, wrong.length);
 
+/** Per style: how many of `texts` are written that way, and the share of those that are right. */
+function byStyle(texts: string[], problems: MathProblem[]) {
+  const out: Record<SolutionStyle, { n: number; right: number }> = {
+    worked: { n: 0, right: 0 },
+    terse: { n: 0, right: 0 },
+  };
+  texts.forEach((t, i) => {
+    const s = out[solutionStyle(t)];
+    s.n++;
+    if (right(t, problems[i])) s.right++;
+  });
+  return out;
+}
+const greedyStyles = byStyle(greedyDev, dev);
+const devSamples = sample(dev, k, 1, 11);
+const sampledStyles = byStyle(
+  devSamples.flat(),
+  devSamples.flatMap((s, i) => s.map(() => dev[i])),
+);
+
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const styleLine = (label: string, st: ReturnType<typeof byStyle>) =>
+  `${label}: ` +
+  (["worked", "terse"] as const)
+    .map((k) => `${k} ${st[k].n} (${st[k].n ? pct(st[k].right / st[k].n) : "-"} right)`)
+    .join(", ");
 process.stdout.write(
   `greedy Top-1: dev ${pct(devTop1)} (n ${dev.length}), training problems ${pct(trainTop1)} (n ${train.length})\n` +
     `first wrong step of the ${wrong.length} dev failures: ${JSON.stringify(kinds)}\n` +
     `of those failures, ${k} samples at temperature 1 hold a right answer for ${pct(reached)}; ` +
-    `${pct(sampleShare)} of the samples are right\n`,
+    `${pct(sampleShare)} of the samples are right\n` +
+    `${styleLine("dev greedy solutions by style", greedyStyles)}\n` +
+    `${styleLine(`dev samples at temperature 1 (${k} each) by style`, sampledStyles)}\n`,
 );
 process.stdout.write(
   `${JSON.stringify({
@@ -101,5 +130,7 @@ process.stdout.write(
     k,
     failuresReachedAtK: reached,
     failureSampleShare: sampleShare,
+    greedyStyles,
+    sampledStyles,
   })}\n`,
 );

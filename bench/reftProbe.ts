@@ -22,6 +22,7 @@ import { loadConfig } from "../config/load.ts";
 import { judgeImplOf } from "../config/schema.ts";
 import { selectBackend } from "../model/backend.ts";
 import { pairedGain } from "../tasks/eval.ts";
+import { solutionStyle } from "../tasks/math.ts";
 import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
 import { greedyAccuracy } from "./greedyAccuracy.ts";
 
@@ -45,7 +46,10 @@ if (!(Number.isInteger(evalEvery) && evalEvery >= 0))
 const task = reasoningTaskFromConfig(cfg);
 const curveProblems = cfg.reft.evalSplit === "dev" ? task.dev : task.heldOut;
 const greedy = { maxNewTokens: cfg.reft.maxNewTokens, trigger: task.trigger, format: task.format };
-const curve: { update: number; top1: number; gain: number; ci95: [number, number] }[] = [];
+// terseShare: how many greedy solutions are written as one equation (tasks/math.ts), to see
+// whether PPO changes how the policy works, not only what it answers.
+const curve: { update: number; top1: number; gain: number; ci95: [number, number]; terseShare: number }[] =
+  [];
 let startRight: boolean[] | null = null;
 // The loop publishes the PPO policy first as version 3, then once per update.
 const FIRST_PPO_VERSION = 3;
@@ -55,15 +59,17 @@ const loop = new ReftLoop(cfg, task, {
   publish: async (version, policy) => {
     const update = version - FIRST_PPO_VERSION;
     if (evalEvery > 0 && update >= 0 && (update % evalEvery === 0 || update === cfg.reft.updates)) {
-      const { accuracy, right } = greedyAccuracy(policy, curveProblems, greedy);
+      const { accuracy, right, texts } = greedyAccuracy(policy, curveProblems, greedy);
       startRight ??= right;
       const { gain, ci95 } = pairedGain(right, startRight);
-      curve.push({ update, top1: accuracy, gain, ci95 });
+      const terseShare = texts.filter((t) => solutionStyle(t) === "terse").length / texts.length;
+      curve.push({ update, top1: accuracy, gain, ci95, terseShare });
       const t = ((performance.now() - started) / 1000).toFixed(0);
       const pts = (x: number) => `${x >= 0 ? "+" : ""}${(100 * x).toFixed(1)}`;
       process.stderr.write(
         `${t}s after update ${update}: ${cfg.reft.evalSplit} greedy ${(100 * accuracy).toFixed(1)}%, ` +
-          `${pts(gain)} (${pts(ci95[0])} to ${pts(ci95[1])}) paired against the start of PPO\n`,
+          `${pts(gain)} (${pts(ci95[0])} to ${pts(ci95[1])}) paired against the start of PPO, ` +
+          `${(100 * terseShare).toFixed(0)}% written terse\n`,
       );
     }
     return workers.publish(version, policy);

@@ -82,6 +82,9 @@ export const mathDataSchema = z
     minOps: positiveInt.default(2),
     maxOps: positiveInt.default(4),
     maxOperand: z.number().int().min(2).default(9),
+    // Synthetic problems: the share whose solution is written as one equation (`5 + 3 - 2 = 6.`)
+    // instead of one per operation, as some annotators write (tasks/math.ts).
+    terseShare: z.number().min(0).max(1).default(0),
     // The phrase before the final answer, where the reward reads it.
     trigger: z.string().min(1).default("Therefore, the answer is:"),
   })

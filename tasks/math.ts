@@ -1,7 +1,10 @@
 // Synthetic math word problems for ReFT, sized for a small character model: a person starts with
 // some things and 2-4 arithmetic steps of small integers change how many there are. Each problem
 // carries a chain of thought, one equation per step, ending on the answer trigger, and its answer,
-// so rewards are exact. Splits are drawn from their own seeded streams and never share a question.
+// so rewards are exact. A share of the solutions can be written tersely, the whole story as one
+// equation, as annotators often do: a small model does that mental arithmetic worse than working
+// step by step, so imitating the annotators (SFT) copies a habit that costs accuracy, which
+// sampling with a correctness reward (ReFT) can find and drop. Splits are drawn from their own seeded streams and never share a question.
 
 import { deriveSeed, makeRng, type Rng } from "./random.ts";
 import { ANSWER_TRIGGER } from "./reward.ts";
@@ -20,6 +23,12 @@ export interface MathOptions {
   /** Largest operand a step uses. Default 9. */
   maxOperand?: number;
 }
+
+/**
+ * How a solution is written: `worked`, one equation per operation (`5 + 3 = 8. 8 - 2 = 6.`), or
+ * `terse`, the whole story as one equation (`5 + 3 - 2 = 6.`), as annotators often write it.
+ */
+export type SolutionStyle = "worked" | "terse";
 
 const NAMES: [string, "She" | "He"][] = [
   ["Ann", "She"],
@@ -48,6 +57,8 @@ interface Step {
   sentence: string;
   /** The step's equations, in order. */
   lines: string[];
+  /** The step as a term of the one-line equation: `+ 3`, `- 2`, `+ 3 * 4`. */
+  term: string;
   value: number;
   ops: number;
 }
@@ -75,14 +86,14 @@ function event(rng: Rng, s: Story, x: number, budget: number, maxOperand: number
       `${pronoun} finds ${n} more.`,
       `${friend} gives ${object} ${n} more.`,
     ]);
-    return { sentence, lines: [eq(x, "+", n, x + n)], value: x + n, ops: 1 };
+    return { sentence, lines: [eq(x, "+", n, x + n)], term: `+ ${n}`, value: x + n, ops: 1 };
   }
   if (kind === "loss") {
     if (x < 2) return null;
     const n = rng.int(1, Math.min(maxOperand, x - 1));
     const verbs = [`${pronoun} gives ${n} to ${friend}.`, `${pronoun} loses ${n}.`];
     if (item.food) verbs.push(`${pronoun} eats ${n}.`);
-    return { sentence: rng.pick(verbs), lines: [eq(x, "-", n, x - n)], value: x - n, ops: 1 };
+    return { sentence: rng.pick(verbs), lines: [eq(x, "-", n, x - n)], term: `- ${n}`, value: x - n, ops: 1 };
   }
   const bags = rng.int(2, Math.min(5, maxOperand));
   const each = rng.int(2, maxOperand);
@@ -90,13 +101,21 @@ function event(rng: Rng, s: Story, x: number, budget: number, maxOperand: number
   return {
     sentence: `${pronoun} buys ${bags} bags with ${each} ${item.plural} in each.`,
     lines: [eq(bags, "*", each, total), eq(x, "+", total, x + total)],
+    term: `+ ${bags} * ${each}`,
     value: x + total,
     ops: 2,
   };
 }
 
-/** One problem: a start, then events until the step count is reached. */
-export function makeMathProblem(rng: Rng, opts: MathOptions = {}): MathProblem {
+/**
+ * One problem: a start, then events until the step count is reached. The style changes only how
+ * the solution is written, never what `rng` draws, so a problem is the same in either style.
+ */
+export function makeMathProblem(
+  rng: Rng,
+  opts: MathOptions = {},
+  style: SolutionStyle = "worked",
+): MathProblem {
   const minOps = opts.minOps ?? 2;
   const maxOps = opts.maxOps ?? 4;
   const maxOperand = opts.maxOperand ?? 9;
@@ -115,27 +134,36 @@ export function makeMathProblem(rng: Rng, opts: MathOptions = {}): MathProblem {
   };
   const ops = rng.int(minOps, maxOps);
   let x = rng.int(2, maxOperand);
+  const start = x;
   const sentences = [`${name} has ${x} ${story.item.plural}.`];
   const lines: string[] = [];
+  const terms: string[] = [];
   let done = 0;
   while (done < ops) {
     const step = event(rng, story, x, ops - done, maxOperand);
     if (!step) continue;
     sentences.push(step.sentence);
     lines.push(...step.lines);
+    terms.push(step.term);
     x = step.value;
     done += step.ops;
   }
   sentences.push(`How many ${story.item.plural} does ${name} have now?`);
-  return {
-    question: sentences.join(" "),
-    cot: `${lines.join(" ")} ${ANSWER_TRIGGER} ${x}`,
-    answer: x,
-  };
+  const work = style === "terse" ? `${start} ${terms.join(" ")} = ${x}.` : lines.join(" ");
+  return { question: sentences.join(" "), cot: `${work} ${ANSWER_TRIGGER} ${x}`, answer: x };
+}
+
+/** The style a solution is written in: terse when its one equation holds more than one operation. */
+export function solutionStyle(cot: string): SolutionStyle {
+  const equations = cot.match(/[^.=]*=/g) ?? [];
+  const operators = (equations[0] ?? "").match(/ [-+*] /g) ?? [];
+  return equations.length === 1 && operators.length > 1 ? "terse" : "worked";
 }
 
 export interface MathSplitSizes extends MathOptions {
   seed: number;
+  /** The share of problems whose solution is written `terse`. Default 0. */
+  terseShare?: number;
   train: number;
   dev: number;
   heldOut: number;
@@ -154,8 +182,13 @@ export interface MathSplits {
  */
 export function mathSplits(opts: MathSplitSizes): MathSplits {
   const seen = new Set<string>();
+  const terseShare = opts.terseShare ?? 0;
+  if (!(terseShare >= 0 && terseShare <= 1))
+    throw new RangeError(`mathSplits: terseShare ${terseShare} is not in [0, 1]`);
   const draw = (label: string, n: number): MathProblem[] => {
     const rng = makeRng(deriveSeed(opts.seed, `math.${label}`));
+    // Styles come from a stream of their own, so the problems drawn do not depend on the share.
+    const styles = makeRng(deriveSeed(opts.seed, `math.${label}.style`));
     const out: MathProblem[] = [];
     // Small operands make a finite space of stories; stop rather than loop when it runs dry.
     const limit = 20 * n + 1000;
@@ -164,7 +197,8 @@ export function mathSplits(opts: MathSplitSizes): MathSplits {
         throw new Error(
           `mathSplits: found only ${out.length} of ${n} distinct ${label} problems; ask for fewer or allow larger operands`,
         );
-      const p = makeMathProblem(rng, opts);
+      const style = terseShare > 0 && styles.chance(terseShare) ? "terse" : "worked";
+      const p = makeMathProblem(rng, opts, style);
       if (seen.has(p.question)) continue;
       seen.add(p.question);
       out.push(p);

@@ -68,6 +68,7 @@ export function reasoningTaskFromConfig(cfg: Config): ReasoningTask {
       minOps: m.minOps,
       maxOps: m.maxOps,
       maxOperand: m.maxOperand,
+      terseShare: m.terseShare,
     });
     const retrigger = (p: MathProblem): MathProblem =>
       trigger === ANSWER_TRIGGER ? p : { ...p, cot: p.cot.replace(ANSWER_TRIGGER, trigger) };

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { makeMathProblem, mathSplits } from "../../tasks/math.ts";
+import { makeMathProblem, mathSplits, solutionStyle } from "../../tasks/math.ts";
 import { parseMathJsonl, readMathJsonl } from "../../tasks/mathJsonl.ts";
 import { makeRng } from "../../tasks/random.ts";
 import { ANSWER_TRIGGER, extractNumber, reftReward } from "../../tasks/reward.ts";
@@ -62,6 +62,53 @@ test("splits are deterministic for a seed, disjoint, and stable when the trainin
   assert.throws(
     () => mathSplits({ seed: 1, train: 3000, dev: 0, heldOut: 0, minOps: 1, maxOps: 1, maxOperand: 2 }),
     /found only \d+ of 3000 distinct train problems/,
+  );
+});
+
+test("terse solutions: the same problems, the whole story as one equation that evaluates to the answer", () => {
+  const worked = mathSplits({ seed: 3, train: 400, dev: 20, heldOut: 20 });
+  const mixed = mathSplits({ seed: 3, train: 400, dev: 20, heldOut: 20, terseShare: 0.6 });
+  assert.deepEqual(
+    mixed.train.map((p) => [p.question, p.answer]),
+    worked.train.map((p) => [p.question, p.answer]),
+    "the share changes how solutions are written, not which problems are drawn",
+  );
+  let terse = 0;
+  for (const [i, p] of mixed.train.entries()) {
+    if (solutionStyle(p.cot) === "worked") {
+      assert.equal(p.cot, worked.train[i].cot);
+      continue;
+    }
+    terse++;
+    const m = p.cot.match(/^(\d+(?: [-+*] \d+)+) = (\d+)\. Therefore, the answer is: (\d+)$/);
+    assert.ok(m, p.cot);
+    // Left to right with * first, as the equation is read: the terms are the story's events.
+    const value = m[1].split(/ (?=[-+] )/).reduce((sum, term, j) => {
+      const [sign, ...rest] = j === 0 ? ["+", term] : [term[0], term.slice(2)];
+      const v = rest
+        .join("")
+        .split(" * ")
+        .map(Number)
+        .reduce((a, b) => a * b);
+      return sign === "-" ? sum - v : sum + v;
+    }, 0);
+    assert.equal(value, p.answer, p.cot);
+    assert.equal(Number(m[2]), p.answer);
+    assert.equal(Number(m[3]), p.answer);
+    assert.equal(extractNumber(p.cot), p.answer);
+  }
+  assert.ok(terse > 0.5 * 400 && terse < 0.7 * 400, `${terse} of 400 terse at a share of 0.6`);
+  assert.ok(worked.train.every((p) => solutionStyle(p.cot) === "worked"));
+  assert.equal(solutionStyle(`7 + 1 = 8. 8 - 1 = 7. ${ANSWER_TRIGGER} 7`), "worked");
+  assert.equal(
+    solutionStyle(`7 + 1 = 8. ${ANSWER_TRIGGER} 8`),
+    "worked",
+    "one operation is both styles at once",
+  );
+  assert.equal(solutionStyle(`7 + 1 - 1 = 7. ${ANSWER_TRIGGER} 7`), "terse");
+  assert.throws(
+    () => mathSplits({ seed: 3, train: 1, dev: 0, heldOut: 0, terseShare: 1.5 }),
+    /terseShare 1.5/,
   );
 });
 
