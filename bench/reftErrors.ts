@@ -16,7 +16,7 @@ import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { isCorrect } from "../tasks/inference.ts";
-import { type MathProblem, type SolutionStyle, solutionStyle } from "../tasks/math.ts";
+import { countStyles, type MathProblem, type StyleCounts, solutionStyle } from "../tasks/math.ts";
 import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
 
 const { values: opt } = parseArgs({
@@ -74,7 +74,9 @@ const wrong = dev.filter((p, i) => !right(greedyDev[i], p));
 const kinds: Record<string, number> = {};
 dev.forEach((p, i) => {
   if (right(greedyDev[i], p)) return;
-  const kind = firstError(p.cot, greedyDev[i]);
+  // Steps compare only within one style (data.math.terseShare writes some gold solutions terse).
+  const kind =
+    solutionStyle(greedyDev[i]) === solutionStyle(p.cot) ? firstError(p.cot, greedyDev[i]) : "other style";
   kinds[kind] = (kinds[kind] ?? 0) + 1;
 });
 const samples = sample(wrong, k, 1, 7);
@@ -84,31 +86,24 @@ const sampleShare =
   samples.reduce((a, s, i) => a + s.filter((t) => right(t, wrong[i])).length / k, 0) /
   Math.max(1, wrong.length);
 
-/** Per style: how many of `texts` are written that way, and the share of those that are right. */
-function byStyle(texts: string[], problems: MathProblem[]) {
-  const out: Record<SolutionStyle, { n: number; right: number }> = {
-    worked: { n: 0, right: 0 },
-    terse: { n: 0, right: 0 },
-  };
-  texts.forEach((t, i) => {
-    const s = out[solutionStyle(t)];
-    s.n++;
-    if (right(t, problems[i])) s.right++;
-  });
-  return out;
-}
-const greedyStyles = byStyle(greedyDev, dev);
+const greedyStyles = countStyles(
+  greedyDev,
+  greedyDev.map((t, i) => right(t, dev[i])),
+);
 const devSamples = sample(dev, k, 1, 11);
-const sampledStyles = byStyle(
+const sampledStyles = countStyles(
   devSamples.flat(),
-  devSamples.flatMap((s, i) => s.map(() => dev[i])),
+  devSamples.flatMap((s, i) => s.map((t) => right(t, dev[i]))),
 );
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-const styleLine = (label: string, st: ReturnType<typeof byStyle>) =>
+const styleLine = (label: string, counts: StyleCounts) =>
   `${label}: ` +
-  (["worked", "terse"] as const)
-    .map((k) => `${k} ${st[k].n} (${st[k].n ? pct(st[k].right / st[k].n) : "-"} right)`)
+  (["worked", "terse", "none"] as const)
+    .map((style) => {
+      const c = counts[style];
+      return `${style} ${c.n} (${c.n ? pct(c.right / c.n) : "-"} right)`;
+    })
     .join(", ");
 process.stdout.write(
   `greedy Top-1: dev ${pct(devTop1)} (n ${dev.length}), training problems ${pct(trainTop1)} (n ${train.length})\n` +

@@ -22,7 +22,7 @@ import { loadConfig } from "../config/load.ts";
 import { judgeImplOf } from "../config/schema.ts";
 import { selectBackend } from "../model/backend.ts";
 import { pairedGain } from "../tasks/eval.ts";
-import { solutionStyle } from "../tasks/math.ts";
+import { countStyles } from "../tasks/math.ts";
 import { reasoningTaskFromConfig } from "../tasks/reasoning.ts";
 import { greedyAccuracy } from "./greedyAccuracy.ts";
 
@@ -46,10 +46,15 @@ if (!(Number.isInteger(evalEvery) && evalEvery >= 0))
 const task = reasoningTaskFromConfig(cfg);
 const curveProblems = cfg.reft.evalSplit === "dev" ? task.dev : task.heldOut;
 const greedy = { maxNewTokens: cfg.reft.maxNewTokens, trigger: task.trigger, format: task.format };
-// terseShare: how many greedy solutions are written as one equation (tasks/math.ts), to see
+// greedyTerseShare: how many greedy solutions are written as one equation (tasks/math.ts), to see
 // whether PPO changes how the policy works, not only what it answers.
-const curve: { update: number; top1: number; gain: number; ci95: [number, number]; terseShare: number }[] =
-  [];
+const curve: {
+  update: number;
+  top1: number;
+  gain: number;
+  ci95: [number, number];
+  greedyTerseShare: number;
+}[] = [];
 let startRight: boolean[] | null = null;
 // The loop publishes the PPO policy first as version 3, then once per update.
 const FIRST_PPO_VERSION = 3;
@@ -62,14 +67,14 @@ const loop = new ReftLoop(cfg, task, {
       const { accuracy, right, texts } = greedyAccuracy(policy, curveProblems, greedy);
       startRight ??= right;
       const { gain, ci95 } = pairedGain(right, startRight);
-      const terseShare = texts.filter((t) => solutionStyle(t) === "terse").length / texts.length;
-      curve.push({ update, top1: accuracy, gain, ci95, terseShare });
+      const greedyTerseShare = countStyles(texts, right).terse.n / texts.length;
+      curve.push({ update, top1: accuracy, gain, ci95, greedyTerseShare });
       const t = ((performance.now() - started) / 1000).toFixed(0);
       const pts = (x: number) => `${x >= 0 ? "+" : ""}${(100 * x).toFixed(1)}`;
       process.stderr.write(
         `${t}s after update ${update}: ${cfg.reft.evalSplit} greedy ${(100 * accuracy).toFixed(1)}%, ` +
           `${pts(gain)} (${pts(ci95[0])} to ${pts(ci95[1])}) paired against the start of PPO, ` +
-          `${(100 * terseShare).toFixed(0)}% written terse\n`,
+          `${(100 * greedyTerseShare).toFixed(0)}% written terse\n`,
       );
     }
     return workers.publish(version, policy);

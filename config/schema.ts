@@ -83,13 +83,18 @@ export const mathDataSchema = z
     maxOps: positiveInt.default(4),
     maxOperand: z.number().int().min(2).default(9),
     // Synthetic problems: the share whose solution is written as one equation (`5 + 3 - 2 = 6.`)
-    // instead of one per operation, as some annotators write (tasks/math.ts).
+    // instead of one per operation, as some annotators write (tasks/math.ts). Not for JSONL data,
+    // whose solutions are written as the file has them.
     terseShare: z.number().min(0).max(1).default(0),
     // The phrase before the final answer, where the reward reads it.
     trigger: z.string().min(1).default("Therefore, the answer is:"),
   })
   .strict()
-  .refine((m) => m.maxOps >= m.minOps, { message: "maxOps must be at least minOps", path: ["maxOps"] });
+  .refine((m) => m.maxOps >= m.minOps, { message: "maxOps must be at least minOps", path: ["maxOps"] })
+  .refine((m) => !(m.train && m.terseShare > 0), {
+    message: "terseShare rewrites srlm's synthetic solutions; with a JSONL train file it must be 0",
+    path: ["terseShare"],
+  });
 
 export const dataSchema = z
   .object({

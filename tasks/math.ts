@@ -1,9 +1,9 @@
 // Synthetic math word problems for ReFT, sized for a small character model: a person starts with
 // some things and 2-4 arithmetic steps of small integers change how many there are. Each problem
-// carries a chain of thought, one equation per step, ending on the answer trigger, and its answer,
-// so rewards are exact. A share of the solutions can be written tersely, the whole story as one
-// equation, as annotators often do: a small model does that mental arithmetic worse than working
-// step by step, so imitating the annotators (SFT) copies a habit that costs accuracy, which
+// carries a chain of thought ending on the answer trigger, and its answer, so rewards are exact.
+// A solution is worked one equation per operation, or, for a share of them, written tersely as one
+// equation for the whole story, as some annotators write. A small model does that mental arithmetic
+// worse than the steps, so imitating the annotators (SFT) copies a habit that costs accuracy, which
 // sampling with a correctness reward (ReFT) can find and drop. Splits are drawn from their own seeded streams and never share a question.
 
 import { deriveSeed, makeRng, type Rng } from "./random.ts";
@@ -11,7 +11,7 @@ import { ANSWER_TRIGGER } from "./reward.ts";
 
 export interface MathProblem {
   question: string;
-  /** The worked solution, ending on `${ANSWER_TRIGGER} ${answer}`. */
+  /** The solution, in either style, ending on `${ANSWER_TRIGGER} ${answer}`. */
   cot: string;
   answer: number;
 }
@@ -26,7 +26,7 @@ export interface MathOptions {
 
 /**
  * How a solution is written: `worked`, one equation per operation (`5 + 3 = 8. 8 - 2 = 6.`), or
- * `terse`, the whole story as one equation (`5 + 3 - 2 = 6.`), as annotators often write it.
+ * `terse`, the whole story as one equation (`5 + 3 - 2 = 6.`), as some annotators write it.
  */
 export type SolutionStyle = "worked" | "terse";
 
@@ -153,11 +153,38 @@ export function makeMathProblem(
   return { question: sentences.join(" "), cot: `${work} ${ANSWER_TRIGGER} ${x}`, answer: x };
 }
 
-/** The style a solution is written in: terse when its one equation holds more than one operation. */
-export function solutionStyle(cot: string): SolutionStyle {
+/**
+ * The style a solution (or a model's attempt at one) is written in: terse when its one equation
+ * holds more than one operation, worked when it has equations otherwise, null when it has none.
+ */
+export function solutionStyle(cot: string): SolutionStyle | null {
   const equations = cot.match(/[^.=]*=/g) ?? [];
-  const operators = (equations[0] ?? "").match(/ [-+*] /g) ?? [];
+  if (equations.length === 0) return null;
+  const operators = equations[0]?.match(/ [-+*] /g) ?? [];
   return equations.length === 1 && operators.length > 1 ? "terse" : "worked";
+}
+
+export interface StyleCounts {
+  /** How many texts are written in the style, and how many of those are right. */
+  worked: { n: number; right: number };
+  terse: { n: number; right: number };
+  /** Texts with no equation at all. */
+  none: { n: number; right: number };
+}
+
+/** Solutions counted by style, each with how many are right: whether a policy works the steps. */
+export function countStyles(texts: readonly string[], right: readonly boolean[]): StyleCounts {
+  const out: StyleCounts = {
+    worked: { n: 0, right: 0 },
+    terse: { n: 0, right: 0 },
+    none: { n: 0, right: 0 },
+  };
+  texts.forEach((text, i) => {
+    const c = out[solutionStyle(text) ?? "none"];
+    c.n++;
+    if (right[i]) c.right++;
+  });
+  return out;
 }
 
 export interface MathSplitSizes extends MathOptions {

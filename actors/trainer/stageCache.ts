@@ -95,11 +95,13 @@ export function reftM0Inputs(cfg: Config): unknown {
   const model = cfg.model.base
     ? { base: cfg.model.base }
     : { preset: cfg.model.preset, seed: cfg.model.seed, ...tied(cfg) };
+  // terseShare only when set, so that keys made before the field existed hold.
+  const { terseShare, ...math } = m;
   return {
     method: "reft",
     ...model,
     dataSeed: cfg.data.seed,
-    math: m,
+    math: terseShare > 0 ? m : math,
     ...files,
     pretrain: cfg.train.pretrain,
   };

@@ -47,6 +47,14 @@ test("bad values name the field, the value and what is allowed", () => {
     () => loadConfig({ env: { SRLM_SELF_REWARD__CANDIDATES: "1" } }),
     /selfReward\.candidates = 1: .*>=2/,
   );
+  assert.throws(
+    () => loadConfig({ flags: { "data.math.terseShare": "1.5" } }),
+    /data\.math\.terseShare = 1\.5/,
+  );
+  assert.throws(
+    () => loadConfig({ flags: { "data.math.train": "gsm8k.jsonl", "data.math.terseShare": "0.5" } }),
+    /data\.math\.terseShare.*with a JSONL train file it must be 0/,
+  );
   assert.throws(() => loadConfig({ flags: { "model.backnd": "wasm" } }), /unknown field model\.backnd/);
   assert.throws(() => loadConfig({ preset: "huge" }), /preset = "huge": one of/);
   assert.throws(

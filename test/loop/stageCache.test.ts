@@ -9,6 +9,7 @@ import {
   m0Inputs,
   m1Inputs,
   recordStage,
+  reftM0Inputs,
   stageKey,
   stageMatches,
 } from "../../actors/trainer/stageCache.ts";
@@ -33,6 +34,18 @@ test("changing what made a stage changes its key; M1 follows M0", () => {
   assert.equal(stageKey(m0Inputs(base)), stageKey(m0Inputs(moreSft)));
   assert.notEqual(stageKey(m1Inputs(base)), stageKey(m1Inputs(moreSft)));
   assert.notEqual(stageKey(m1Inputs(base)), stageKey(m1Inputs(config({ "model.base": "some/dir" }))));
+});
+
+test("ReFT's M0 key follows the share of terse solutions, and leaves it out at 0 as keys made before it did", () => {
+  const reft = (flags: Record<string, string> = {}) =>
+    loadConfig({ preset: "reft-demo", env: {}, flags: { "data.math.terseShare": "0", ...flags } });
+  const worked = reftM0Inputs(reft()) as { math: Record<string, unknown> };
+  assert.equal("terseShare" in worked.math, false);
+  assert.notEqual(stageKey(worked), stageKey(reftM0Inputs(reft({ "data.math.terseShare": "0.6" }))));
+  assert.notEqual(
+    stageKey(reftM0Inputs(reft({ "data.math.terseShare": "0.5" }))),
+    stageKey(reftM0Inputs(reft({ "data.math.terseShare": "0.6" }))),
+  );
 });
 
 test("a checkpoint folder matches only the key recorded with it, and forgetting clears it", () => {

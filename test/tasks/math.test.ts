@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { makeMathProblem, mathSplits, solutionStyle } from "../../tasks/math.ts";
+import { countStyles, makeMathProblem, mathSplits, solutionStyle } from "../../tasks/math.ts";
 import { parseMathJsonl, readMathJsonl } from "../../tasks/mathJsonl.ts";
 import { makeRng } from "../../tasks/random.ts";
 import { ANSWER_TRIGGER, extractNumber, reftReward } from "../../tasks/reward.ts";
@@ -106,6 +106,19 @@ test("terse solutions: the same problems, the whole story as one equation that e
     "one operation is both styles at once",
   );
   assert.equal(solutionStyle(`7 + 1 - 1 = 7. ${ANSWER_TRIGGER} 7`), "terse");
+  assert.equal(solutionStyle(`${ANSWER_TRIGGER} 7`), null, "no equation: neither style");
+  assert.deepEqual(
+    countStyles(
+      [
+        `7 + 1 - 1 = 7. ${ANSWER_TRIGGER} 7`,
+        `7 + 1 = 8. 8 - 1 = 7. ${ANSWER_TRIGGER} 7`,
+        "7",
+        `9 - 2 + 1 = 9.`,
+      ],
+      [true, true, false, false],
+    ),
+    { worked: { n: 1, right: 1 }, terse: { n: 2, right: 1 }, none: { n: 1, right: 0 } },
+  );
   assert.throws(
     () => mathSplits({ seed: 3, train: 1, dev: 0, heldOut: 0, terseShare: 1.5 }),
     /terseShare 1.5/,
