@@ -221,6 +221,9 @@ export async function runActor(spec: ActorSpec): Promise<ActorHandle> {
   if (handleSignals) {
     const onSignal = (sig: NodeJS.Signals) => {
       if (stopping) {
+        // A second Ctrl-C is a person who will not wait. A second SIGTERM is not: a supervisor
+        // stopping the run and an actor ending itself both send one, and the drain must finish.
+        if (sig === "SIGTERM") return log.info("SIGTERM while already stopping; still draining");
         log.warn({ signal: sig }, "second signal during shutdown; exiting now");
         process.exit(130);
       }

@@ -184,3 +184,18 @@ test("SIGTERM on a busy actor exits 0 and naks its job for immediate redelivery"
   assert.equal(delivery, 2);
   assert.ok(Date.now() - t0 < 15_000, "redelivered well before ack_wait ran out");
 });
+
+test("a second SIGTERM while draining does not cut the drain short", async () => {
+  const run = "term2";
+  await ensureStreams(jsm, run, { ackWaitMs: 30_000 });
+  // A supervisor stopping the run and an actor ending itself send a SIGTERM each.
+  const a = startWorker(run, { SRLM_TEST_ACK_WAIT_MS: "30000", SRLM_TEST_GRACE_MS: "300" });
+  await a.waitFor((l) => l.event === "ready");
+  await enqueue(js, run, "judge", makeEnvelope(TestJob, { n: 6, sleepMs: 60_000 }, { run, producer }));
+  await a.waitFor((l) => l.event === "start");
+  a.proc.kill("SIGTERM");
+  // Apart, or the kernel merges them into one pending signal.
+  await new Promise((r) => setTimeout(r, 100));
+  a.proc.kill("SIGTERM");
+  assert.equal(await a.exit, 0, "exits as a drained actor does, not 130");
+});
