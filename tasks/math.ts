@@ -4,7 +4,8 @@
 // A solution is worked one equation per operation, or, for a share of them, written tersely as one
 // equation for the whole story, as some annotators write. A small model does that mental arithmetic
 // worse than the steps, so imitating the annotators (SFT) copies a habit that costs accuracy, which
-// sampling with a correctness reward (ReFT) can find and drop. Splits are drawn from their own seeded streams and never share a question.
+// sampling with a correctness reward (ReFT) can find and drop. Splits are drawn from their own
+// seeded streams and never share a question.
 
 import { deriveSeed, makeRng, type Rng } from "./random.ts";
 import { ANSWER_TRIGGER } from "./reward.ts";
