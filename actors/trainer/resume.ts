@@ -39,7 +39,7 @@ import { type Policy, policyFromBlob } from "../policy.ts";
 import type { LossSummary } from "./loops.ts";
 import type { PpoUpdateReport, ReftReport } from "./reftReport.ts";
 import type { IterationReport } from "./report.ts";
-import { m1Inputs, stageKey, tied } from "./stageCache.ts";
+import { m1Inputs, mathInputs, stageKey, tied } from "./stageCache.ts";
 
 export const RESUME_FILE = "resume.json";
 /** The resume point's name in the run's weights bucket. */
@@ -156,7 +156,7 @@ function reftResumeInputs(cfg: Config): unknown {
   );
   return {
     model: { preset: cfg.model.preset, base: cfg.model.base, seed: cfg.model.seed, ...tied(cfg) },
-    data: { seed: cfg.data.seed, format: cfg.data.format, math: m },
+    data: { seed: cfg.data.seed, format: cfg.data.format, math: mathInputs(m) },
     train: { pretrain: cfg.train.pretrain },
     reft,
     judge: cfg.judge,

@@ -37,6 +37,12 @@ export function tied(cfg: Config): { tieEmbeddings?: true } {
   return cfg.model.tieEmbeddings ? { tieEmbeddings: true } : {};
 }
 
+/** `data.math`, with terseShare only when set, so that records made before the field existed hold. */
+export function mathInputs(m: Config["data"]["math"]): Partial<Config["data"]["math"]> {
+  const { terseShare, ...rest } = m;
+  return terseShare > 0 ? m : rest;
+}
+
 /** What M0 depends on: the model shape and seed, the seed data, the pretraining settings. */
 export function m0Inputs(cfg: Config): unknown {
   return {
@@ -95,13 +101,11 @@ export function reftM0Inputs(cfg: Config): unknown {
   const model = cfg.model.base
     ? { base: cfg.model.base }
     : { preset: cfg.model.preset, seed: cfg.model.seed, ...tied(cfg) };
-  // terseShare only when set, so that keys made before the field existed hold.
-  const { terseShare, ...math } = m;
   return {
     method: "reft",
     ...model,
     dataSeed: cfg.data.seed,
-    math: terseShare > 0 ? m : math,
+    math: mathInputs(m),
     ...files,
     pretrain: cfg.train.pretrain,
   };
