@@ -12,7 +12,7 @@ import { type Policy, samplePolicy } from "../actors/policy.ts";
 import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
-import { buildSeedData, familyByName, judgePrompt, makeRng, trueScore } from "../tasks/index.ts";
+import { buildSeedData, familyByName, judgePrompt, makeRng, parsePrompt, trueScore } from "../tasks/index.ts";
 
 const { values: opt } = parseArgs({
   options: {
@@ -61,8 +61,17 @@ function agreement(items: { prompt: string; response: string }[]) {
   // is the likeliest cause of a wrong mark, so count how often it is written exactly.
   let checks = 0;
   let checkExact = 0;
+  // Pairs are only as good as the verdict on a right answer against a wrong one: count how often a
+  // truly right answer is given 5, apart for answers equal to the reference (the only right
+  // answers EFT shows) and other right answers, and how often a wrong answer is given 5.
+  const verdicts = { reference: { n: 0, five: 0 }, otherRight: { n: 0, five: 0 }, wrong: { n: 0, five: 0 } };
   items.forEach((x, i) => {
     const truth = trueScore(x.prompt, x.response);
+    const judged = /Score:\s*(\d)/.exec(texts[i]);
+    const kind =
+      truth.score < 5 ? "wrong" : x.response === parsePrompt(x.prompt)?.answer ? "reference" : "otherRight";
+    verdicts[kind].n++;
+    if (judged !== null && Number(judged[1]) === 5) verdicts[kind].five++;
     if (truth.evidence !== undefined) {
       checks++;
       if (texts[i].startsWith(`${truth.evidence} `)) checkExact++;
@@ -83,6 +92,12 @@ function agreement(items: { prompt: string; response: string }[]) {
   return {
     scoreExact: scoreRight / items.length,
     checkExact: checks === 0 ? null : +(checkExact / checks).toFixed(3),
+    givenFive: Object.fromEntries(
+      Object.entries(verdicts).map(([k, v]) => [
+        k,
+        { n: v.n, share: v.n === 0 ? null : +(v.five / v.n).toFixed(3) },
+      ]),
+    ),
     criteria: Object.fromEntries(
       Object.entries(rows).map(([k, v]) => [
         k,

@@ -2,7 +2,10 @@
 import type { Config } from "./schema.ts";
 
 // Presets merge field by field over the defaults (config/load.ts), so any field may be left out.
-type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+// Optional sections too (train.ownEft): the schema's defaults fill what a preset leaves out.
+type DeepPartial<T> = {
+  [K in keyof T]?: NonNullable<T[K]> extends object ? DeepPartial<NonNullable<T[K]>> : T[K];
+};
 export type Preset = DeepPartial<Config>;
 
 export const presets: Record<string, Preset> = {
@@ -39,8 +42,8 @@ export const presets: Record<string, Preset> = {
     },
     actors: { ackWaitMs: 10_000 },
   },
-  // The README's run on the constraint families, where the judge writes a worked check: M0, M1,
-  // then two DPO iterations of 240 prompts judged by itself. EFT reuses prompts with fresh
+  // The README's run on the constraint families, where the judge writes a worked check: M0, M1
+  // (SFT, then EFT on its own answers), then two DPO iterations of 480 prompts judged by itself. EFT reuses prompts with fresh
   // answers (tasks/data.ts), many more examples than prompts, so the check generalises. What each
   // setting did is measured in docs/experiments.md.
   demo: {
@@ -48,19 +51,30 @@ export const presets: Record<string, Preset> = {
     // apart; with it, close together (docs/experiments.md, "M1 stability").
     model: { preset: "small", tieEmbeddings: true },
     // 400 held-out prompts (the default) report the result; 200 dev prompts, kept out of training
-    // like them, are for choosing settings (`selfReward.evalSplit: dev`). The train and selfReward
-    // settings below were chosen on held-out, before the dev split existed.
+    // like them, are for choosing settings (`selfReward.evalSplit: dev`). SFT's settings were
+    // chosen on held-out before the dev split existed; ownEft and the selfReward settings on dev.
     data: { families: ["word", "number"], pretrainSize: 24000, iftSize: 3000, eftSize: 9000, devSize: 200 },
     train: {
       pretrain: { steps: 1500 },
       sft: { steps: 3000, learningRate: 2e-3 },
-      // epochs 2.5: the second iteration yields fewer pairs than the first, and takes fewer
-      // steps instead of repeating each pair many times.
-      dpo: { steps: 60, learningRate: 1e-4, epochs: 2.5 },
+      // epochs 2.5 sets the steps of an iteration by its pairs (fewer pairs, fewer steps, not more
+      // passes over each); `steps` is the most, and what streaming mode takes.
+      dpo: { steps: 300, learningRate: 1e-4, epochs: 2.5 },
+      // The judge learns its own answers, graded by the verifier, after SFT: the SFT judge has seen
+      // only reference answers and their corruptions, and marks the model's right answers down.
+      ownEft: { prompts: 1500, samples: 2, steps: 400, batchSize: 16, learningRate: 2e-4, warmupSteps: 20 },
     },
-    // minScoreGap 1: the paper drops only exact ties. Three judge samples at T=0.7 often give two
-    // correct answers slightly different means, and such pairs train on noise.
-    selfReward: { nllWeight: 1, promptsPerIteration: 240, minScoreGap: 1 },
+    // One greedy verdict per candidate; the greedy answer among the candidates, since greedy
+    // answers are what the evaluation scores; every two candidates a judged point apart as a pair.
+    selfReward: {
+      nllWeight: 1,
+      promptsPerIteration: 480,
+      minScoreGap: 1,
+      greedyCandidate: true,
+      pairing: "all",
+      judgeSamples: 1,
+      judgeTemperature: 0,
+    },
   },
   // `srlm run --preset reft-demo`: ReFT on srlm's synthetic word problems of 2-3 steps, with a
   // small character model, PPO's place taken by GRPO from the SFT model itself (so ReFT's gain is

@@ -177,6 +177,19 @@ export const trainSchema = z
         weightDecay: 0,
         gradClip: 1,
       }),
+    // A second SFT phase, from the SFT model to M1: EFT on the model's own answers. It answers
+    // `prompts` training prompts `samples` times (selfReward's temperature and top-p), the task's
+    // verifier grades each answer, and the judgements train beside `replay` times as many IFT and
+    // as many EFT examples of the first phase (each). The first phase's judge has seen only the
+    // reference answers and their synthetic corruptions, and on the answers it later judges, its
+    // own, it marks right ones down; this shows it those. Needs a task with a verifier. Unset: off.
+    ownEft: optimSchema
+      .extend({
+        prompts: positiveInt,
+        samples: positiveInt.default(2),
+        replay: z.number().nonnegative().default(1),
+      })
+      .optional(),
   })
   .strict();
 

@@ -4,7 +4,7 @@
 // `Write|a|b|c|` prompt-writing prompt a small character model learns in SFT.
 import { buildSeedData, type SeedDataOptions } from "./data.ts";
 import { parsePrompt } from "./families.ts";
-import { judgePrompt, trueScore } from "./rubric.ts";
+import { judgePrompt, judgeTarget, trueScore } from "./rubric.ts";
 import { parseWrittenPrompt, promptWritingPrompt } from "./selfinstruct.ts";
 import type { Task } from "./task.ts";
 
@@ -21,6 +21,10 @@ export const syntheticFormat = {
   // Exact repeats are all a family's prompt can have: two prompts that differ are different tasks.
   nearDuplicate: () => false,
   verify: trueScore,
+  gradedJudgement: (prompt: string, response: string) => ({
+    prompt: judgePrompt(prompt, response),
+    response: judgeTarget(trueScore(prompt, response)),
+  }),
 } as const;
 
 export function syntheticTask(options: SeedDataOptions & { families: readonly string[] }): Task {

@@ -57,4 +57,7 @@ export interface Task {
   nearDuplicate(prompt: string, seen: ReadonlySet<string>): boolean;
   /** The exact rubric of a response, where the task can know it. */
   readonly verify?: (prompt: string, response: string) => Rubric;
+  /** An EFT example from the exact rubric (the judge prompt and the judgement to write), where
+   * the task can know it: what `train.ownEft` trains the judge on. */
+  readonly gradedJudgement?: (prompt: string, response: string) => PromptResponse;
 }

@@ -48,6 +48,12 @@ export interface ModelEval {
   samples: { prompt: string; response: string }[];
 }
 
+export interface OwnEftSummary {
+  answers: number;
+  rightShare: number;
+  loss: { first: number; last: number; steps: number };
+}
+
 export interface IterationReport extends ModelEval {
   model: string;
   prompts: number;
@@ -70,6 +76,9 @@ export interface IterationReport extends ModelEval {
   dpo: DpoSummary | null;
   /** M1 only, when SFT ran (not reused): its loss at the start and at the end. */
   sftLoss?: { first: number; last: number; steps: number };
+  /** M1 only, when `train.ownEft` ran (not reused): how many of its own answers it was trained to
+   * judge, the share of them that were right, and the phase's loss. */
+  ownEft?: OwnEftSummary;
   staleness: { max: number; mean: number } | null;
   wallSeconds: number;
   stageSeconds: Record<string, number>;
@@ -204,6 +213,22 @@ export function summaryTable(report: RunReport): string {
     line(widths.map((w) => "-".repeat(w))),
     ...rows.map(line),
     `${split === "dev" ? "dev prompts (settings are chosen on them)" : "held-out test prompts"}: ${report.iterations[0]?.heldOutN ?? 0}; judge pairwise and spearman: on the judge set, against true scores`,
+    ...report.iterations.flatMap((it) => {
+      const own = it.ownEft;
+      return own
+        ? [
+            `${it.model}'s judge trained on ${own.answers} of its own answers, ${pct(own.rightShare)} of them right (loss ${num(own.loss.first)} → ${num(own.loss.last)} in ${own.loss.steps} steps)`,
+          ]
+        : [];
+    }),
+    ...report.iterations.flatMap((it) => {
+      const o = it.pairsTrueOrder;
+      return o
+        ? [
+            `${it.model}'s pairs by the verifier: chosen truly better ${pct(o.better)}, as good ${pct(o.same)}, worse ${pct(o.worse)}`,
+          ]
+        : [];
+    }),
     "",
     ...report.iterations.flatMap((it) => [identityLine(it), ...agreementLines(it)].filter((l) => l !== null)),
     `trainer busy ${report.trainerBusySeconds.toFixed(0)} s of ${report.wallSeconds.toFixed(0)} s; ` +

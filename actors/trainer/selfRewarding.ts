@@ -27,7 +27,7 @@ import {
   winRate,
   writePromptsInTurn,
 } from "../../tasks/index.ts";
-import type { Policy } from "../policy.ts";
+import { type Policy, samplePolicy } from "../policy.ts";
 import { JudgeTally } from "./judgeUse.ts";
 import {
   type DpoSummary,
@@ -52,9 +52,15 @@ import {
   stepsAllowed,
   strictDpoSteps,
 } from "./pairs.ts";
-import { type IterationReport, type ModelEval, type RunReport, summaryTable } from "./report.ts";
+import {
+  type IterationReport,
+  type ModelEval,
+  type OwnEftSummary,
+  type RunReport,
+  summaryTable,
+} from "./report.ts";
 import type { LoopState } from "./resume.ts";
-import { m0Inputs, m1Inputs, recordStage, reusedStage, stageKey } from "./stageCache.ts";
+import { m0Inputs, m1Inputs, ownEftInputs, recordStage, reusedStage, stageKey } from "./stageCache.ts";
 import { assertFiniteWeights, chunk, mean, StageBook } from "./stages.ts";
 import { type LoopIO, RunStopped } from "./workers.ts";
 
@@ -85,10 +91,19 @@ export class SelfRewardingLoop {
     this.book = new StageBook(
       io,
       cfg.selfReward.maxFailedShare,
-      new Set(["pretrain", "sft", "dpo"]),
+      new Set(["pretrain", "sft", "own eft", "dpo"]),
       (stage, results) => this.judgeTally.record(stage, results),
     );
     const d = task.data;
+    const own = cfg.train.ownEft;
+    if (own && !task.gradedJudgement)
+      throw new Error(
+        `train.ownEft: task ${task.name} has no verifier to grade the model's answers; leave train.ownEft unset`,
+      );
+    if (own && own.prompts > d.ift.length)
+      throw new Error(
+        `train.ownEft.prompts is ${own.prompts}, but task ${task.name} has ${d.ift.length} IFT prompts`,
+      );
     if (cfg.selfReward.evalSplit === "dev" && d.dev.length === 0)
       throw new Error(
         `selfReward.evalSplit dev: task ${task.name} has no dev prompts (set data.devSize to set some aside)`,
@@ -127,7 +142,7 @@ export class SelfRewardingLoop {
   }
 
   /** The checkpoint an earlier run wrote for `label` from the same inputs, or null. */
-  private reused(label: "M0" | "M1", key: string): Policy | null {
+  private reused(label: "M0" | "SFT" | "M1", key: string): Policy | null {
     return reusedStage(this.checkpointDir(label), key, this.cfg.model.reuse, (dir) => {
       this.io.log.info({ dir }, `reusing ${label}: an earlier run made it from the same inputs`);
       this.io.progress(`reuse ${label}`, 0, 1, 1, "made by an earlier run from the same inputs");
@@ -167,35 +182,104 @@ export class SelfRewardingLoop {
     return policy;
   }
 
-  /** M1 from M0 by SFT on the task's IFT, EFT and prompt-writing examples (or reused). */
-  private async firstModel(): Promise<LossSummary | null> {
+  /** M1 from M0 by SFT on the task's IFT, EFT and prompt-writing examples, then, with
+   * `train.ownEft`, EFT on its own answers (each phase reused when an earlier run made it). */
+  private async firstModel(): Promise<{ sft: LossSummary | null; ownEft: OwnEftSummary | null }> {
     const { cfg, io, task } = this;
-    const m1Key = stageKey(m1Inputs(cfg));
-    // Iterating on the self-rewarding stage alone: M1 depends only on what came before it.
+    const own = cfg.train.ownEft;
+    // With ownEft, the SFT phase has its own checkpoint, so that changing only the second phase
+    // does not train the first again.
+    const sftKey = stageKey(m1Inputs(cfg));
+    const m1Key = own ? stageKey(ownEftInputs(cfg)) : sftKey;
     const reusedM1 = this.reused("M1", m1Key);
     let sft: LossSummary | null = null;
+    let ownEft: OwnEftSummary | null = null;
     if (reusedM1) this.policy = reusedM1;
     else {
-      this.policy = await this.book.timed("pretrain", () => this.baseModel());
-      const d = task.data;
-      sft = await this.book.timed("sft", () =>
-        supervisedFineTune(
-          this.policy,
-          sftMix(d, cfg.train.sft),
-          cfg.train.sft,
-          deriveSeed(cfg.model.seed, "sft"),
-          (r) => io.progress("SFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
-          task.format,
-        ),
-      );
+      const reusedSft = own ? this.reused("SFT", sftKey) : null;
+      if (reusedSft) this.policy = reusedSft;
+      else {
+        this.policy = await this.book.timed("pretrain", () => this.baseModel());
+        const d = task.data;
+        sft = await this.book.timed("sft", () =>
+          supervisedFineTune(
+            this.policy,
+            sftMix(d, cfg.train.sft),
+            cfg.train.sft,
+            deriveSeed(cfg.model.seed, "sft"),
+            (r) => io.progress("SFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+            task.format,
+          ),
+        );
+        if (sft.steps > 0 && !Number.isFinite(sft.last))
+          throw new Error(`stage "sft": the loss is ${sft.last} after ${sft.steps} steps`);
+        if (sft.last >= sft.first)
+          io.log.warn({ ...sft }, "SFT did not lower the loss: check train.sft.learningRate and the data");
+        if (own) {
+          const dir = this.checkpointDir("SFT");
+          saveCheckpoint(dir, this.policy.model, this.policy.tokenizer);
+          recordStage(dir, sftKey, m1Inputs(cfg));
+        }
+      }
+      if (own) ownEft = await this.book.timed("own eft", () => this.trainOnOwnJudgements(own));
     }
-    if (sft && sft.steps > 0 && !Number.isFinite(sft.last))
-      throw new Error(`stage "sft": the loss is ${sft.last} after ${sft.steps} steps`);
-    if (sft && sft.last >= sft.first)
-      io.log.warn({ ...sft }, "SFT did not lower the loss: check train.sft.learningRate and the data");
     await this.publish(1, "M1");
-    if (!reusedM1) recordStage(this.checkpointDir("M1"), m1Key, m1Inputs(cfg));
-    return sft;
+    if (!reusedM1) recordStage(this.checkpointDir("M1"), m1Key, own ? ownEftInputs(cfg) : m1Inputs(cfg));
+    return { sft, ownEft };
+  }
+
+  /** `train.ownEft`: the model answers training prompts, the verifier grades each answer, and the
+   * judgements train the model beside a replay of the first phase's IFT and EFT. Sampled here,
+   * not by the generators: like SFT, this is part of making M1, before any weights are published. */
+  private async trainOnOwnJudgements(own: NonNullable<Config["train"]["ownEft"]>): Promise<OwnEftSummary> {
+    const { cfg, io, task } = this;
+    const grade = task.gradedJudgement!;
+    const rng = makeRng(deriveSeed(cfg.model.seed, "ownEft"));
+    const prompts = rng.shuffle(task.data.ift.map((x) => x.prompt)).slice(0, own.prompts);
+    const s = cfg.selfReward;
+    const judgements: { prompt: string; response: string }[] = [];
+    let right = 0;
+    const batches = chunk(prompts, 32);
+    for (const [i, batch] of batches.entries()) {
+      const sampled = samplePolicy(
+        this.policy,
+        batch,
+        own.samples,
+        {
+          temperature: s.temperature,
+          topP: s.topP,
+          topK: s.topK,
+          maxNewTokens: s.maxNewTokens,
+          seed: deriveSeed(cfg.model.seed, `ownEft#${i}`),
+        },
+        task.format,
+      );
+      sampled.forEach((p, k) => {
+        for (const sample of p.samples) {
+          if (task.verify?.(batch[k], sample.text).score === 5) right++;
+          judgements.push(grade(batch[k], sample.text));
+        }
+      });
+      io.progress("own answers → EFT", 0, i + 1, batches.length, `${judgements.length} graded`);
+      await yieldToEventLoop();
+    }
+    const replay = Math.round(judgements.length * own.replay);
+    const mix = [
+      ...judgements,
+      ...rng.shuffle(task.data.ift).slice(0, replay),
+      ...rng.shuffle(task.data.eft).slice(0, replay),
+    ];
+    const loss = await supervisedFineTune(
+      this.policy,
+      mix,
+      own,
+      deriveSeed(cfg.model.seed, "ownEft"),
+      (r) => io.progress("own EFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
+      task.format,
+    );
+    if (own.steps > 0 && !Number.isFinite(loss.last))
+      throw new Error(`stage "own eft": the loss is ${loss.last} after ${loss.steps} steps`);
+    return { answers: judgements.length, rightShare: right / Math.max(1, judgements.length), loss };
   }
 
   /** The whole run: M1, then the iterations, evaluated after each; writes the report. */
@@ -220,10 +304,11 @@ export class SelfRewardingLoop {
         // Workers of a new bus, or ones that missed the announcement, get the weights again.
         await this.publish(resumed.loop.weights.version);
       } else {
-        const sft = await this.firstModel();
+        const { sft, ownEft } = await this.firstModel();
         iterations.push({
           model: "M1",
           ...(sft ? { sftLoss: sft } : {}),
+          ...(ownEft ? { ownEft } : {}),
           ...(await this.evaluate(1)),
           pairs: 0,
           prompts: 0,

@@ -93,6 +93,17 @@ export function m1Inputs(cfg: Config): unknown {
   };
 }
 
+/** What M1 depends on with `train.ownEft`: the SFT phase's inputs, the second phase's settings,
+ * and the sampling settings its answers are drawn with. */
+export function ownEftInputs(cfg: Config): unknown {
+  const s = cfg.selfReward;
+  return {
+    sft: m1Inputs(cfg),
+    ownEft: cfg.train.ownEft,
+    sampling: { temperature: s.temperature, topP: s.topP, topK: s.topK, maxNewTokens: s.maxNewTokens },
+  };
+}
+
 /** What ReFT's M0 depends on: the model shape and seed (or the --base folder), the math problems
  * (the JSONL files' contents too), the pretraining settings. */
 export function reftM0Inputs(cfg: Config): unknown {
