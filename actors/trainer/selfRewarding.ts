@@ -188,7 +188,7 @@ export class SelfRewardingLoop {
     const { cfg, io, task } = this;
     const own = cfg.train.ownEft;
     // With ownEft, the SFT phase has its own checkpoint, so that changing only the second phase
-    // does not train the first again.
+    // does not train the first again (and turning ownEft off makes that checkpoint M1).
     const sftKey = stageKey(m1Inputs(cfg));
     const m1Key = own ? stageKey(ownEftInputs(cfg)) : sftKey;
     const reusedM1 = this.reused("M1", m1Key);
@@ -196,7 +196,7 @@ export class SelfRewardingLoop {
     let ownEft: OwnEftSummary | null = null;
     if (reusedM1) this.policy = reusedM1;
     else {
-      const reusedSft = own ? this.reused("SFT", sftKey) : null;
+      const reusedSft = this.reused("SFT", sftKey);
       if (reusedSft) this.policy = reusedSft;
       else {
         this.policy = await this.book.timed("pretrain", () => this.baseModel());

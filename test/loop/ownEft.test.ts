@@ -79,6 +79,15 @@ test("own EFT trains M1 on its graded answers after SFT, and each phase is reuse
   assert.equal(third.m1.sftLoss, undefined);
   assert.equal(third.m1.ownEft, undefined);
   assert.ok(third.stages.includes("reuse M1"));
+
+  // Turned off: the SFT phase's checkpoint is M1.
+  const off = config(4);
+  off.train.ownEft = undefined;
+  const fourth = await run(off);
+  assert.equal(fourth.m1.sftLoss, undefined);
+  assert.equal(fourth.m1.ownEft, undefined);
+  assert.ok(fourth.stages.includes("reuse SFT"));
+  assert.deepEqual(weights("M1"), sftBefore);
 });
 
 test("own EFT on a task without a verifier is refused, naming the field", async () => {
