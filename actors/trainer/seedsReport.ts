@@ -59,7 +59,11 @@ type Cell = { value: number; ci95: [number, number] | null } | null;
 
 function figure(name: string, kind: SeedFigure["kind"], cells: Cell[]): SeedFigure {
   const present = cells.filter((c): c is NonNullable<Cell> => c !== null);
-  const { mean, ci95 } = meanInterval(present.map((c) => c.value));
+  const { mean, ci95: t } = meanInterval(present.map((c) => c.value));
+  // With two or three seeds the t interval is wide enough to leave the range a share (or a
+  // difference of two shares) can take; what lies outside it is no value the figure can have.
+  const [lo, hi] = kind === "gain" ? [-1, 1] : [0, 1];
+  const ci95: [number, number] | null = t && [Math.max(lo, t[0]), Math.min(hi, t[1])];
   return {
     name,
     kind,

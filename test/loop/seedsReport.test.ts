@@ -70,6 +70,9 @@ test("per-seed figures, the mean across seeds, and seeds whose gain clears zero"
   assert.equal(gain.seedsAboveZero, 1);
   const m1 = r.figures.find((f) => f.name === "M1 accuracy");
   assert.deepEqual(m1?.perSeed, [0.8, 0.7, null]);
+  // Two seeds' t interval (0.75 ± 0.635) runs past 100%: the mean's interval stops there.
+  assert.ok(m1?.ci95 && Math.abs(m1.ci95[0] - (0.75 - 12.706 * 0.05)) < 1e-9);
+  assert.equal(m1.ci95[1], 1);
   assert.deepEqual(r.figures.find((f) => f.name === "M2 judge pairwise")?.perSeed, [0.72, 0.66, null]);
   assert.deepEqual(
     r.runs.map((x) => x.ok),
