@@ -66,6 +66,10 @@ export interface IterationReport extends ModelEval {
   /** Shares of the pairs whose chosen answer is truly better, truly as good, truly worse than the
    * rejected one (by the verifier): the judge's pairwise accuracy on the policy's own answers. */
   pairsTrueOrder?: { better: number; same: number; worse: number };
+  /** With `selfReward.greedyCandidate`: shares of the pairs whose rejected answer is the greedy one
+   * and truly wrong (what can move the greedy answers the evaluation scores) and truly right (a
+   * right greedy answer pushed down). */
+  pairsRejectingGreedy?: { wrong: number; right: number };
   /** Mean judge score of the chosen and of the rejected answers. */
   pairsJudgeScores?: { chosenMean: number; rejectedMean: number };
   droppedStale?: number;
@@ -223,9 +227,13 @@ export function summaryTable(report: RunReport): string {
     }),
     ...report.iterations.flatMap((it) => {
       const o = it.pairsTrueOrder;
+      const g = it.pairsRejectingGreedy;
+      const greedy = g
+        ? `; rejecting a wrong greedy answer ${pct(g.wrong)}, a right one ${pct(g.right)}`
+        : "";
       return o
         ? [
-            `${it.model}'s pairs by the verifier: chosen truly better ${pct(o.better)}, as good ${pct(o.same)}, worse ${pct(o.worse)}`,
+            `${it.model}'s pairs by the verifier: chosen truly better ${pct(o.better)}, as good ${pct(o.same)}, worse ${pct(o.worse)}${greedy}`,
           ]
         : [];
     }),

@@ -79,6 +79,8 @@ export class SelfRewardingLoop {
   private previousAnswers: string[] | null = null;
   private previousHeldOutScores: number[] | null = null;
   private firstHeldOutCorrect: { model: string; correct: boolean[] } | null = null;
+  // Each training prompt's greedy candidate (selfReward.greedyCandidate), for the pairs' report.
+  private greedyAnswers = new Map<string, string>();
   private judgeTally = new JudgeTally();
   // Stage seconds (the trainer's own compute: pretraining, SFT, DPO; the rest it waited) and jobs.
   private readonly book: StageBook;
@@ -474,6 +476,15 @@ export class SelfRewardingLoop {
     return { better: share((g) => g > 0), same: share((g) => g === 0), worse: share((g) => g < 0) };
   }
 
+  /** Pairs whose rejected answer is the prompt's greedy one, wrong or right by the verifier. */
+  private rejectingGreedy(pairs: PreferencePair[]) {
+    const verify = this.task.verify;
+    if (!verify || pairs.length === 0 || !this.cfg.selfReward.greedyCandidate) return undefined;
+    const greedy = pairs.filter((p) => this.greedyAnswers.get(p.prompt) === p.rejected);
+    const wrong = greedy.filter((p) => verify(p.prompt, p.rejected).score < 5).length;
+    return { wrong: wrong / pairs.length, right: (greedy.length - wrong) / pairs.length };
+  }
+
   /** Judge score distribution of the pairs: what can be measured with no verifier. */
   private pairScores(pairs: PreferencePair[]) {
     return pairs.length
@@ -529,6 +540,7 @@ export class SelfRewardingLoop {
       droppedTooFewScores: tooFew,
       pairsTrueScoreGap: this.trueGap(pairList),
       pairsTrueOrder: this.trueOrder(pairList),
+      pairsRejectingGreedy: this.rejectingGreedy(pairList),
       pairsJudgeScores: this.pairScores(pairList),
       dpo,
       staleness: { max: 0, mean: 0 },
@@ -680,6 +692,7 @@ export class SelfRewardingLoop {
       droppedStale: counts.stale,
       pairsTrueScoreGap: this.trueGap(allPairs),
       pairsTrueOrder: this.trueOrder(allPairs),
+      pairsRejectingGreedy: this.rejectingGreedy(allPairs),
       pairsJudgeScores: this.pairScores(allPairs),
       dpo: trainer.steps > 0 ? trainer.summary() : null,
       staleness: {
@@ -699,6 +712,7 @@ export class SelfRewardingLoop {
     ]);
     // A prompt whose greedy job failed keeps its sampled candidates (counted as failed jobs).
     const greedyOf = new Map(greedy.map((g) => [g.prompt, g.candidates[0]]));
+    for (const [prompt, g] of greedyOf) this.greedyAnswers.set(prompt, g.response);
     return sampled.map((x) => {
       const g = greedyOf.get(x.prompt);
       return g ? { ...x, candidates: [g, ...x.candidates] } : x;

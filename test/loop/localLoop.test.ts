@@ -196,6 +196,10 @@ test("a greedy candidate beside the sampled ones, and every pair of candidates a
   assert.ok(b.pairs <= 16 * 6);
   // The verifier as judge orders every pair as the truth does.
   assert.deepEqual(b.pairsTrueOrder, { better: 1, same: 0, worse: 0 });
+  // ...so it never pushes a right greedy answer down; without a greedy candidate there is none to count.
+  assert.ok(b.pairsRejectingGreedy && b.pairsRejectingGreedy.right === 0);
+  assert.ok(b.pairsRejectingGreedy.wrong >= 0 && b.pairsRejectingGreedy.wrong <= 1);
+  assert.equal(p.pairsRejectingGreedy, undefined);
 });
 
 test("an operator's stop ends the run as stopped, with the report of what finished", {
