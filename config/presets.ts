@@ -43,9 +43,9 @@ export const presets: Record<string, Preset> = {
     actors: { ackWaitMs: 10_000 },
   },
   // The README's run on the constraint families, where the judge writes a worked check: M0, M1
-  // (SFT, then EFT on its own answers), then two DPO iterations of 480 prompts judged by itself. EFT reuses prompts with fresh
-  // answers (tasks/data.ts), many more examples than prompts, so the check generalises. What each
-  // setting did is measured in docs/experiments.md.
+  // (SFT, then EFT on its own answers), then two DPO iterations of 480 prompts judged by itself.
+  // EFT reuses prompts with fresh answers (tasks/data.ts), many more examples than prompts, so the
+  // check generalises. What each setting did is measured in docs/experiments.md.
   demo: {
     // The tied head was chosen on dev: without it, M1's dev accuracy on two data seeds lay far
     // apart; with it, close together (docs/experiments.md, "M1 stability").
