@@ -221,6 +221,10 @@ export const selfRewardSchema = z
     // One of the `candidates` decoded greedily instead of sampled: held-out accuracy is measured
     // on greedy answers, and sampled candidates at temperature 0.7 reach their mistakes rarely.
     greedyCandidate: z.boolean().default(false),
+    // With greedyCandidate: a pair whose rejected answer is the greedy one needs judge scores at
+    // least this far apart (unset: minScoreGap, as every pair). A right greedy answer pushed down
+    // costs the evaluation directly, and the judge errs most on small gaps.
+    greedyRejectGap: z.number().nonnegative().optional(),
     // Weight of an NLL term on chosen answers added to DPO (0 = the paper's plain DPO).
     nllWeight: z.number().nonnegative().default(0),
     // strict = the paper's iterations; streaming = train on pairs as they arrive.
@@ -240,7 +244,11 @@ export const selfRewardSchema = z
     // never chooses them.
     evalSplit: z.enum(["heldOut", "dev"]).default("heldOut"),
   })
-  .strict();
+  .strict()
+  .refine((s) => s.greedyRejectGap === undefined || s.greedyCandidate, {
+    message: "greedyRejectGap needs greedyCandidate: true (there is no greedy answer to protect)",
+    path: ["greedyRejectGap"],
+  });
 
 // ReFT (arXiv 2401.08967): a warm-up SFT on chains of thought, then online PPO with the answer's
 // correctness as reward; defaults are the paper's code's where it has one.

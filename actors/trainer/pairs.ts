@@ -79,6 +79,22 @@ export function allPairsFromJudged(
   return pairs;
 }
 
+/**
+ * The pairs kept when a pair that rejects `greedy` (the prompt's greedy answer) must have judge
+ * scores at least `minGap` apart, where other pairs need less: the evaluation scores greedy
+ * answers, so pushing a right one down costs more than a wrong pair between two samples, and the
+ * judge's small gaps are where it is most often wrong. Returns the pairs kept and how many went.
+ */
+export function withSureGreedyRejections(
+  pairs: PreferencePair[],
+  greedy: string | undefined,
+  minGap: number,
+): { kept: PreferencePair[]; dropped: number } {
+  if (greedy === undefined) return { kept: pairs, dropped: 0 };
+  const kept = pairs.filter((p) => p.rejected !== greedy || p.chosenScore - p.rejectedScore >= minGap);
+  return { kept, dropped: pairs.length - kept.length };
+}
+
 function pairOf(
   prompt: string,
   best: { candidate: JudgedCandidate; mean: number },

@@ -61,6 +61,9 @@ export interface IterationReport extends ModelEval {
   pairs: number;
   droppedTies?: number;
   droppedTooFewScores?: number;
+  /** With `selfReward.greedyRejectGap`: pairs dropped for rejecting the greedy answer on a smaller
+   * judged gap than that. */
+  droppedUnsureGreedyRejections?: number;
   /** Mean true (verifier) score gap between chosen and rejected: how right the self-judge's pairs are. */
   pairsTrueScoreGap?: number;
   /** Shares of the pairs whose chosen answer is truly better, truly as good, truly worse than the
@@ -228,8 +231,10 @@ export function summaryTable(report: RunReport): string {
     ...report.iterations.flatMap((it) => {
       const o = it.pairsTrueOrder;
       const g = it.pairsRejectingGreedy;
+      const unsure = it.droppedUnsureGreedyRejections;
       const greedy = g
-        ? `; rejecting a wrong greedy answer ${pct(g.wrong)}, a right one ${pct(g.right)}`
+        ? `; rejecting a wrong greedy answer ${pct(g.wrong)}, a right one ${pct(g.right)}` +
+          (unsure !== undefined ? ` (${unsure} rejecting it on too small a judged gap dropped)` : "")
         : "";
       return o
         ? [

@@ -51,6 +51,7 @@ import {
   pairFromJudged,
   stepsAllowed,
   strictDpoSteps,
+  withSureGreedyRejections,
 } from "./pairs.ts";
 import {
   type IterationReport,
@@ -450,14 +451,19 @@ export class SelfRewardingLoop {
   }
 
   /** A judged prompt's outcome (pair, tie, too few scores) and the pairs DPO trains on from it. */
-  private pairsOf(j: Sampled): { outcome: PairOutcome; pairs: PreferencePair[] } {
+  private pairsOf(j: Sampled): { outcome: PairOutcome; pairs: PreferencePair[]; unsureGreedy: number } {
     const s = this.cfg.selfReward;
     const outcome = pairFromJudged(j.prompt, j.candidates, s.minScoreGap);
-    if (outcome.kind !== "pair") return { outcome, pairs: [] };
-    return {
-      outcome,
-      pairs: s.pairing === "all" ? allPairsFromJudged(j.prompt, j.candidates, s.minScoreGap) : [outcome.pair],
-    };
+    if (outcome.kind !== "pair") return { outcome, pairs: [], unsureGreedy: 0 };
+    const pairs =
+      s.pairing === "all" ? allPairsFromJudged(j.prompt, j.candidates, s.minScoreGap) : [outcome.pair];
+    if (s.greedyRejectGap === undefined) return { outcome, pairs, unsureGreedy: 0 };
+    const { kept, dropped } = withSureGreedyRejections(
+      pairs,
+      this.greedyAnswers.get(j.prompt),
+      s.greedyRejectGap,
+    );
+    return { outcome, pairs: kept, unsureGreedy: dropped };
   }
 
   /** Mean true score gap of the pairs (chosen minus rejected), where the task has a verifier. */
@@ -506,7 +512,8 @@ export class SelfRewardingLoop {
     const pairs = outcomes.flatMap((o) => o.pairs.map((pair) => ({ ...o, pair })));
     const ties = outcomes.filter((o) => o.outcome.kind === "tie").length;
     const tooFew = outcomes.filter((o) => o.outcome.kind === "too-few-scores").length;
-    io.log.info({ iteration: t, pairs: pairs.length, ties, tooFew }, "preference pairs");
+    const unsureGreedy = outcomes.reduce((a, o) => a + o.unsureGreedy, 0);
+    io.log.info({ iteration: t, pairs: pairs.length, ties, tooFew, unsureGreedy }, "preference pairs");
     if (pairs.length === 0) throw noPairs(t, prompts.length, ties, tooFew);
     const training = await this.book.timed("reference", () => this.referenceLogProbs(t, pairs));
     let dpo: DpoSummary | null = null;
@@ -538,6 +545,7 @@ export class SelfRewardingLoop {
       pairs: pairs.length,
       droppedTies: ties,
       droppedTooFewScores: tooFew,
+      ...(s.greedyRejectGap !== undefined ? { droppedUnsureGreedyRejections: unsureGreedy } : {}),
       pairsTrueScoreGap: this.trueGap(pairList),
       pairsTrueOrder: this.trueOrder(pairList),
       pairsRejectingGreedy: this.rejectingGreedy(pairList),
@@ -610,7 +618,7 @@ export class SelfRewardingLoop {
     const prompts = await this.book.timed("write prompts", () => this.writePrompts(t));
     const reference = this.weights;
     const arrived: (TrainingPair & { policyVersion: number })[] = [];
-    const counts = { candidates: 0, pairs: 0, ties: 0, tooFew: 0, stale: 0, promptsDone: 0 };
+    const counts = { candidates: 0, pairs: 0, ties: 0, tooFew: 0, unsureGreedy: 0, stale: 0, promptsDone: 0 };
     const allPairs: PreferencePair[] = [];
     let pipelineDone = false;
     const pipelineStart = performance.now();
@@ -623,6 +631,7 @@ export class SelfRewardingLoop {
         const pairs = outcomes.flatMap((o) => o.pairs.map((pair) => ({ ...o, pair })));
         counts.ties += outcomes.filter((o) => o.outcome.kind === "tie").length;
         counts.tooFew += outcomes.filter((o) => o.outcome.kind === "too-few-scores").length;
+        counts.unsureGreedy += outcomes.reduce((a, o) => a + o.unsureGreedy, 0);
         counts.pairs += pairs.length;
         allPairs.push(...pairs.map((p) => p.pair));
         if (pairs.length) arrived.push(...(await this.referenceLogProbs(t, pairs, reference)));
@@ -689,6 +698,7 @@ export class SelfRewardingLoop {
       pairs: counts.pairs,
       droppedTies: counts.ties,
       droppedTooFewScores: counts.tooFew,
+      ...(s.greedyRejectGap !== undefined ? { droppedUnsureGreedyRejections: counts.unsureGreedy } : {}),
       droppedStale: counts.stale,
       pairsTrueScoreGap: this.trueGap(allPairs),
       pairsTrueOrder: this.trueOrder(allPairs),

@@ -55,6 +55,14 @@ test("bad values name the field, the value and what is allowed", () => {
     () => loadConfig({ flags: { "data.math.train": "gsm8k.jsonl", "data.math.terseShare": "0.5" } }),
     /data\.math\.terseShare.*with a JSONL train file it must be 0/,
   );
+  assert.throws(
+    () => loadConfig({ flags: { "selfReward.greedyRejectGap": "2" } }),
+    /selfReward\.greedyRejectGap.*needs greedyCandidate: true/,
+  );
+  assert.equal(
+    loadConfig({ preset: "demo", flags: { "selfReward.greedyRejectGap": "2" } }).selfReward.greedyRejectGap,
+    2,
+  );
   assert.throws(() => loadConfig({ flags: { "model.backnd": "wasm" } }), /unknown field model\.backnd/);
   assert.throws(() => loadConfig({ preset: "huge" }), /preset = "huge": one of/);
   assert.throws(

@@ -200,6 +200,21 @@ test("a greedy candidate beside the sampled ones, and every pair of candidates a
   assert.ok(b.pairsRejectingGreedy && b.pairsRejectingGreedy.right === 0);
   assert.ok(b.pairsRejectingGreedy.wrong >= 0 && b.pairsRejectingGreedy.wrong <= 1);
   assert.equal(p.pairsRejectingGreedy, undefined);
+  // The same candidates and verdicts with a gap no two scores reach for rejecting the greedy
+  // answer: exactly the pairs that rejected it are dropped, and counted.
+  const sure = await oneIteration(false, false, {
+    "selfReward.promptsPerIteration": "16",
+    "selfReward.greedyCandidate": "true",
+    "selfReward.pairing": "all",
+    "selfReward.greedyRejectGap": "6",
+  });
+  const [g] = sure.iterations;
+  const rejectingGreedy = Math.round(b.pairsRejectingGreedy.wrong * b.pairs);
+  assert.ok(rejectingGreedy > 0, "some pair rejects the greedy answer, so the rule has work to do");
+  assert.equal(g.droppedUnsureGreedyRejections, rejectingGreedy);
+  assert.equal(g.pairs, b.pairs - rejectingGreedy);
+  assert.equal(b.droppedUnsureGreedyRejections, undefined);
+  assert.ok(g.pairs === 0 || g.pairsRejectingGreedy?.wrong === 0);
 });
 
 test("an operator's stop ends the run as stopped, with the report of what finished", {

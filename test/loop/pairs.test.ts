@@ -8,6 +8,7 @@ import {
   pairFromJudged,
   stepsAllowed,
   strictDpoSteps,
+  withSureGreedyRejections,
 } from "../../actors/trainer/pairs.ts";
 import { makeRng } from "../../tasks/random.ts";
 
@@ -66,6 +67,23 @@ test("all pairs: every two candidates far enough apart, never two of the same te
     ["a>c", "b>a"],
   );
   assert.deepEqual(allPairsFromJudged("p", [c("a", [3]), c("b", [3])]), []);
+});
+
+test("a pair rejecting the greedy answer needs the larger gap; other pairs keep theirs", () => {
+  // g is the greedy answer: judged 4, it loses to a (5) by 1 and to nothing else; it beats c.
+  const cands = [c("g", [4]), c("a", [5]), c("b", [3]), c("c", [2])];
+  const pairs = allPairsFromJudged("p", cands, 1);
+  const { kept, dropped } = withSureGreedyRejections(pairs, "g", 2);
+  assert.equal(dropped, 1);
+  assert.deepEqual(kept.map((p) => `${p.chosen}>${p.rejected}`).sort(), ["a>b", "a>c", "b>c", "g>b", "g>c"]);
+  // Judged 2 instead, g is rejected by a (gap 3, kept) and by b (gap 1, dropped).
+  const low = allPairsFromJudged("p", [c("g", [2]), c("a", [5]), c("b", [3])], 1);
+  assert.deepEqual(
+    withSureGreedyRejections(low, "g", 2).kept.map((p) => `${p.chosen}>${p.rejected}`),
+    ["a>b", "a>g"],
+  );
+  // No greedy answer for the prompt (its job failed): nothing is dropped.
+  assert.deepEqual(withSureGreedyRejections(pairs, undefined, 2), { kept: pairs, dropped: 0 });
 });
 
 test("streaming DPO keeps pace with the judged share of prompts", () => {
