@@ -50,18 +50,10 @@ export const presets: Record<string, Preset> = {
     // The tied head was chosen on dev: without it, M1's dev accuracy on two data seeds lay far
     // apart; with it, close together (docs/experiments.md, "M1 stability").
     model: { preset: "small", tieEmbeddings: true },
-    // 1000 held-out prompts report the result, enough that a gain of a few points has an interval
-    // clear of zero; 200 dev prompts, kept out of training like them, are for choosing settings
-    // (`selfReward.evalSplit: dev`). SFT's settings were chosen on held-out before the dev split
-    // existed; ownEft and the selfReward settings on dev.
-    data: {
-      families: ["word", "number"],
-      pretrainSize: 24000,
-      iftSize: 3000,
-      eftSize: 9000,
-      heldOutSize: 1000,
-      devSize: 200,
-    },
+    // 400 held-out prompts (the default) report the result; 200 dev prompts, kept out of training
+    // like them, are for choosing settings (`selfReward.evalSplit: dev`). SFT's settings were
+    // chosen on held-out before the dev split existed; ownEft and the selfReward settings on dev.
+    data: { families: ["word", "number"], pretrainSize: 24000, iftSize: 3000, eftSize: 9000, devSize: 200 },
     train: {
       pretrain: { steps: 1500 },
       sft: { steps: 3000, learningRate: 2e-3 },
@@ -73,15 +65,12 @@ export const presets: Record<string, Preset> = {
       ownEft: { prompts: 1500, samples: 2, steps: 400, batchSize: 16, learningRate: 2e-4, warmupSteps: 20 },
     },
     // One greedy verdict per candidate; the greedy answer among the candidates, since greedy
-    // answers are what the evaluation scores; every two candidates a judged point apart as a pair,
-    // but two points where the greedy answer is the one rejected: a right greedy answer judged 4
-    // and pushed down was the judge's costliest mistake.
+    // answers are what the evaluation scores; every two candidates a judged point apart as a pair.
     selfReward: {
       nllWeight: 1,
       promptsPerIteration: 480,
       minScoreGap: 1,
       greedyCandidate: true,
-      greedyRejectGap: 2,
       pairing: "all",
       judgeSamples: 1,
       judgeTemperature: 0,
