@@ -236,6 +236,15 @@ export const selfRewardSchema = z
     // least this far apart (unset: minScoreGap, as every pair). A right greedy answer pushed down
     // costs the evaluation directly, and the judge errs most on small gaps.
     greedyRejectGap: z.number().nonnegative().optional(),
+    // With greedyCandidate: before a pair may reject the greedy answer, the judge is asked about
+    // it `verdicts` more times, sampled at `temperature`, and every one of those verdicts must
+    // leave the pair's gap too; otherwise the pair is dropped. A self-judge that marks a right
+    // greedy answer down mostly does so by chance, and asked again it does not; a wrong one it
+    // marks down again (bench/judgeConsistency.ts). Only prompts with such a pair are asked.
+    greedyRejectConfirm: z
+      .object({ verdicts: positiveInt, temperature: z.number().positive() })
+      .strict()
+      .optional(),
     // Weight of an NLL term on chosen answers added to DPO (0 = the paper's plain DPO).
     nllWeight: z.number().nonnegative().default(0),
     // strict = the paper's iterations; streaming = train on pairs as they arrive.
@@ -259,6 +268,10 @@ export const selfRewardSchema = z
   .refine((s) => s.greedyRejectGap === undefined || s.greedyCandidate, {
     message: "greedyRejectGap needs greedyCandidate: true (there is no greedy answer to protect)",
     path: ["greedyRejectGap"],
+  })
+  .refine((s) => s.greedyRejectConfirm === undefined || s.greedyCandidate, {
+    message: "greedyRejectConfirm needs greedyCandidate: true (there is no greedy answer to confirm)",
+    path: ["greedyRejectConfirm"],
   });
 
 // ReFT (arXiv 2401.08967): a warm-up SFT on chains of thought, then online PPO with the answer's

@@ -95,6 +95,37 @@ export function withSureGreedyRejections(
   return { kept, dropped: pairs.length - kept.length };
 }
 
+/**
+ * The pairs kept when a pair that rejects `greedy` must hold under every one of `confirmations`
+ * (further verdicts on the greedy answer): each must be parsable and leave the pair at least
+ * `minGap` (and more than zero) apart. With no confirmations every such pair is dropped: a
+ * confirmation that failed confirms nothing. Returns the pairs kept and how many went.
+ */
+export function withConfirmedGreedyRejections(
+  pairs: PreferencePair[],
+  greedy: string | undefined,
+  confirmations: readonly (number | null)[],
+  minGap: number,
+): { kept: PreferencePair[]; dropped: number } {
+  if (greedy === undefined) return { kept: pairs, dropped: 0 };
+  const holds = (p: PreferencePair) =>
+    confirmations.length > 0 &&
+    confirmations.every((v) => v !== null && p.chosenScore - v >= minGap && p.chosenScore > v);
+  const kept = pairs.filter((p) => p.rejected !== greedy || holds(p));
+  return { kept, dropped: pairs.length - kept.length };
+}
+
+/** Whether some pair a prompt's candidates form would reject `greedy`: only then is it confirmed. */
+export function mayRejectGreedy(candidates: JudgedCandidate[], greedy: string, minGap: number): boolean {
+  const g = candidates.find((c) => c.response === greedy);
+  const gMean = g ? meanScore(g.scores) : null;
+  if (gMean === null) return false;
+  return candidates.some((c) => {
+    const m = c.response === greedy ? null : meanScore(c.scores);
+    return m !== null && m > gMean && m - gMean >= minGap;
+  });
+}
+
 function pairOf(
   prompt: string,
   best: { candidate: JudgedCandidate; mean: number },

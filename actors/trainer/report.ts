@@ -64,6 +64,10 @@ export interface IterationReport extends ModelEval {
   /** With `selfReward.greedyRejectGap`: pairs dropped for rejecting the greedy answer on a smaller
    * judged gap than that. */
   droppedUnsureGreedyRejections?: number;
+  /** With `selfReward.greedyRejectConfirm`: prompts whose greedy answer was judged again, and the
+   * pairs dropped for rejecting it when a further verdict did not leave the gap. */
+  confirmedPrompts?: number;
+  droppedUnconfirmedGreedyRejections?: number;
   /** Mean true (verifier) score gap between chosen and rejected: how right the self-judge's pairs are. */
   pairsTrueScoreGap?: number;
   /** Shares of the pairs whose chosen answer is truly better, truly as good, truly worse than the
@@ -234,7 +238,10 @@ export function summaryTable(report: RunReport): string {
       const unsure = it.droppedUnsureGreedyRejections;
       const greedy = g
         ? `; rejecting a wrong greedy answer ${pct(g.wrong)}, a right one ${pct(g.right)}` +
-          (unsure !== undefined ? ` (${unsure} rejecting it on too small a judged gap dropped)` : "")
+          (unsure !== undefined ? ` (${unsure} rejecting it on too small a judged gap dropped)` : "") +
+          (it.droppedUnconfirmedGreedyRejections !== undefined
+            ? ` (${it.droppedUnconfirmedGreedyRejections} rejecting it dropped when judged again, ${it.confirmedPrompts ?? 0} greedy answers judged again)`
+            : "")
         : "";
       return o
         ? [

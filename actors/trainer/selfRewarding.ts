@@ -46,12 +46,14 @@ import {
   EvenDraws,
   isFreshEnough,
   type JudgedCandidate,
+  mayRejectGreedy,
   meanScore,
   type PairOutcome,
   type PreferencePair,
   pairFromJudged,
   stepsAllowed,
   strictDpoSteps,
+  withConfirmedGreedyRejections,
   withSureGreedyRejections,
 } from "./pairs.ts";
 import {
@@ -483,19 +485,30 @@ export class SelfRewardingLoop {
   }
 
   /** A judged prompt's outcome (pair, tie, too few scores) and the pairs DPO trains on from it. */
-  private pairsOf(j: Sampled): { outcome: PairOutcome; pairs: PreferencePair[]; unsureGreedy: number } {
+  private pairsOf(
+    j: Sampled,
+    confirmations: Map<string, (number | null)[]>,
+  ): { outcome: PairOutcome; pairs: PreferencePair[]; unsureGreedy: number; unconfirmedGreedy: number } {
     const s = this.cfg.selfReward;
     const outcome = pairFromJudged(j.prompt, j.candidates, s.minScoreGap);
-    if (outcome.kind !== "pair") return { outcome, pairs: [], unsureGreedy: 0 };
-    const pairs =
+    if (outcome.kind !== "pair") return { outcome, pairs: [], unsureGreedy: 0, unconfirmedGreedy: 0 };
+    let pairs =
       s.pairing === "all" ? allPairsFromJudged(j.prompt, j.candidates, s.minScoreGap) : [outcome.pair];
-    if (s.greedyRejectGap === undefined) return { outcome, pairs, unsureGreedy: 0 };
-    const { kept, dropped } = withSureGreedyRejections(
-      pairs,
-      this.greedyAnswers.get(j.prompt),
-      s.greedyRejectGap,
-    );
-    return { outcome, pairs: kept, unsureGreedy: dropped };
+    const greedy = this.greedyAnswers.get(j.prompt);
+    let unsureGreedy = 0;
+    let unconfirmedGreedy = 0;
+    if (s.greedyRejectGap !== undefined) {
+      const { kept, dropped } = withSureGreedyRejections(pairs, greedy, s.greedyRejectGap);
+      pairs = kept;
+      unsureGreedy = dropped;
+    }
+    if (s.greedyRejectConfirm) {
+      const verdicts = confirmations.get(j.prompt) ?? [];
+      const { kept, dropped } = withConfirmedGreedyRejections(pairs, greedy, verdicts, s.minScoreGap);
+      pairs = kept;
+      unconfirmedGreedy = dropped;
+    }
+    return { outcome, pairs, unsureGreedy, unconfirmedGreedy };
   }
 
   /** Mean true score gap of the pairs (chosen minus rejected), where the task has a verifier. */
@@ -540,12 +553,17 @@ export class SelfRewardingLoop {
     const prompts = await this.book.timed("write prompts", () => this.writePrompts(t));
     const sampled = await this.book.timed("sample", () => this.sampleCandidates(t, prompts));
     const judged = await this.book.timed("judge", () => this.judgeCandidates(t, sampled));
-    const outcomes = judged.map((j) => ({ ...j, ...this.pairsOf(j) }));
+    const confirmations = await this.book.timed("confirm", () => this.confirmGreedy(t, judged));
+    const outcomes = judged.map((j) => ({ ...j, ...this.pairsOf(j, confirmations) }));
     const pairs = outcomes.flatMap((o) => o.pairs.map((pair) => ({ ...o, pair })));
     const ties = outcomes.filter((o) => o.outcome.kind === "tie").length;
     const tooFew = outcomes.filter((o) => o.outcome.kind === "too-few-scores").length;
     const unsureGreedy = outcomes.reduce((a, o) => a + o.unsureGreedy, 0);
-    io.log.info({ iteration: t, pairs: pairs.length, ties, tooFew, unsureGreedy }, "preference pairs");
+    const unconfirmedGreedy = outcomes.reduce((a, o) => a + o.unconfirmedGreedy, 0);
+    io.log.info(
+      { iteration: t, pairs: pairs.length, ties, tooFew, unsureGreedy, unconfirmedGreedy },
+      "preference pairs",
+    );
     if (pairs.length === 0) throw noPairs(t, prompts.length, ties, tooFew);
     const training = await this.book.timed("reference", () => this.referenceLogProbs(t, pairs));
     let dpo: DpoSummary | null = null;
@@ -578,6 +596,9 @@ export class SelfRewardingLoop {
       droppedTies: ties,
       droppedTooFewScores: tooFew,
       ...(s.greedyRejectGap !== undefined ? { droppedUnsureGreedyRejections: unsureGreedy } : {}),
+      ...(s.greedyRejectConfirm
+        ? { droppedUnconfirmedGreedyRejections: unconfirmedGreedy, confirmedPrompts: confirmations.size }
+        : {}),
       pairsTrueScoreGap: this.trueGap(pairList),
       pairsTrueOrder: this.trueOrder(pairList),
       pairsRejectingGreedy: this.rejectingGreedy(pairList),
@@ -650,7 +671,17 @@ export class SelfRewardingLoop {
     const prompts = await this.book.timed("write prompts", () => this.writePrompts(t));
     const reference = this.weights;
     const arrived: (TrainingPair & { policyVersion: number })[] = [];
-    const counts = { candidates: 0, pairs: 0, ties: 0, tooFew: 0, unsureGreedy: 0, stale: 0, promptsDone: 0 };
+    const counts = {
+      candidates: 0,
+      pairs: 0,
+      ties: 0,
+      tooFew: 0,
+      unsureGreedy: 0,
+      unconfirmedGreedy: 0,
+      confirmedPrompts: 0,
+      stale: 0,
+      promptsDone: 0,
+    };
     const allPairs: PreferencePair[] = [];
     let pipelineDone = false;
     const pipelineStart = performance.now();
@@ -659,11 +690,14 @@ export class SelfRewardingLoop {
         const sampled = await this.sampleCandidates(t, group, true);
         counts.candidates += sampled.reduce((a, x) => a + x.candidates.length, 0);
         const judged = await this.judgeCandidates(t, sampled);
-        const outcomes = judged.map((j) => ({ ...j, ...this.pairsOf(j) }));
+        const confirmations = await this.confirmGreedy(t, judged);
+        counts.confirmedPrompts += confirmations.size;
+        const outcomes = judged.map((j) => ({ ...j, ...this.pairsOf(j, confirmations) }));
         const pairs = outcomes.flatMap((o) => o.pairs.map((pair) => ({ ...o, pair })));
         counts.ties += outcomes.filter((o) => o.outcome.kind === "tie").length;
         counts.tooFew += outcomes.filter((o) => o.outcome.kind === "too-few-scores").length;
         counts.unsureGreedy += outcomes.reduce((a, o) => a + o.unsureGreedy, 0);
+        counts.unconfirmedGreedy += outcomes.reduce((a, o) => a + o.unconfirmedGreedy, 0);
         counts.pairs += pairs.length;
         allPairs.push(...pairs.map((p) => p.pair));
         if (pairs.length) arrived.push(...(await this.referenceLogProbs(t, pairs, reference)));
@@ -732,6 +766,12 @@ export class SelfRewardingLoop {
       droppedTies: counts.ties,
       droppedTooFewScores: counts.tooFew,
       ...(s.greedyRejectGap !== undefined ? { droppedUnsureGreedyRejections: counts.unsureGreedy } : {}),
+      ...(s.greedyRejectConfirm
+        ? {
+            droppedUnconfirmedGreedyRejections: counts.unconfirmedGreedy,
+            confirmedPrompts: counts.confirmedPrompts,
+          }
+        : {}),
       droppedStale: counts.stale,
       pairsTrueScoreGap: this.trueGap(allPairs),
       pairsTrueOrder: this.trueOrder(allPairs),
@@ -835,7 +875,49 @@ export class SelfRewardingLoop {
     });
   }
 
-  private judgeJob(t: number, purpose: "train" | "eval", prompt: string, candidates: string[], seed: string) {
+  /** `selfReward.greedyRejectConfirm`: further sampled verdicts on each greedy answer that some
+   * pair would reject, by prompt. A prompt whose job failed has none (its such pairs are dropped). */
+  private async confirmGreedy(t: number, judged: Sampled[]): Promise<Map<string, (number | null)[]>> {
+    const s = this.cfg.selfReward;
+    const confirm = s.greedyRejectConfirm;
+    const confirmed = new Map<string, (number | null)[]>();
+    if (!confirm) return confirmed;
+    const asked = judged.flatMap((j) => {
+      const greedy = this.greedyAnswers.get(j.prompt);
+      return greedy !== undefined && mayRejectGreedy(j.candidates, greedy, s.minScoreGap)
+        ? [{ prompt: j.prompt, greedy }]
+        : [];
+    });
+    if (asked.length === 0) return confirmed;
+    const outcomes = await this.book.jobs(
+      "confirm",
+      "judge",
+      asked.map((a, i) =>
+        this.judgeJob(t, "train", a.prompt, [a.greedy], `confirm-${t}-${a.prompt}-${i}`, {
+          samples: confirm.verdicts,
+          temperature: confirm.temperature,
+        }),
+      ),
+      (d, n) => this.io.progress("confirm greedy", t, d, n),
+    );
+    asked.forEach((a, i) => {
+      const o = outcomes[i];
+      if (o.ok) confirmed.set(a.prompt, o.result.scores[0]);
+    });
+    return confirmed;
+  }
+
+  private judgeJob(
+    t: number,
+    purpose: "train" | "eval",
+    prompt: string,
+    candidates: string[],
+    seed: string,
+    verdicts: { samples: number; temperature: number } = {
+      samples: this.cfg.selfReward.judgeSamples,
+      temperature: this.cfg.selfReward.judgeTemperature,
+    },
+  ) {
     const s = this.cfg.selfReward;
     const { task } = this;
     return {
@@ -847,9 +929,9 @@ export class SelfRewardingLoop {
       judgePrompts: candidates.map((c) => task.judgePrompt(prompt, c)),
       format: task.format,
       parser: task.scoreParser,
-      samples: s.judgeSamples,
+      samples: verdicts.samples,
       weights: this.weights,
-      sampling: { ...this.sampling(s.judgeTemperature, s.topP, seed), maxNewTokens: s.judgeMaxNewTokens },
+      sampling: { ...this.sampling(verdicts.temperature, s.topP, seed), maxNewTokens: s.judgeMaxNewTokens },
     };
   }
 

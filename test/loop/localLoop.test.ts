@@ -16,6 +16,7 @@ import { LocalWorkers } from "../../actors/trainer/localWorkers.ts";
 import { SelfRewardingLoop } from "../../actors/trainer/selfRewarding.ts";
 import { RunStopped } from "../../actors/trainer/workers.ts";
 import type { ScoresResultBody } from "../../bus/messages.ts";
+import type { JobOf } from "../../bus/protocol.ts";
 import { loadConfig } from "../../config/load.ts";
 import { presetConfig } from "../../model/config.ts";
 import { Llama } from "../../model/llama.ts";
@@ -67,11 +68,20 @@ async function oneIteration(referenceFromSampler: boolean, ab = false, flags: Re
   // What the judge answered, as the trainer received it, and how candidates were asked for.
   const judged: ScoresResultBody[] = [];
   const sampling: { n: number; temperature: number }[] = [];
+  const judging: { candidates: number; samples: number; temperature: number }[] = [];
   const submitAll = workers.submitAll.bind(workers);
   workers.submitAll = (async (queue, jobs, onDone) => {
     if (queue === "samples")
       for (const j of jobs as { n: number; sampling: { temperature: number }; purpose: string }[])
         if (j.purpose === "train") sampling.push({ n: j.n, temperature: j.sampling.temperature });
+    if (queue === "judge")
+      for (const j of jobs as JobOf<"judge">[])
+        if (j.purpose === "train")
+          judging.push({
+            candidates: j.candidates.length,
+            samples: j.samples,
+            temperature: j.sampling.temperature,
+          });
     const outcomes = await submitAll(queue, jobs, onDone);
     if (queue === "judge") for (const o of outcomes) if (o.ok) judged.push(o.result as ScoresResultBody);
     return outcomes;
@@ -100,7 +110,7 @@ async function oneIteration(referenceFromSampler: boolean, ab = false, flags: Re
   await loop.iterations(1, (r) => iterations.push(r));
   const report = await loop.report(iterations, 0);
   policy.model.dispose();
-  return { ...report, judged, sampling };
+  return { ...report, judged, sampling, judging };
 }
 
 test("in-process loop: pairs, DPO, and sampler log-probs as the strict reference", {
@@ -215,6 +225,29 @@ test("a greedy candidate beside the sampled ones, and every pair of candidates a
   assert.equal(g.pairs, b.pairs - rejectingGreedy);
   assert.equal(b.droppedUnsureGreedyRejections, undefined);
   assert.ok(g.pairs === 0 || g.pairsRejectingGreedy?.wrong === 0);
+
+  // Judged again: each greedy answer that some candidate beats is sent alone for two verdicts at
+  // T 0.9, and the verifier, asked again, agrees with itself: every pair stays.
+  const confirmed = await oneIteration(false, false, {
+    "selfReward.promptsPerIteration": "16",
+    "selfReward.greedyCandidate": "true",
+    "selfReward.pairing": "all",
+    "selfReward.greedyRejectConfirm.verdicts": "2",
+    "selfReward.greedyRejectConfirm.temperature": "0.9",
+  });
+  const [k] = confirmed.iterations;
+  const again = confirmed.judging.filter((j) => j.candidates === 1);
+  assert.ok(k.confirmedPrompts !== undefined && k.confirmedPrompts > 0, "some greedy answer was beaten");
+  assert.equal(again.length, k.confirmedPrompts);
+  assert.ok(again.every((j) => j.samples === 2 && j.temperature === 0.9));
+  const shape = (js: typeof again) => [
+    ...new Set(js.filter((j) => j.candidates === 4).map((j) => `${j.samples}@${j.temperature}`)),
+  ];
+  assert.deepEqual(shape(confirmed.judging), shape(both.judging), "the first verdicts are asked as before");
+  assert.ok(k.confirmedPrompts <= rejectingGreedy, "only prompts with a pair rejecting the greedy answer");
+  assert.equal(k.droppedUnconfirmedGreedyRejections, 0);
+  assert.equal(k.pairs, b.pairs);
+  assert.equal(b.confirmedPrompts, undefined);
 });
 
 test("an operator's stop ends the run as stopped, with the report of what finished", {

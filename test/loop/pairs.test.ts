@@ -4,10 +4,12 @@ import {
   allPairsFromJudged,
   EvenDraws,
   isFreshEnough,
+  mayRejectGreedy,
   meanScore,
   pairFromJudged,
   stepsAllowed,
   strictDpoSteps,
+  withConfirmedGreedyRejections,
   withSureGreedyRejections,
 } from "../../actors/trainer/pairs.ts";
 import { makeRng } from "../../tasks/random.ts";
@@ -121,4 +123,30 @@ test("strict DPO takes at most `epochs` passes over an iteration's pairs", () =>
   assert.equal(strictDpoSteps({ ...dpo, epochs: 2.5 }, 98), 31);
   assert.equal(strictDpoSteps({ ...dpo, epochs: 2.5 }, 400), 60, "never more than `steps`");
   assert.equal(strictDpoSteps({ ...dpo, epochs: 0.1 }, 1), 1, "at least one step");
+});
+
+test("a pair rejecting the greedy answer stays only if every further verdict on it leaves the gap", () => {
+  // g judged 4, a 5, b 3: with gap 1, a>g is the one pair that rejects g.
+  const pairs = allPairsFromJudged("p", [c("g", [4]), c("a", [5]), c("b", [3])], 1);
+  const names = (ps: typeof pairs) => ps.map((p) => `${p.chosen}>${p.rejected}`).sort();
+  assert.deepEqual(names(pairs), ["a>b", "a>g", "g>b"]);
+  // Asked again, g is marked 4 and 3: a>g holds (gaps 1 and 2).
+  assert.deepEqual(names(withConfirmedGreedyRejections(pairs, "g", [4, 3], 1).kept), ["a>b", "a>g", "g>b"]);
+  // One further verdict gives it 5: the mark-down was chance, a>g goes; pairs where g is chosen stay.
+  const chance = withConfirmedGreedyRejections(pairs, "g", [4, 5], 1);
+  assert.deepEqual(names(chance.kept), ["a>b", "g>b"]);
+  assert.equal(chance.dropped, 1);
+  // An unparsable further verdict, or none (the job failed), confirms nothing.
+  assert.equal(withConfirmedGreedyRejections(pairs, "g", [3, null], 1).dropped, 1);
+  assert.equal(withConfirmedGreedyRejections(pairs, "g", [], 1).dropped, 1);
+  // No greedy answer for the prompt: nothing to confirm, nothing dropped.
+  assert.deepEqual(withConfirmedGreedyRejections(pairs, undefined, [], 1), { kept: pairs, dropped: 0 });
+});
+
+test("only a greedy answer that some candidate beats by the gap is sent to be judged again", () => {
+  assert.equal(mayRejectGreedy([c("g", [4]), c("a", [5])], "g", 1), true);
+  assert.equal(mayRejectGreedy([c("g", [4]), c("a", [4.5])], "g", 1), false);
+  assert.equal(mayRejectGreedy([c("g", [5]), c("a", [3])], "g", 1), false);
+  assert.equal(mayRejectGreedy([c("g", [null]), c("a", [5])], "g", 1), false);
+  assert.equal(mayRejectGreedy([c("a", [5]), c("b", [1])], "g", 1), false);
 });
