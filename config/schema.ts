@@ -134,11 +134,6 @@ const optimSchema = z
     // Cross-entropy stages: average the loss over target tokens (unset, the default) or over
     // examples, each its own token mean, so that a mix of short and long targets trains both.
     lossPer: z.enum(["token", "example"]).optional(),
-    // Decay of an exponential moving average of the weights, which replaces them when the stage
-    // ends (0.99 averages about the last 100 steps): a small model's greedy answers flip with the
-    // step-to-step jitter of its weights, and the average sits in the middle of it. Unset: the
-    // last step's weights.
-    averageDecay: z.number().gt(0).lt(1).optional(),
   })
   .strict();
 
@@ -158,12 +153,6 @@ export const trainSchema = z
         // prompt-writing one in the token-mean loss: answers are short, judgements long, and
         // at 1 the answers can be a few percent of the loss. Unset is 1.
         iftWeight: z.number().positive().optional(),
-        // Past `steps`, train on at the schedule's floor while greedy accuracy on the dev prompts
-        // rises: `every` steps, then score, at most `maxSteps` more; the best-scored weights are
-        // kept. A small model's answer skill can still be forming when a fixed schedule ends, and
-        // where it stands then moves with the data draw and the float rounding. Needs dev prompts
-        // (data.devSize) and a task with a verifier. Unset: off.
-        untilDevPlateau: z.object({ every: positiveInt, maxSteps: positiveInt }).strict().optional(),
       })
       .default({
         steps: 300,

@@ -99,43 +99,6 @@ export class AdamW {
   }
 }
 
-/**
- * An exponential moving average of the parameters (Polyak averaging), kept beside them. Near the
- * end of training each step's weights jitter around a flat region, and a small model's greedy
- * answers flip with that jitter; the average over the last ~1/(1 − decay) steps sits in the
- * middle of it. `apply` writes the average into the parameters.
- */
-export class WeightAverage {
-  private readonly average = new Map<string, tf.Variable>();
-
-  constructor(
-    private readonly params: Map<string, tf.Variable>,
-    private readonly decay: number,
-  ) {
-    if (!(decay > 0 && decay < 1)) throw new Error(`WeightAverage: decay must be in (0, 1), got ${decay}`);
-    for (const [name, p] of params) this.average.set(name, tf.variable(p, false));
-  }
-
-  /** Folds the current parameters in; call after each optimiser step. */
-  update(): void {
-    for (const [name, a] of this.average) {
-      const p = this.params.get(name)!;
-      tf.tidy(() => a.assign(a.mul(this.decay).add(p.mul(1 - this.decay))));
-    }
-  }
-
-  /** Replaces the parameters by the average and frees it. */
-  apply(): void {
-    for (const [name, a] of this.average) this.params.get(name)!.assign(a);
-    this.dispose();
-  }
-
-  dispose(): void {
-    for (const a of this.average.values()) a.dispose();
-    this.average.clear();
-  }
-}
-
 /** Scales all gradients together so their global L2 norm is at most maxNorm; returns the norm before. */
 export function clipByGlobalNorm(
   grads: Map<string, tf.Tensor>,

@@ -3,7 +3,6 @@
 
 import type { PromptFormat } from "../../bus/messages.ts";
 import type { Config } from "../../config/schema.ts";
-import { WeightAverage } from "../../model/optim.ts";
 import { Trainer } from "../../model/train.ts";
 import { makeRng, type Rng } from "../../tasks/random.ts";
 import { type Policy, trainingRow } from "../policy.ts";
@@ -52,14 +51,6 @@ function batchOf<T>(rng: Rng, items: T[], size: number): T[] {
   return out;
 }
 
-/** Training past the schedule while a score (dev accuracy) still rises: `every` more steps at the
- * schedule's floor, scored after each, at most `maxSteps` in all; the best-scored weights are kept. */
-export interface UntilPlateau {
-  every: number;
-  maxSteps: number;
-  score: (policy: Policy) => number | Promise<number>;
-}
-
 /** Cross-entropy steps on token rows (targets: the response tokens), minibatches drawn at random. */
 async function crossEntropySteps(
   policy: Policy,
@@ -67,57 +58,18 @@ async function crossEntropySteps(
   optim: Optim,
   seed: number,
   onStep: (r: StepReport) => void | Promise<void>,
-  plateau?: UntilPlateau,
-): Promise<LossSummary> {
+) {
   const trainer = trainerFor(policy, optim, seed);
-  const average = optim.averageDecay ? new WeightAverage(policy.model.params, optim.averageDecay) : null;
   const rng = makeRng(seed);
   const losses: number[] = [];
-  const steps = async (count: number, total: number) => {
-    for (let i = 0; i < count; i++) {
-      const stats = trainer.sftStep(batchOf(rng, rows, optim.batchSize));
-      average?.update();
-      losses.push(stats.loss);
-      await onStep({ step: losses.length, total, loss: stats.loss, gradNorm: stats.gradNorm });
-      await yieldToEventLoop();
-    }
-  };
-  await steps(optim.steps, optim.steps);
-  average?.apply();
-  const devCurve = plateau ? await trainUntilPlateau(policy, plateau, optim.steps, steps) : undefined;
-  trainer.optimizer.dispose();
-  return { ...lossSummary(losses), ...(devCurve ? devCurve : {}) };
-}
-
-// The answer skill of a small model can still be forming when a fixed schedule ends, and where it
-// stands then depends on the data draw and the float rounding; scoring on dev and going on while it
-// rises takes M1 after the skill has formed, and keeping the best never keeps a worse model.
-async function trainUntilPlateau(
-  policy: Policy,
-  plateau: UntilPlateau,
-  scheduled: number,
-  steps: (count: number, total: number) => Promise<void>,
-): Promise<Pick<LossSummary, "devCurve" | "keptStep">> {
-  const snapshot = () =>
-    new Map(
-      [...policy.model.getWeights()].map(([k, w]) => [k, { shape: w.shape, data: new Float32Array(w.data) }]),
-    );
-  const devCurve = [{ step: scheduled, score: await plateau.score(policy) }];
-  let best = devCurve[0];
-  let bestWeights = snapshot();
-  const total = scheduled + plateau.maxSteps;
-  for (let done = 0; done < plateau.maxSteps; ) {
-    const count = Math.min(plateau.every, plateau.maxSteps - done);
-    await steps(count, total);
-    done += count;
-    const point = { step: scheduled + done, score: await plateau.score(policy) };
-    devCurve.push(point);
-    if (point.score <= best.score) break;
-    best = point;
-    bestWeights = snapshot();
+  for (let step = 0; step < optim.steps; step++) {
+    const stats = trainer.sftStep(batchOf(rng, rows, optim.batchSize));
+    losses.push(stats.loss);
+    await onStep({ step: step + 1, total: optim.steps, loss: stats.loss, gradNorm: stats.gradNorm });
+    await yieldToEventLoop();
   }
-  if (best !== devCurve[devCurve.length - 1]) policy.model.setWeights(bestWeights);
-  return { devCurve, keptStep: best.step };
+  trainer.optimizer.dispose();
+  return lossSummary(losses);
 }
 
 export interface LossSummary {
@@ -125,10 +77,6 @@ export interface LossSummary {
   first: number;
   last: number;
   steps: number;
-  /** With a plateau rule: the dev score at the schedule's end and after each further stretch. */
-  devCurve?: { step: number; score: number }[];
-  /** With a plateau rule: the step whose weights were kept (the best-scored). */
-  keptStep?: number;
 }
 
 function lossSummary(losses: number[]): LossSummary {
@@ -174,14 +122,13 @@ export function supervisedFineTune(
   seed: number,
   onStep: (r: StepReport) => void | Promise<void>,
   format: PromptFormat = "plain",
-  plateau?: UntilPlateau,
 ) {
   const { tokenizer } = policy;
   const rows = examples.map((ex) => ({
     ...trainingRow(tokenizer, ex.prompt, ex.response, format),
     ...(ex.weight !== undefined && ex.weight !== 1 ? { weight: ex.weight } : {}),
   }));
-  return crossEntropySteps(policy, rows, optim, seed, onStep, plateau);
+  return crossEntropySteps(policy, rows, optim, seed, onStep);
 }
 
 /** A preference pair as token ids (the prompt as rendered, the responses as sampled). */
@@ -208,7 +155,6 @@ export interface DpoSummary {
  * actor), one minibatch at a time, so strict iterations and streaming share the same steps. */
 export class PreferenceTrainer {
   private trainer: Trainer;
-  private average: WeightAverage | null;
   private rng: Rng;
   private tail: DpoSummary[] = [];
   steps = 0;
@@ -221,7 +167,6 @@ export class PreferenceTrainer {
     nllWeight = 0,
   ) {
     this.trainer = trainerFor(policy, optim, seed, beta, nllWeight);
-    this.average = optim.averageDecay ? new WeightAverage(policy.model.params, optim.averageDecay) : null;
     this.rng = makeRng(seed);
   }
 
@@ -240,7 +185,6 @@ export class PreferenceTrainer {
       })),
       { chosen: batch.map((p) => p.refChosen), rejected: batch.map((p) => p.refRejected) },
     );
-    this.average?.update();
     this.steps++;
     // The summary averages the last quarter of steps: one minibatch is too noisy a figure.
     this.tail.push({
@@ -268,17 +212,8 @@ export class PreferenceTrainer {
     };
   }
 
-  /** Ends training: the weight average (`averageDecay`) replaces the weights; state is freed. */
-  finish(): void {
-    this.average?.apply();
-    this.average = null;
-    this.dispose();
-  }
-
-  /** Frees the optimiser's state (and the average, unapplied); safe to call again. */
   dispose(): void {
     this.trainer.optimizer.dispose();
-    this.average?.dispose();
   }
 }
 
@@ -298,6 +233,6 @@ export async function directPreference(
     await onStep({ step: step + 1, total: optim.steps, loss });
     await yieldToEventLoop();
   }
-  trainer.finish();
+  trainer.dispose();
   return trainer.summary();
 }

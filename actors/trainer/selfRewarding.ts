@@ -38,7 +38,6 @@ import {
   sftMix,
   supervisedFineTune,
   type TrainingPair,
-  type UntilPlateau,
   yieldToEventLoop,
 } from "./loops.ts";
 import {
@@ -109,10 +108,6 @@ export class SelfRewardingLoop {
     if (own && own.prompts > d.ift.length)
       throw new Error(
         `train.ownEft.prompts is ${own.prompts}, but task ${task.name} has ${d.ift.length} IFT prompts`,
-      );
-    if (cfg.train.sft.untilDevPlateau && (d.dev.length === 0 || !task.verify))
-      throw new Error(
-        `train.sft.untilDevPlateau: task ${task.name} has ${d.dev.length === 0 ? "no dev prompts (set data.devSize)" : "no verifier to score dev answers"}; leave it unset`,
       );
     if (cfg.selfReward.evalSplit === "dev" && d.dev.length === 0)
       throw new Error(
@@ -219,14 +214,8 @@ export class SelfRewardingLoop {
             deriveSeed(cfg.model.seed, "sft"),
             (r) => io.progress("SFT → M1", 0, r.step, r.total, `loss ${r.loss.toFixed(3)}`),
             task.format,
-            this.devPlateau(),
           ),
         );
-        if (sft.devCurve)
-          io.log.info(
-            { devCurve: sft.devCurve, keptStep: sft.keptStep },
-            "SFT: dev accuracy past the schedule",
-          );
         if (sft.steps > 0 && !Number.isFinite(sft.last))
           throw new Error(`stage "sft": the loss is ${sft.last} after ${sft.steps} steps`);
         if (sft.last >= sft.first)
@@ -242,27 +231,6 @@ export class SelfRewardingLoop {
     await this.publish(1, "M1");
     if (!reusedM1) recordStage(this.checkpointDir("M1"), m1Key, own ? ownEftInputs(cfg) : m1Inputs(cfg));
     return { sft, ownEft };
-  }
-
-  /** `train.sft.untilDevPlateau`: greedy accuracy on the dev prompts, scored in this process (like
-   * SFT itself, part of making M1, before any weights are published). */
-  private devPlateau(): UntilPlateau | undefined {
-    const { cfg, task } = this;
-    const rule = cfg.train.sft.untilDevPlateau;
-    if (!rule) return undefined;
-    const verify = task.verify!;
-    const prompts = task.data.dev.map((h) => h.prompt);
-    const score = (policy: Policy) => {
-      const greedy = { temperature: 0, topP: 1, topK: 0, maxNewTokens: cfg.selfReward.maxNewTokens, seed: 1 };
-      const answers = chunk(prompts, 64).flatMap((batch) =>
-        samplePolicy(policy, batch, 1, greedy, task.format),
-      );
-      const right = answers.filter((a, i) => verify(prompts[i], a.samples[0].text).criteria.every(Boolean));
-      const share = right.length / prompts.length;
-      this.io.log.info({ devAccuracy: share }, "SFT: dev accuracy");
-      return share;
-    };
-    return { ...rule, score };
   }
 
   /** `train.ownEft`: the model answers training prompts, the verifier grades each answer, and the
@@ -748,7 +716,6 @@ export class SelfRewardingLoop {
         if (!pipelineDone && trainer.steps % s.publishEvery === 0) await this.publish(version + 1);
         await yieldToEventLoop();
       }
-      trainer.finish();
     } finally {
       // A failing pipeline stage ends the iteration; the trainer's optimizer state goes with it.
       await pipeline.catch(() => undefined);
