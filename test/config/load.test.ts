@@ -63,6 +63,23 @@ test("bad values name the field, the value and what is allowed", () => {
     loadConfig({ preset: "demo", flags: { "selfReward.greedyRejectGap": "2" } }).selfReward.greedyRejectGap,
     2,
   );
+  const confirm = {
+    "selfReward.greedyRejectConfirm.verdicts": "3",
+    "selfReward.greedyRejectConfirm.temperature": "0.7",
+  };
+  assert.throws(
+    () => loadConfig({ flags: confirm }),
+    /selfReward\.greedyRejectConfirm.*needs greedyCandidate: true/,
+  );
+  assert.deepEqual(loadConfig({ preset: "demo", flags: confirm }).selfReward.greedyRejectConfirm, {
+    verdicts: 3,
+    temperature: 0.7,
+  });
+  assert.throws(
+    () =>
+      loadConfig({ preset: "demo", flags: { ...confirm, "selfReward.greedyRejectConfirm.verdicts": "0" } }),
+    /selfReward\.greedyRejectConfirm\.verdicts/,
+  );
   assert.throws(() => loadConfig({ flags: { "model.backnd": "wasm" } }), /unknown field model\.backnd/);
   assert.throws(() => loadConfig({ preset: "huge" }), /preset = "huge": one of/);
   assert.throws(
