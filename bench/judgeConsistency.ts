@@ -70,8 +70,8 @@ const sampledVerdicts = samplePolicy(
   decode(temperature, 3, cfg.selfReward.judgeMaxNewTokens),
 ).map((p) => p.samples.map((s) => score(s.text)));
 
-type Tally = { answers: number; markedDown: number; allAgree: number; meanSampled: number[] };
-const tally = (): Tally => ({ answers: 0, markedDown: 0, allAgree: 0, meanSampled: [] });
+type Tally = { answers: number; markedDown: number; allAgree: number };
+const tally = (): Tally => ({ answers: 0, markedDown: 0, allAgree: 0 });
 const byTruth = { right: tally(), wrong: tally() };
 prompts.forEach((prompt, i) => {
   const t = trueScore(prompt, answers[i]).score === 5 ? byTruth.right : byTruth.wrong;
@@ -81,8 +81,6 @@ prompts.forEach((prompt, i) => {
   t.markedDown++;
   const others = sampledVerdicts[i];
   if (others.every((s) => s !== null && s < 5)) t.allAgree++;
-  const parsed = others.filter((s): s is number => s !== null);
-  t.meanSampled.push(parsed.reduce((a, b) => a + b, 0) / Math.max(1, parsed.length));
 });
 
 const pct = (k: number, n: number) => {
