@@ -90,8 +90,17 @@ export function withSureGreedyRejections(
   greedy: string | undefined,
   minGap: number,
 ): { kept: PreferencePair[]; dropped: number } {
+  return keepGreedyRejectionsWhere(pairs, greedy, (p) => p.chosenScore - p.rejectedScore >= minGap);
+}
+
+/** The pairs that do not reject `greedy`, and those that do where `holds`; and how many went. */
+function keepGreedyRejectionsWhere(
+  pairs: PreferencePair[],
+  greedy: string | undefined,
+  holds: (pair: PreferencePair) => boolean,
+): { kept: PreferencePair[]; dropped: number } {
   if (greedy === undefined) return { kept: pairs, dropped: 0 };
-  const kept = pairs.filter((p) => p.rejected !== greedy || p.chosenScore - p.rejectedScore >= minGap);
+  const kept = pairs.filter((p) => p.rejected !== greedy || holds(p));
   return { kept, dropped: pairs.length - kept.length };
 }
 
@@ -107,12 +116,13 @@ export function withConfirmedGreedyRejections(
   confirmations: readonly (number | null)[],
   minGap: number,
 ): { kept: PreferencePair[]; dropped: number } {
-  if (greedy === undefined) return { kept: pairs, dropped: 0 };
-  const holds = (p: PreferencePair) =>
-    confirmations.length > 0 &&
-    confirmations.every((v) => v !== null && p.chosenScore - v >= minGap && p.chosenScore > v);
-  const kept = pairs.filter((p) => p.rejected !== greedy || holds(p));
-  return { kept, dropped: pairs.length - kept.length };
+  return keepGreedyRejectionsWhere(
+    pairs,
+    greedy,
+    (p) =>
+      confirmations.length > 0 &&
+      confirmations.every((v) => v !== null && p.chosenScore - v >= minGap && p.chosenScore > v),
+  );
 }
 
 /** Whether some pair a prompt's candidates form would reject `greedy`: only then is it confirmed. */
