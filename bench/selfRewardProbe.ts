@@ -5,8 +5,10 @@
 //
 //   node --import tsx bench/selfRewardProbe.ts --m1 runs/demo/checkpoints/M1 --judge self
 //
-// Any config field can be set as in `srlm run` (--set selfReward.minScoreGap=1). Prints the
-// summary table, then one JSON object as the last line.
+// Any config field can be set as in `srlm run` (--set selfReward.minScoreGap=1); `--save DIR`
+// writes each iteration's model to DIR/M2, DIR/M3 (for bench/greedyFlips.ts --against). Prints the
+// summary table, each iteration's pairs split by their judged scores, then one JSON object as the
+// last line.
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,7 +22,7 @@ import { SelfRewardingLoop } from "../actors/trainer/selfRewarding.ts";
 import { parseAssignments } from "../cli/options.ts";
 import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
-import { loadCheckpoint } from "../model/checkpoint.ts";
+import { loadCheckpoint, saveCheckpoint } from "../model/checkpoint.ts";
 import { taskFromConfig } from "../tasks/fromConfig.ts";
 
 const { values: opt } = parseArgs({
@@ -30,6 +32,8 @@ const { values: opt } = parseArgs({
     // self: the policy judges itself (the paper); verifier: the true rubric score.
     judge: { type: "string", default: "self" },
     set: { type: "string", multiple: true, default: [] },
+    // A folder to save each iteration's model in (M2, M3, ...), for benches that compare them.
+    save: { type: "string" },
   },
 });
 if (!opt.m1) throw new Error("selfRewardProbe: --m1 DIR (an M1 checkpoint folder) is required");
@@ -70,11 +74,20 @@ const iterations: IterationReport[] = [
     stageSeconds: {},
   },
 ];
-await loop.iterations(cfg.selfReward.iterations, (r) => iterations.push(r));
+await loop.iterations(cfg.selfReward.iterations, (r) => {
+  iterations.push(r);
+  // The loop trains the policy in place, so after an iteration's report it holds that model.
+  if (opt.save) saveCheckpoint(join(opt.save, r.model), model, tokenizer);
+});
 const report = await loop.report(iterations, (performance.now() - started) / 1000);
 console.log(summaryTable(report));
 for (const it of iterations.slice(1))
   console.log(
     `${it.model}: pairs' true gap ${it.pairsTrueScoreGap?.toFixed(2) ?? "–"}, chosen truly better/same/worse ${JSON.stringify(it.pairsTrueOrder)}, by family ${JSON.stringify(it.heldOutByFamily)}`,
   );
+for (const it of iterations.slice(1))
+  for (const [scores, o] of Object.entries(it.pairsTrueOrderByScores ?? {}))
+    console.log(
+      `${it.model} pairs judged ${scores}: ${o.pairs}, truly better/same/worse ${[o.better, o.same, o.worse].map((x) => (100 * x).toFixed(0)).join("/")}%`,
+    );
 console.log(JSON.stringify({ bench: "selfRewardProbe", backend: backend.name, judge, overrides, report }));

@@ -73,6 +73,9 @@ export interface IterationReport extends ModelEval {
   /** Shares of the pairs whose chosen answer is truly better, truly as good, truly worse than the
    * rejected one (by the verifier): the judge's pairwise accuracy on the policy's own answers. */
   pairsTrueOrder?: { better: number; same: number; worse: number };
+  /** The same split by the judge's scores of the pair ("5>4": chosen judged 5, rejected 4), with
+   * each bucket's count: which verdicts carry signal on the policy's own answers. */
+  pairsTrueOrderByScores?: Record<string, { pairs: number; better: number; same: number; worse: number }>;
   /** With `selfReward.greedyCandidate`: shares of the pairs whose rejected answer is the greedy one
    * and truly wrong (what can move the greedy answers the evaluation scores) and truly right (a
    * right greedy answer pushed down). */

@@ -495,6 +495,20 @@ export class SelfRewardingLoop {
     return { better: share((g) => g > 0), same: share((g) => g === 0), worse: share((g) => g < 0) };
   }
 
+  private trueOrderByScores(pairs: PreferencePair[]) {
+    if (!this.task.verify || pairs.length === 0) return undefined;
+    const buckets = new Map<string, PreferencePair[]>();
+    for (const p of pairs) {
+      const key = `${p.chosenScore}>${p.rejectedScore}`;
+      buckets.set(key, [...(buckets.get(key) ?? []), p]);
+    }
+    return Object.fromEntries(
+      [...buckets]
+        .sort(([a], [b]) => (a < b ? 1 : -1))
+        .map(([key, ps]) => [key, { pairs: ps.length, ...this.trueOrder(ps)! }]),
+    );
+  }
+
   /** Pairs whose rejected answer is the prompt's greedy one, wrong or right by the verifier. */
   private rejectingGreedy(pairs: PreferencePair[]) {
     const verify = this.task.verify;
@@ -569,6 +583,7 @@ export class SelfRewardingLoop {
         : {}),
       pairsTrueScoreGap: this.trueGap(pairList),
       pairsTrueOrder: this.trueOrder(pairList),
+      pairsTrueOrderByScores: this.trueOrderByScores(pairList),
       pairsRejectingGreedy: this.rejectingGreedy(pairList),
       pairsJudgeScores: this.pairScores(pairList),
       dpo,
@@ -742,6 +757,7 @@ export class SelfRewardingLoop {
       droppedStale: counts.stale,
       pairsTrueScoreGap: this.trueGap(allPairs),
       pairsTrueOrder: this.trueOrder(allPairs),
+      pairsTrueOrderByScores: this.trueOrderByScores(allPairs),
       pairsRejectingGreedy: this.rejectingGreedy(allPairs),
       pairsJudgeScores: this.pairScores(allPairs),
       dpo: trainer.steps > 0 ? trainer.summary() : null,

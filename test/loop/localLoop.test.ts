@@ -206,6 +206,18 @@ test("a greedy candidate beside the sampled ones, and every pair of candidates a
   assert.ok(b.pairs <= 16 * 6);
   // The verifier as judge orders every pair as the truth does.
   assert.deepEqual(b.pairsTrueOrder, { better: 1, same: 0, worse: 0 });
+  // Split by the judged scores, every bucket is truly ordered too, and the buckets hold every pair.
+  const buckets = Object.entries(b.pairsTrueOrderByScores ?? {});
+  assert.ok(buckets.length > 0);
+  for (const [scores, o] of buckets) {
+    const [chosen, rejected] = scores.split(">").map(Number);
+    assert.ok(chosen > rejected, scores);
+    assert.deepEqual([o.better, o.same, o.worse], [1, 0, 0], scores);
+  }
+  assert.equal(
+    buckets.reduce((a, [, o]) => a + o.pairs, 0),
+    b.pairs,
+  );
   // ...so it never pushes a right greedy answer down; without a greedy candidate there is none to count.
   assert.ok(b.pairsRejectingGreedy && b.pairsRejectingGreedy.right === 0);
   assert.ok(b.pairsRejectingGreedy.wrong >= 0 && b.pairsRejectingGreedy.wrong <= 1);
