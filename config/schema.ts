@@ -234,6 +234,12 @@ export const selfRewardSchema = z
       .object({ verdicts: positiveInt, temperature: z.number().positive() })
       .strict()
       .optional(),
+    // A verdict counts only where the judge's text quotes the response it judged (the task says how:
+    // srlm's worked check restates every character); a candidate left with no such verdict is
+    // judged `retries` more times at `temperature`, and still none means it forms no pair. A small
+    // self-judge marks right answers down where its check misreads them (docs/experiments.md,
+    // ninth and tenth rounds); the texts alone show it, without a verifier.
+    quoteCheck: z.object({ retries: nonNegativeInt, temperature: z.number().positive() }).strict().optional(),
     // Weight of an NLL term on chosen answers added to DPO (0 = the paper's plain DPO).
     nllWeight: z.number().nonnegative().default(0),
     // strict = the paper's iterations; streaming = train on pairs as they arrive.

@@ -33,6 +33,8 @@ export interface Family {
   verify(prompt: string, response: string): Rubric;
   /** A flawed response the way a model gets this family wrong (constraint families only). */
   flaw?(rng: Rng, instance: TaskInstance): string;
+  /** The judge writes a worked check quoting the response before its verdict (constraint families). */
+  readonly workedCheck?: true;
 }
 
 export const FAMILY_NAMES = [
@@ -223,6 +225,23 @@ export function constraintEvidence(response: string, withChar: string, notChar: 
     .join("");
 }
 
+/**
+ * The response a judge's worked check says it read, for a check of `steps` steps (one per character
+ * of the response as the judge saw it): the second and fifth character of each six-character step,
+ * which must agree, then the space before the verdict; null when the text is not such a check. A
+ * check whose quote differs from the response judged another string, whatever its verdict: the loop
+ * can tell that from the texts alone, without the verifier.
+ */
+export function quotedByCheck(judgeText: string, steps: number): string | null {
+  if (judgeText.length <= 6 * steps || judgeText[6 * steps] !== " ") return null;
+  let quote = "";
+  for (let i = 0; i < 6 * steps; i += 6) {
+    if (judgeText[i + 1] !== judgeText[i + 4]) return null;
+    quote += judgeText[i + 1];
+  }
+  return quote;
+}
+
 function constraintFamily(spec: ConstraintSpec): Family {
   const names = CONSTRAINT_CRITERIA(spec.end);
   const anchorAt = (text: string) => (spec.end === "start" ? text[0] : text[text.length - 1]);
@@ -271,6 +290,7 @@ function constraintFamily(spec: ConstraintSpec): Family {
   const family: Family = {
     name: spec.name,
     alphabet: spec.alphabet,
+    workedCheck: true,
     makeInstance(rng) {
       const n = rng.int(spec.lengths[0], spec.lengths[1]);
       const anchor = rng.pick([...spec.alphabet]);

@@ -3,8 +3,8 @@
 // (`Reverse: garden` → `nedrag`), the compact judge prompt `Judge|prompt|response|`, and the
 // `Write|a|b|c|` prompt-writing prompt a small character model learns in SFT.
 import { buildSeedData, type SeedDataOptions } from "./data.ts";
-import { parsePrompt } from "./families.ts";
-import { judgePrompt, judgeTarget, trueScore } from "./rubric.ts";
+import { parsePrompt, quotedByCheck } from "./families.ts";
+import { displayResponse, judgePrompt, judgeTarget, trueScore } from "./rubric.ts";
 import { parseWrittenPrompt, promptWritingPrompt } from "./selfinstruct.ts";
 import type { Task } from "./task.ts";
 
@@ -21,6 +21,12 @@ export const syntheticFormat = {
   // Exact repeats are all a family's prompt can have: two prompts that differ are different tasks.
   nearDuplicate: () => false,
   verify: trueScore,
+  // Answer families' judges write no check, so there is nothing to compare: any text passes.
+  judgementQuotes: (prompt: string, response: string, judgeText: string) => {
+    if (parsePrompt(prompt)?.family.workedCheck !== true) return true;
+    const shown = displayResponse(response);
+    return quotedByCheck(judgeText, shown.length) === shown;
+  },
   gradedJudgement: (prompt: string, response: string) => ({
     prompt: judgePrompt(prompt, response),
     response: judgeTarget(trueScore(prompt, response)),

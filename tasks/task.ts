@@ -57,6 +57,10 @@ export interface Task {
   nearDuplicate(prompt: string, seen: ReadonlySet<string>): boolean;
   /** The exact rubric of a response, where the task can know it. */
   readonly verify?: (prompt: string, response: string) => Rubric;
+  /** Whether a judge's text quotes the response it judged, where the task's judge writes a quote
+   * (srlm's worked check restates every character): a verdict on a misquoted response judged
+   * another string. Needs no verifier: it compares two texts. */
+  readonly judgementQuotes?: (prompt: string, response: string, judgeText: string) => boolean;
   /** An EFT example from the exact rubric (the judge prompt and the judgement to write), where
    * the task can know it: what `train.ownEft` trains the judge on. */
   readonly gradedJudgement?: (prompt: string, response: string) => PromptResponse;

@@ -68,6 +68,9 @@ export interface IterationReport extends ModelEval {
    * pairs dropped for rejecting it when a further verdict did not leave the gap. */
   confirmedPrompts?: number;
   droppedUnconfirmedGreedyRejections?: number;
+  /** With `selfReward.quoteCheck`: verdicts read, those set aside for misquoting the response,
+   * candidates judged again for having none left, and candidates still without one (no pair). */
+  quoteCheck?: { verdicts: number; misquoted: number; judgedAgain: number; unquoted: number };
   /** Mean true (verifier) score gap between chosen and rejected: how right the self-judge's pairs are. */
   pairsTrueScoreGap?: number;
   /** Shares of the pairs whose chosen answer is truly better, truly as good, truly worse than the
@@ -232,6 +235,14 @@ export function summaryTable(report: RunReport): string {
       return own
         ? [
             `${it.model}'s judge trained on ${own.answers} of its own answers, ${pct(own.rightShare)} of them right (loss ${num(own.loss.first)} → ${num(own.loss.last)} in ${own.loss.steps} steps)`,
+          ]
+        : [];
+    }),
+    ...report.iterations.flatMap((it) => {
+      const q = it.quoteCheck;
+      return q
+        ? [
+            `${it.model}'s verdicts: ${q.misquoted} of ${q.verdicts} misquoted the answer and were set aside; ${q.judgedAgain} answers judged again, ${q.unquoted} left with no verdict (no pair)`,
           ]
         : [];
     }),

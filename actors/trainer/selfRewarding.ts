@@ -85,6 +85,8 @@ export class SelfRewardingLoop {
   // Each training prompt's greedy candidate (selfReward.greedyCandidate), for the pairs' report.
   private greedyAnswers = new Map<string, string>();
   private judgeTally = new JudgeTally();
+  // selfReward.quoteCheck's counts for the iteration under way (reset when one starts).
+  private quoteTally = { verdicts: 0, misquoted: 0, judgedAgain: 0, unquoted: 0 };
   // Stage seconds (the trainer's own compute: pretraining, SFT, DPO; the rest it waited) and jobs.
   private readonly book: StageBook;
 
@@ -108,6 +110,10 @@ export class SelfRewardingLoop {
     if (own && own.prompts > d.ift.length)
       throw new Error(
         `train.ownEft.prompts is ${own.prompts}, but task ${task.name} has ${d.ift.length} IFT prompts`,
+      );
+    if (cfg.selfReward.quoteCheck && !task.judgementQuotes)
+      throw new Error(
+        `selfReward.quoteCheck: task ${task.name}'s judge writes no quote of the response to check; leave it unset`,
       );
     if (cfg.selfReward.evalSplit === "dev" && d.dev.length === 0)
       throw new Error(
@@ -532,6 +538,7 @@ export class SelfRewardingLoop {
   private async iterate(t: number) {
     const { cfg, io } = this;
     const s = cfg.selfReward;
+    this.quoteTally = { verdicts: 0, misquoted: 0, judgedAgain: 0, unquoted: 0 };
     const prompts = await this.book.timed("write prompts", () => this.writePrompts(t));
     const sampled = await this.book.timed("sample", () => this.sampleCandidates(t, prompts));
     const judged = await this.book.timed("judge", () => this.judgeCandidates(t, sampled));
@@ -581,6 +588,7 @@ export class SelfRewardingLoop {
       ...(s.greedyRejectConfirm
         ? { droppedUnconfirmedGreedyRejections: unconfirmedGreedy, confirmedPrompts: confirmations.size }
         : {}),
+      ...(s.quoteCheck ? { quoteCheck: { ...this.quoteTally } } : {}),
       pairsTrueScoreGap: this.trueGap(pairList),
       pairsTrueOrder: this.trueOrder(pairList),
       pairsTrueOrderByScores: this.trueOrderByScores(pairList),
@@ -651,6 +659,7 @@ export class SelfRewardingLoop {
   private async iterateStreaming(t: number) {
     const { cfg, io } = this;
     const s = cfg.selfReward;
+    this.quoteTally = { verdicts: 0, misquoted: 0, judgedAgain: 0, unquoted: 0 };
     const prompts = await this.book.timed("write prompts", () => this.writePrompts(t));
     const reference = this.weights;
     const arrived: (TrainingPair & { policyVersion: number })[] = [];
@@ -754,6 +763,7 @@ export class SelfRewardingLoop {
             confirmedPrompts: counts.confirmedPrompts,
           }
         : {}),
+      ...(s.quoteCheck ? { quoteCheck: { ...this.quoteTally } } : {}),
       droppedStale: counts.stale,
       pairsTrueScoreGap: this.trueGap(allPairs),
       pairsTrueOrder: this.trueOrder(allPairs),
@@ -847,15 +857,90 @@ export class SelfRewardingLoop {
       (d, n) => io.progress("judge", t, d, n),
     );
     // A prompt whose judge job failed keeps unscored candidates: it forms no pair (counted above).
-    return sampled.map((x, i) => {
+    const judged = sampled.map((x, i) => {
       const outcome = outcomes[i];
       const candidates = x.candidates.map((c) => ({ ...c }));
       if (outcome.ok)
         jobs[i].order.forEach((k, pos) => {
-          candidates[k].scores = outcome.result.scores[pos];
+          candidates[k].scores = this.quotedScores(
+            x.prompt,
+            candidates[k].response,
+            outcome.result.scores[pos],
+            outcome.result.texts?.[pos],
+          );
         });
       return { ...x, candidates };
     });
+    return this.judgeMisquotedAgain(t, judged);
+  }
+
+  /** With `selfReward.quoteCheck`: each verdict whose text misquotes the response becomes no
+   * verdict (null), counted. A judge that returns no texts (the verifier) has nothing to check. */
+  private quotedScores(
+    prompt: string,
+    response: string,
+    scores: (number | null)[],
+    texts: string[] | undefined,
+  ): (number | null)[] {
+    const quotes = this.cfg.selfReward.quoteCheck ? this.task.judgementQuotes : undefined;
+    if (!quotes || texts === undefined) return scores;
+    return scores.map((score, k) => {
+      if (score === null) return null;
+      this.quoteTally.verdicts++;
+      if (quotes(prompt, response, texts[k] ?? "")) return score;
+      this.quoteTally.misquoted++;
+      return null;
+    });
+  }
+
+  /** With `selfReward.quoteCheck`: candidates left with no verdict that quotes them are judged
+   * `retries` more times at `temperature`, one job per prompt; the verdicts that quote them count,
+   * and a candidate with none still forms no pair (counted as unquoted). */
+  private async judgeMisquotedAgain(t: number, judged: Sampled[]): Promise<Sampled[]> {
+    const check = this.cfg.selfReward.quoteCheck;
+    if (!check) return judged;
+    const noVerdict = (c: JudgedCandidate) => c.scores.length > 0 && c.scores.every((x) => x === null);
+    const asked = judged.flatMap((j, i) => {
+      const ks = j.candidates.flatMap((c, k) => (noVerdict(c) ? [k] : []));
+      return ks.length === 0 ? [] : [{ i, ks }];
+    });
+    if (asked.length === 0) return judged;
+    if (check.retries === 0) {
+      this.quoteTally.unquoted += asked.reduce((n, a) => n + a.ks.length, 0);
+      return judged;
+    }
+    const outcomes = await this.book.jobs(
+      "judge again",
+      "judge",
+      asked.map((a) =>
+        this.judgeJob(
+          t,
+          "train",
+          judged[a.i].prompt,
+          a.ks.map((k) => judged[a.i].candidates[k].response),
+          `quote-${t}-${judged[a.i].prompt}`,
+          { samples: check.retries, temperature: check.temperature },
+        ),
+      ),
+      (d, n) => this.io.progress("judge again", t, d, n),
+    );
+    const again = judged.map((j) => ({ ...j, candidates: j.candidates.map((c) => ({ ...c })) }));
+    asked.forEach((a, n) => {
+      const outcome = outcomes[n];
+      a.ks.forEach((k, pos) => {
+        const c = again[a.i].candidates[k];
+        this.quoteTally.judgedAgain++;
+        if (outcome.ok)
+          c.scores = this.quotedScores(
+            again[a.i].prompt,
+            c.response,
+            outcome.result.scores[pos],
+            outcome.result.texts?.[pos],
+          );
+        if (noVerdict(c)) this.quoteTally.unquoted++;
+      });
+    });
+    return again;
   }
 
   /** `selfReward.greedyRejectConfirm`: further sampled verdicts on each greedy answer that some

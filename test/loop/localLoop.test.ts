@@ -22,7 +22,14 @@ import { presetConfig } from "../../model/config.ts";
 import { Llama } from "../../model/llama.ts";
 import { CharTokenizer } from "../../model/tokenizer.ts";
 import { taskFromConfig } from "../../tasks/fromConfig.ts";
-import { DOMAIN_CHARSET, familyByName, judgeAgreement, makeRng, trueScore } from "../../tasks/index.ts";
+import {
+  DOMAIN_CHARSET,
+  familyByName,
+  judgeAgreement,
+  judgeTarget,
+  makeRng,
+  trueScore,
+} from "../../tasks/index.ts";
 
 const out = mkdtempSync(join(tmpdir(), "srlm-local-"));
 after(() => rmSync(out, { recursive: true, force: true }));
@@ -36,7 +43,30 @@ const backwards = (async (_url: string, init: RequestInit) => {
   return new Response(JSON.stringify({ choices }), { status: 200 });
 }) as typeof fetch;
 
-async function oneIteration(referenceFromSampler: boolean, ab = false, flags: Record<string, string> = {}) {
+// An HTTP judge that writes the exact worked check and verdict, except that greedily (T 0) it
+// misquotes every answer of odd length: its first quoted character swapped for another.
+const misquoting = (async (_url: string, init: RequestInit) => {
+  const body = JSON.parse(String(init.body)) as {
+    n: number;
+    temperature: number;
+    messages: { content: string }[];
+  };
+  const [, prompt, shown] = body.messages[0].content.split("|");
+  let content = judgeTarget(trueScore(prompt, shown));
+  if (body.temperature === 0 && shown.length % 2 === 1) {
+    const other = shown[0] === "q" ? "z" : "q";
+    content = `${content.slice(0, 1)}${other}${content.slice(2, 4)}${other}${content.slice(5)}`;
+  }
+  const choices = Array.from({ length: body.n }, (_, index) => ({ index, message: { content } }));
+  return new Response(JSON.stringify({ choices }), { status: 200 });
+}) as typeof fetch;
+
+async function oneIteration(
+  referenceFromSampler: boolean,
+  ab = false,
+  flags: Record<string, unknown> = {},
+  judge?: typeof fetch,
+) {
   const cfg = loadConfig({
     preset: "tiny",
     env: {},
@@ -62,9 +92,16 @@ async function oneIteration(referenceFromSampler: boolean, ab = false, flags: Re
     { ...cfg.judge.openai, baseUrl: "http://judge.test:8000/v1", model: "backwards" },
     { fetch: backwards },
   );
-  const workers = ab
-    ? new LocalWorkers("ab", { ab: abPair("verifier,openai"), openai })
-    : new LocalWorkers("verifier");
+  const workers = judge
+    ? new LocalWorkers("openai", {
+        openai: new OpenAIJudge(
+          { ...cfg.judge.openai, baseUrl: "http://judge.test:8000/v1", model: "quoting" },
+          { fetch: judge },
+        ),
+      })
+    : ab
+      ? new LocalWorkers("ab", { ab: abPair("verifier,openai"), openai })
+      : new LocalWorkers("verifier");
   // What the judge answered, as the trainer received it, and how candidates were asked for.
   const judged: ScoresResultBody[] = [];
   const sampling: { n: number; temperature: number }[] = [];
@@ -260,6 +297,93 @@ test("a greedy candidate beside the sampled ones, and every pair of candidates a
   assert.equal(k.droppedUnconfirmedGreedyRejections, 0);
   assert.equal(k.pairs, b.pairs);
   assert.equal(b.confirmedPrompts, undefined);
+});
+
+test("verdicts that misquote the answer are set aside and the answer judged again", {
+  timeout: 300_000,
+}, async () => {
+  const flags = {
+    "data.families": ["word", "number"],
+    "selfReward.promptsPerIteration": "16",
+    "selfReward.judgeSamples": "1",
+    "selfReward.judgeTemperature": "0",
+    "selfReward.pairing": "all",
+  };
+  const plain = await oneIteration(false, false, flags, misquoting);
+  const checked = await oneIteration(
+    false,
+    false,
+    { ...flags, "selfReward.quoteCheck.retries": "2", "selfReward.quoteCheck.temperature": "0.7" },
+    misquoting,
+  );
+  const dropped = await oneIteration(
+    false,
+    false,
+    { ...flags, "selfReward.quoteCheck.retries": "0", "selfReward.quoteCheck.temperature": "0.7" },
+    misquoting,
+  );
+  const [p] = plain.iterations;
+  const [c] = checked.iterations;
+  const [d] = dropped.iterations;
+  assert.equal(p.quoteCheck, undefined);
+  // Every greedy verdict is read; the misquoted ones are those of the odd-length answers.
+  const answers = plain.judged
+    .filter((r) => r.purpose === "train")
+    .flatMap((r) => r.texts?.map((t) => t[0]) ?? []);
+  assert.equal(answers.length, 16 * 4);
+  const q = c.quoteCheck;
+  assert.ok(q !== undefined);
+  assert.equal(
+    q.verdicts - 2 * q.judgedAgain,
+    16 * 4,
+    "first verdicts, then two more per answer judged again",
+  );
+  assert.ok(q.judgedAgain > 0, "some answer had odd length");
+  assert.equal(q.misquoted, q.judgedAgain, "judged again: exactly the answers whose verdict was set aside");
+  assert.equal(q.unquoted, 0, "sampled, the judge quotes exactly");
+  const again = checked.judging.filter((j) => j.samples === 2);
+  assert.ok(again.every((j) => j.temperature === 0.7));
+  assert.equal(
+    again.reduce((n, j) => n + j.candidates, 0),
+    q.judgedAgain,
+  );
+  // The verdicts that count are the true rubric, so the pairs are those of the plain run.
+  assert.equal(c.pairs, p.pairs);
+  assert.deepEqual(c.pairsTrueOrder, p.pairsTrueOrder);
+  // With no retries the misquoted answers are left without a verdict, and form no pair.
+  assert.deepEqual(d.quoteCheck, {
+    verdicts: 16 * 4,
+    misquoted: q.misquoted,
+    judgedAgain: 0,
+    unquoted: q.misquoted,
+  });
+  assert.ok(d.pairs <= p.pairs);
+  assert.ok(dropped.judging.every((j) => j.samples === 1));
+});
+
+test("a task whose judge writes no quote refuses the quote check", () => {
+  const cfg = loadConfig({
+    preset: "tiny",
+    env: {},
+    flags: { "selfReward.quoteCheck.retries": "1", "selfReward.quoteCheck.temperature": "0.7" },
+  });
+  const task = taskFromConfig(cfg);
+  const { judgementQuotes: _, ...unquoting } = task;
+  const workers = new LocalWorkers("verifier");
+  const io = {
+    workers,
+    publish: async (version: number, p: Policy) => workers.publish(version, p),
+    log: pino({ level: "silent" }),
+    backend: "test",
+    progress() {},
+    gate: async () => {},
+    metrics() {},
+    actorStats: async () => [],
+  };
+  assert.throws(
+    () => new SelfRewardingLoop(cfg, unquoting, io),
+    /selfReward\.quoteCheck: task synthetic's judge writes no quote/,
+  );
 });
 
 test("an operator's stop ends the run as stopped, with the report of what finished", {

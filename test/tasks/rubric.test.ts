@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { families } from "../../tasks/families.ts";
+import { families, quotedByCheck } from "../../tasks/families.ts";
 import { summariseJudgements } from "../../tasks/judgement.ts";
 import { makeRng } from "../../tasks/random.ts";
 import { displayResponse, judgePrompt, judgeTarget, parseJudgement, trueScore } from "../../tasks/rubric.ts";
+import { syntheticFormat } from "../../tasks/synthetic.ts";
 
 test("judge prompt and target have the compact format", () => {
   assert.equal(judgePrompt("Reverse: garden", "nedrag"), "Judge|Reverse: garden|nedrag|");
@@ -32,6 +33,25 @@ test("the constraint judge's worked check marks each character it sees", () => {
   );
   // Answer families keep the plain verdict: their checks are not character lookups.
   assert.equal(trueScore("Reverse: garden", "nedrag").evidence, undefined);
+});
+
+test("a worked check's quote reads back the response it restates, or null when it cannot", () => {
+  const target = judgeTarget(trueScore("Word of 5: starts b with o not e", "bonke"));
+  assert.equal(quotedByCheck(target, 5), "bonke");
+  // A check of the wrong number of steps, a copy slip in one step's two quotes, no check at all.
+  assert.equal(quotedByCheck(target, 4), null);
+  assert.equal(quotedByCheck("ob.eb.oo*ea.on.en. +form Score: 4", 3), null);
+  assert.equal(quotedByCheck(" -form -len -start -with -not Score: 0", 0), "");
+  assert.equal(quotedByCheck("+form +len -start +with +not Score: 4", 0), null);
+  // A quoted space is read as any other character.
+  assert.equal(quotedByCheck("ob.eb.o .e . -form Score: 3", 2), "b ");
+  // A check quoting the wrong character consistently reads back, and differs from the response.
+  assert.equal(quotedByCheck("ob.eb.oa.ea.on.en. +form Score: 3", 3), "ban");
+  // The synthetic task compares the quote with the response, and lets answer families' verdicts be.
+  const { judgementQuotes } = syntheticFormat;
+  assert.equal(judgementQuotes("Word of 5: starts b with o not e", "bonke", target), true);
+  assert.equal(judgementQuotes("Word of 5: starts b with o not e", "bonka", target), false);
+  assert.equal(judgementQuotes("Reverse: garden", "nedrag", "+form +len +chars +most +exact Score: 5"), true);
 });
 
 test("every judge target parses back to its score", () => {
