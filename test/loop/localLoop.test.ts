@@ -61,6 +61,18 @@ const misquoting = (async (_url: string, init: RequestInit) => {
   return new Response(JSON.stringify({ choices }), { status: 200 });
 }) as typeof fetch;
 
+/** The loop's I/O over in-process workers, with nothing shown. */
+const quietIO = (workers: LocalWorkers) => ({
+  workers,
+  publish: async (version: number, p: Policy) => workers.publish(version, p),
+  log: pino({ level: "silent" }),
+  backend: "test",
+  progress() {},
+  gate: async () => {},
+  metrics() {},
+  actorStats: async () => [],
+});
+
 async function oneIteration(
   referenceFromSampler: boolean,
   ab = false,
@@ -131,16 +143,7 @@ async function oneIteration(
   const loop = new SelfRewardingLoop(
     cfg,
     { ...task, parseWrittenPrompt: () => ({ ok: true, prompt: fresh() }) },
-    {
-      workers,
-      publish: async (version, p) => workers.publish(version, p),
-      log: pino({ level: "silent" }),
-      backend: "test",
-      progress() {},
-      gate: async () => {},
-      metrics() {},
-      actorStats: async () => [],
-    },
+    quietIO(workers),
   );
   await loop.start(policy);
   const iterations: Awaited<ReturnType<typeof loop.report>>["iterations"] = [];
@@ -369,17 +372,7 @@ test("a task whose judge writes no quote refuses the quote check", () => {
   });
   const task = taskFromConfig(cfg);
   const { judgementQuotes: _, ...unquoting } = task;
-  const workers = new LocalWorkers("verifier");
-  const io = {
-    workers,
-    publish: async (version: number, p: Policy) => workers.publish(version, p),
-    log: pino({ level: "silent" }),
-    backend: "test",
-    progress() {},
-    gate: async () => {},
-    metrics() {},
-    actorStats: async () => [],
-  };
+  const io = quietIO(new LocalWorkers("verifier"));
   assert.throws(
     () => new SelfRewardingLoop(cfg, unquoting, io),
     /selfReward\.quoteCheck: task synthetic's judge writes no quote/,
