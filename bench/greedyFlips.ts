@@ -20,8 +20,8 @@ import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import type { HostTensor } from "../model/llama.ts";
-import { taskFromConfig } from "../tasks/fromConfig.ts";
-import { familyByName, makeRng, trueScore, wilson } from "../tasks/index.ts";
+import { freshPrompts } from "../tasks/fromConfig.ts";
+import { makeRng, trueScore, wilson } from "../tasks/index.ts";
 
 const { values: opt } = parseArgs({
   options: {
@@ -45,15 +45,7 @@ await selectBackend("auto", { info() {} });
 const cfg = loadConfig({ preset: opt.preset, env: {}, flags: parseAssignments(opt.set ?? []) });
 const started = performance.now();
 
-// Fresh prompts leave out the config's held-out set, so that choosing settings by this bench
-// never looks at the prompts that report the result.
-const heldOut = new Set(taskFromConfig(cfg).data.heldOut.map((h) => h.prompt));
-const rng = makeRng(Number(opt.seed));
-const prompts: string[] = [];
-while (prompts.length < Number(opt.prompts)) {
-  const prompt = familyByName(rng.pick(cfg.data.families)).makeInstance(rng).prompt;
-  if (!heldOut.has(prompt)) prompts.push(prompt);
-}
+const prompts = freshPrompts(cfg, Number(opt.prompts), Number(opt.seed));
 const greedy = (policy: Policy): string[] =>
   samplePolicy(policy, prompts, 1, {
     temperature: 0,

@@ -21,8 +21,8 @@ import { parseAssignments } from "../cli/options.ts";
 import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
-import { taskFromConfig } from "../tasks/fromConfig.ts";
-import { familyByName, judgePrompt, makeRng, parseJudgement, trueScore, wilson } from "../tasks/index.ts";
+import { freshPrompts } from "../tasks/fromConfig.ts";
+import { judgePrompt, parseJudgement, trueScore, wilson } from "../tasks/index.ts";
 import { syntheticFormat } from "../tasks/synthetic.ts";
 
 const { values: opt } = parseArgs({
@@ -49,13 +49,7 @@ const { model, tokenizer } = loadCheckpoint(opt.m1);
 const policy: Policy = { version: 1, model, tokenizer };
 const started = performance.now();
 
-const heldOut = new Set(taskFromConfig(cfg).data.heldOut.map((h) => h.prompt));
-const rng = makeRng(Number(opt.seed));
-const prompts: string[] = [];
-while (prompts.length < Number(opt.prompts)) {
-  const prompt = familyByName(rng.pick(cfg.data.families)).makeInstance(rng).prompt;
-  if (!heldOut.has(prompt)) prompts.push(prompt);
-}
+const prompts = freshPrompts(cfg, Number(opt.prompts), Number(opt.seed));
 const decode = (t: number, seed: number, maxNewTokens: number) => ({
   temperature: t,
   topP: s.topP,

@@ -2,7 +2,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/schema.ts";
+import { familyByName } from "./families.ts";
 import { instructionTask } from "./instructions.ts";
+import { makeRng } from "./random.ts";
 import { syntheticTask } from "./synthetic.ts";
 import type { PromptFormat, Task } from "./task.ts";
 
@@ -43,4 +45,19 @@ export function taskFromConfig(cfg: Config): Task {
     maxOverlap: cfg.selfInstruct.maxOverlap,
     maxPromptChars: cfg.selfInstruct.maxPromptChars,
   });
+}
+
+/**
+ * `count` prompts drawn fresh from the config's synthetic families, its held-out set left out, so
+ * that a bench choosing settings on them never looks at the prompts that report the result.
+ */
+export function freshPrompts(cfg: Config, count: number, seed: number): string[] {
+  const heldOut = new Set(taskFromConfig(cfg).data.heldOut.map((h) => h.prompt));
+  const rng = makeRng(seed);
+  const prompts: string[] = [];
+  while (prompts.length < count) {
+    const prompt = familyByName(rng.pick(cfg.data.families)).makeInstance(rng).prompt;
+    if (!heldOut.has(prompt)) prompts.push(prompt);
+  }
+  return prompts;
 }
