@@ -30,6 +30,7 @@ import {
   makeRng,
   trueScore,
 } from "../../tasks/index.ts";
+import { quietLoopIO } from "../helpers/loopIO.ts";
 
 const out = mkdtempSync(join(tmpdir(), "srlm-local-"));
 after(() => rmSync(out, { recursive: true, force: true }));
@@ -60,18 +61,6 @@ const misquoting = (async (_url: string, init: RequestInit) => {
   const choices = Array.from({ length: body.n }, (_, index) => ({ index, message: { content } }));
   return new Response(JSON.stringify({ choices }), { status: 200 });
 }) as typeof fetch;
-
-/** The loop's I/O over in-process workers, with nothing shown. */
-const quietIO = (workers: LocalWorkers) => ({
-  workers,
-  publish: async (version: number, p: Policy) => workers.publish(version, p),
-  log: pino({ level: "silent" }),
-  backend: "test",
-  progress() {},
-  gate: async () => {},
-  metrics() {},
-  actorStats: async () => [],
-});
 
 async function oneIteration(
   referenceFromSampler: boolean,
@@ -143,7 +132,7 @@ async function oneIteration(
   const loop = new SelfRewardingLoop(
     cfg,
     { ...task, parseWrittenPrompt: () => ({ ok: true, prompt: fresh() }) },
-    quietIO(workers),
+    quietLoopIO(workers),
   );
   await loop.start(policy);
   const iterations: Awaited<ReturnType<typeof loop.report>>["iterations"] = [];
@@ -372,7 +361,7 @@ test("a task whose judge writes no quote refuses the quote check", () => {
   });
   const task = taskFromConfig(cfg);
   const { judgementQuotes: _, ...unquoting } = task;
-  const io = quietIO(new LocalWorkers("verifier"));
+  const io = quietLoopIO(new LocalWorkers("verifier"));
   assert.throws(
     () => new SelfRewardingLoop(cfg, unquoting, io),
     /selfReward\.quoteCheck: task synthetic's judge writes no quote/,

@@ -6,11 +6,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import pino from "pino";
 import { LocalWorkers } from "../../actors/trainer/localWorkers.ts";
 import { SelfRewardingLoop } from "../../actors/trainer/selfRewarding.ts";
 import { loadConfig } from "../../config/load.ts";
 import { taskFromConfig } from "../../tasks/fromConfig.ts";
+import { quietLoopIO } from "../helpers/loopIO.ts";
 
 const out = mkdtempSync(join(tmpdir(), "srlm-owneft-"));
 after(() => rmSync(out, { recursive: true, force: true }));
@@ -35,18 +35,15 @@ function config(ownEftSteps: number) {
 async function run(cfg: ReturnType<typeof config>, task = taskFromConfig(cfg)) {
   const workers = new LocalWorkers("verifier");
   const stages: string[] = [];
-  const loop = new SelfRewardingLoop(cfg, task, {
-    workers,
-    publish: async (version, p) => workers.publish(version, p),
-    log: pino({ level: "silent" }),
-    backend: "test",
-    progress(stage) {
-      if (!stages.includes(stage)) stages.push(stage);
-    },
-    gate: async () => {},
-    metrics() {},
-    actorStats: async () => [],
-  });
+  const loop = new SelfRewardingLoop(
+    cfg,
+    task,
+    quietLoopIO(workers, {
+      progress(stage) {
+        if (!stages.includes(stage)) stages.push(stage);
+      },
+    }),
+  );
   const report = await loop.run();
   return { m1: report.iterations[0], stages };
 }

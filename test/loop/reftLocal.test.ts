@@ -7,13 +7,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import pino from "pino";
 import { OpenAIJudge } from "../../actors/judge/openai.ts";
 import { LocalWorkers } from "../../actors/trainer/localWorkers.ts";
 import { ReftLoop } from "../../actors/trainer/reft.ts";
 import { loadConfig } from "../../config/load.ts";
 import { selectBackend } from "../../model/backend.ts";
 import { reasoningTaskFromConfig } from "../../tasks/reasoning.ts";
+import { quietLoopIO } from "../helpers/loopIO.ts";
 
 // The backend srlm's actors would pick (blas where it is built), not tfjs's pure-JS default.
 before(() => selectBackend("auto", { info() {} }));
@@ -40,16 +40,7 @@ async function runReft(
       ...flags,
     },
   });
-  const loop = new ReftLoop(cfg, reasoningTaskFromConfig(cfg), {
-    workers,
-    publish: async (version, p) => workers.publish(version, p),
-    log: pino({ level: "silent" }),
-    backend: "test",
-    progress() {},
-    gate: async () => {},
-    metrics() {},
-    actorStats: async () => [],
-  });
+  const loop = new ReftLoop(cfg, reasoningTaskFromConfig(cfg), quietLoopIO(workers));
   const report = await loop.run();
   assert.deepEqual(
     JSON.parse(readFileSync(join(out, "report.json"), "utf8")).updates.length,

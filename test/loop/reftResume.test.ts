@@ -8,15 +8,14 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import pino from "pino";
 import { LocalWorkers } from "../../actors/trainer/localWorkers.ts";
 import { ReftLoop } from "../../actors/trainer/reft.ts";
 import type { ReftReport } from "../../actors/trainer/reftReport.ts";
 import { readResumePoint, resumePolicy, writeResumePoint } from "../../actors/trainer/resume.ts";
-import type { LoopIO } from "../../actors/trainer/workers.ts";
 import { loadConfig } from "../../config/load.ts";
 import { selectBackend } from "../../model/backend.ts";
 import { reasoningTaskFromConfig } from "../../tasks/reasoning.ts";
+import { quietLoopIO } from "../helpers/loopIO.ts";
 import { comparableReport, reportDifferences } from "../helpers/reports.ts";
 
 before(() => selectBackend("auto", { info() {} }));
@@ -59,12 +58,7 @@ async function runReft(
   const workers = new LocalWorkers("answer");
   let crashing = false;
   let resumedFrom: number | null = null;
-  const io: LoopIO = {
-    workers,
-    publish: async (version, p) => workers.publish(version, p),
-    log: pino({ level: "silent" }),
-    backend: "test",
-    progress() {},
+  const io = quietLoopIO(workers, {
     gate: async () => {
       // A plain Error, as a crash is: not the operator's RunStopped, which reports what ran.
       if (crashing) throw new Error("simulated trainer crash");
@@ -72,7 +66,6 @@ async function runReft(
     metrics(update) {
       if (update === opts.crashAfterUpdate) crashing = true;
     },
-    actorStats: async () => [],
     ...(opts.resumable
       ? {
           resume: {
@@ -89,7 +82,7 @@ async function runReft(
           },
         }
       : {}),
-  };
+  });
   const report = await new ReftLoop(cfg, reasoningTaskFromConfig(cfg), io).run();
   return { report, resumedFrom };
 }
