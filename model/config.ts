@@ -240,6 +240,17 @@ export const PRESETS = {
     num_key_value_heads: 4,
     max_position_embeddings: 256,
   },
+  // The small model's width at twice its depth. Copying the answer into a worked check, character
+  // by character, is what the self-judge of two layers does badly; four layers do it, at about
+  // three times the seconds per step (docs/experiments.md, "M1 stability", twelfth round).
+  small4: {
+    hidden_size: 128,
+    intermediate_size: 352,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    num_key_value_heads: 4,
+    max_position_embeddings: 256,
+  },
   bench: {
     hidden_size: 256,
     intermediate_size: 704,
