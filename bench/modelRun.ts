@@ -13,6 +13,7 @@ import { kernelTimes } from "./kernelTimes.ts";
 
 const SHAPES = {
   small: { preset: "small", batch: 8, seq: 64 },
+  small4: { preset: "small4", batch: 8, seq: 64 },
   bench: { preset: "bench", batch: 8, seq: 256 },
 } as const;
 
@@ -62,8 +63,8 @@ async function main(): Promise<void> {
   const shapeName = arg("shape", "small");
   if (!(shapeName in SHAPES)) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(", ")}`);
   const shape = SHAPES[shapeName as keyof typeof SHAPES];
-  // as bench/torch_ref.py: 10 steps at the small shape, 3 at the bench shape
-  const steps = Number(arg("steps", shapeName === "small" ? "10" : "3"));
+  // as bench/torch_ref.py: 10 steps at the small shapes, 3 at the bench shape
+  const steps = Number(arg("steps", shapeName === "bench" ? "3" : "10"));
   const choice = await selectBackend(backend, { info() {} });
   console.log(
     `backend ${choice.name}${choice.skipped.length ? ` (skipped: ${choice.skipped.map((s) => s.name).join(", ")})` : ""}`,
