@@ -241,8 +241,9 @@ export const PRESETS = {
     max_position_embeddings: 256,
   },
   // The small model's width at twice its depth. Copying the answer into a worked check, character
-  // by character, is what the self-judge of two layers does badly; four layers do it, at about
-  // three times the seconds per step (docs/experiments.md, "M1 stability", twelfth round).
+  // by character, is what a two-layer self-judge does badly; at four layers the copy forms on some
+  // seeds, not all, and a step costs several times as much (docs/experiments.md, "M1 stability",
+  // twelfth round).
   small4: {
     hidden_size: 128,
     intermediate_size: 352,
