@@ -63,7 +63,7 @@ async function main(): Promise<void> {
   const shapeName = arg("shape", "small");
   if (!(shapeName in SHAPES)) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(", ")}`);
   const shape = SHAPES[shapeName as keyof typeof SHAPES];
-  // as bench/torch_ref.py: 10 steps at the small shapes, 3 at the bench shape
+  // 10 steps at the small shapes, 3 at the bench shape (bench/torch_ref.py takes as many)
   const steps = Number(arg("steps", shapeName === "bench" ? "3" : "10"));
   const choice = await selectBackend(backend, { info() {} });
   console.log(

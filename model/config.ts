@@ -223,6 +223,15 @@ type Shape = Pick<
   | "max_position_embeddings"
 >;
 
+const SMALL = {
+  hidden_size: 128,
+  intermediate_size: 352,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 4,
+  max_position_embeddings: 256,
+} as const;
+
 export const PRESETS = {
   tiny: {
     hidden_size: 32,
@@ -232,26 +241,12 @@ export const PRESETS = {
     num_key_value_heads: 2,
     max_position_embeddings: 192,
   },
-  small: {
-    hidden_size: 128,
-    intermediate_size: 352,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 4,
-    max_position_embeddings: 256,
-  },
+  small: SMALL,
   // The small model's width at twice its depth. Copying the answer into a worked check, character
   // by character, is what a two-layer self-judge does badly; at four layers the copy forms on some
   // seeds, not all, and a step costs several times as much (docs/experiments.md, "M1 stability",
   // twelfth round).
-  small4: {
-    hidden_size: 128,
-    intermediate_size: 352,
-    num_hidden_layers: 4,
-    num_attention_heads: 4,
-    num_key_value_heads: 4,
-    max_position_embeddings: 256,
-  },
+  small4: { ...SMALL, num_hidden_layers: 4 },
   bench: {
     hidden_size: 256,
     intermediate_size: 704,
