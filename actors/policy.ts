@@ -100,18 +100,25 @@ export interface PromptSamples {
   samples: Sample[];
 }
 
-/** `n` samples for each prompt: text cut at the end marker, ids exactly as sampled. */
+/** `n` samples for each prompt: text cut at the end marker, ids exactly as sampled. `forced[p]`
+ * (optional) holds tokens every sample of prompt p writes at given new-token indices instead of
+ * sampling them (model/generate.ts). */
 export function samplePolicy(
   policy: Policy,
   prompts: string[],
   n: number,
   sampling: Sampling,
   format: PromptFormat = "plain",
+  forced?: readonly (ReadonlyMap<number, number> | undefined)[],
 ): PromptSamples[] {
   const { model, tokenizer } = policy;
   const rendered = prompts.map((p) => promptIds(tokenizer, p, format));
   const inputs: number[][] = [];
   for (const ids of rendered) for (let i = 0; i < n; i++) inputs.push(ids);
+  if (forced && forced.length !== prompts.length)
+    throw new Error(
+      `samplePolicy: forced tokens for ${forced.length} prompts, but ${prompts.length} prompts`,
+    );
   const outputs = generate(model, tokenizer, inputs, {
     temperature: sampling.temperature,
     topP: sampling.topP,
@@ -119,6 +126,7 @@ export function samplePolicy(
     maxNewTokens: sampling.maxNewTokens,
     seed: sampling.seed,
     ...(format === "plain" ? { stop: [END] } : { eosIds: stopIds(model, tokenizer) }),
+    ...(forced ? { forced: forced.flatMap((m) => Array.from({ length: n }, () => m)) } : {}),
   });
   const out: PromptSamples[] = rendered.map((ids) => ({ promptTokens: Int32Array.from(ids), samples: [] }));
   outputs.forEach((o, i) => {

@@ -12,9 +12,13 @@
 //            exactly, else none (the candidate forms no pair);
 //   mean     the mean of all the verdicts (greedy and sampled) that quote exactly.
 //
+// With --forced, every verdict writes the quotes as given (`selfReward.forcedQuote`), so the
+// figures say how well the judge judges what it was shown.
+//
 //   node --import tsx bench/judgeQuotes.ts --m1 runs/demo/checkpoints/M1 [--prompts 300]
-//     [--samples 4] [--temperature 0.7] [--set data.seed=8 ...]
+//     [--samples 4] [--temperature 0.7] [--forced] [--set data.seed=8 ...]
 import { parseArgs } from "node:util";
+import { quotedIds } from "../actors/judge/main.ts";
 import { type Policy, samplePolicy } from "../actors/policy.ts";
 import { allPairsFromJudged, type JudgedCandidate } from "../actors/trainer/pairs.ts";
 import { parseAssignments } from "../cli/options.ts";
@@ -33,6 +37,7 @@ const { values: opt } = parseArgs({
     temperature: { type: "string", default: "0.7" },
     seed: { type: "string", default: "303" },
     preset: { type: "string", default: "demo" },
+    forced: { type: "boolean", default: false },
     set: { type: "string", multiple: true, default: [] },
   },
 });
@@ -68,15 +73,31 @@ const candidates = prompts.map((_, i) => {
 });
 const flat = candidates.flatMap((texts, i) => texts.map((response) => ({ prompt: prompts[i], response })));
 const judgePrompts = flat.map((x) => judgePrompt(x.prompt, x.response));
-const greedyTexts = samplePolicy(policy, judgePrompts, 1, decode(0, 3, s.judgeMaxNewTokens)).map(
-  (p) => p.samples[0].text,
-);
+const forced = opt.forced
+  ? quotedIds(
+      tokenizer,
+      flat.map((x) => syntheticFormat.judgeQuote(x.prompt, x.response)),
+    )
+  : undefined;
+const greedyTexts = samplePolicy(
+  policy,
+  judgePrompts,
+  1,
+  decode(0, 3, s.judgeMaxNewTokens),
+  "plain",
+  forced,
+).map((p) => p.samples[0].text);
 const sampledTexts =
   samples === 0
     ? flat.map(() => [] as string[])
-    : samplePolicy(policy, judgePrompts, samples, decode(temperature, 4, s.judgeMaxNewTokens)).map((p) =>
-        p.samples.map((x) => x.text),
-      );
+    : samplePolicy(
+        policy,
+        judgePrompts,
+        samples,
+        decode(temperature, 4, s.judgeMaxNewTokens),
+        "plain",
+        forced,
+      ).map((p) => p.samples.map((x) => x.text));
 
 interface Verdict {
   score: number | null;
@@ -178,6 +199,7 @@ console.log(`\n${seconds.toFixed(0)} s`);
 console.log(
   JSON.stringify({
     bench: "judgeQuotes",
+    forced: opt.forced,
     prompts: prompts.length,
     candidates: judged.length,
     samples,

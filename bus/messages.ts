@@ -190,6 +190,11 @@ export type CandidatesResultBody = BodyOf<typeof CandidatesResult>;
 /** The parsers a judge may be asked to read its judgements with (tasks/judgement.ts). */
 export const SCORE_PARSERS = ["first-line", "last-score"] as const;
 
+/** A piece of the judge's own text that quotes the response: at new-token index `at` the judge
+ * writes `text` (one token) as given rather than sampling it (`selfReward.forcedQuote`). */
+export const quotedToken = z.object({ at: count, text: z.string().min(1) }).strict();
+export type QuotedToken = z.infer<typeof quotedToken>;
+
 /**
  * Score each candidate `samples` times. The trainer renders the task's judge prompt for every
  * candidate, so a judge needs no task knowledge beyond the named score parser (and, for the
@@ -205,6 +210,9 @@ export const JudgeJob = defineMessage(
       prompt: z.string().min(1),
       candidates: items(z.string()),
       judgePrompts: z.array(z.string().min(1)).min(1),
+      // Per candidate, where the judge's text quotes it: a judge running the policy writes these
+      // tokens as given; one that cannot (an HTTP judge) judges as if they were absent.
+      quotes: z.array(z.array(quotedToken)).optional(),
       format,
       parser: z.enum(SCORE_PARSERS),
       // The gold answer, for judges that check answers rather than read them (ReFT's `answer`).
@@ -218,6 +226,10 @@ export const JudgeJob = defineMessage(
     .refine((j) => j.judgePrompts.length === j.candidates.length, {
       message: "judgePrompts must have one entry per candidate",
       path: ["judgePrompts"],
+    })
+    .refine((j) => j.quotes === undefined || j.quotes.length === j.candidates.length, {
+      message: "quotes must have one entry per candidate",
+      path: ["quotes"],
     })
     .refine((j) => withinSequences(j.candidates.length * j.samples), {
       message: sequencesMessage,

@@ -24,6 +24,10 @@ export interface GenerateOptions {
   /** Called as row `row` samples `id`, with the logits it was drawn from: lets a server stream
    * text while the batch runs and report the most likely alternatives without a second pass. */
   onToken?: (row: number, id: number, logits: Float32Array) => void;
+  /** Per row, tokens it writes at given new-token indices instead of sampling them: a judge that
+   * quotes the response it judges writes the quote as given (tasks/task.ts judgeQuote). The
+   * sampler still draws at those steps, so no other row's draws move. */
+  forced?: readonly (ReadonlyMap<number, number> | undefined)[];
 }
 
 export type FinishReason = "eos" | "stop" | "length";
@@ -189,6 +193,12 @@ export function generate(
   const V = c.vocab_size;
   const P = Math.max(...prompts.map((p) => p.length));
   if (prompts.some((p) => p.length === 0)) throw new Error("generate: empty prompt (start prompts with BOS)");
+  if (opts.forced && opts.forced.length !== B)
+    throw new Error(`generate: forced tokens for ${opts.forced.length} rows, but ${B} prompts`);
+  for (const [b, m] of (opts.forced ?? []).entries())
+    for (const id of m?.values() ?? [])
+      if (!Number.isInteger(id) || id < 0 || id >= V)
+        throw new Error(`generate: row ${b} forces token ${id}, outside the vocabulary of ${V}`);
   if (P >= c.max_position_embeddings) {
     throw new Error(
       `generate: prompt of ${P} tokens leaves no room (max_position_embeddings ${c.max_position_embeddings})`,
@@ -229,12 +239,16 @@ export function generate(
           fed.push(pad);
           continue;
         }
-        const { id, logProb } = sampleToken(logits.subarray(b * V, (b + 1) * V), opts, rng);
+        const row = logits.subarray(b * V, (b + 1) * V);
         const g = out[b];
+        const sampled = sampleToken(row, opts, rng);
+        const forcedId = opts.forced?.[b]?.get(g.ids.length);
+        const { id, logProb } =
+          forcedId === undefined ? sampled : { id: forcedId, logProb: logProbOf(row, forcedId) };
         g.ids.push(id);
         g.logProbs.push(logProb);
         fed.push(id);
-        opts.onToken?.(b, id, logits.subarray(b * V, (b + 1) * V));
+        opts.onToken?.(b, id, row);
         if (eos.has(id)) {
           g.finishReason = "eos";
           done[b] = true;
@@ -271,6 +285,15 @@ export function generate(
     if (g.finishReason !== "stop") g.text = tokenizer.decode(g.ids.filter((id) => !eos.has(id)));
   }
   return out;
+}
+
+/** log p(id) under a row's full softmax at temperature 1. */
+function logProbOf(logits: ArrayLike<number>, id: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let z = 0;
+  for (let i = 0; i < logits.length; i++) z += Math.exp(logits[i] - max);
+  return logits[id] - max - Math.log(z);
 }
 
 /** Where the earliest of `stops` begins in `text`, or -1. */

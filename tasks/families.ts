@@ -242,6 +242,18 @@ export function quotedByCheck(judgeText: string, steps: number): string | null {
   return quote;
 }
 
+/**
+ * Where a worked check of `shown` (the response as the judge sees it) quotes it: the second and
+ * fifth character of each six-character step, as indices into the judge's text. A judge given
+ * these writes the quote as given and judges only the rest (`selfReward.forcedQuote`).
+ */
+export function checkQuotes(shown: string): { at: number; text: string }[] {
+  return [...shown].flatMap((ch, i) => [
+    { at: 6 * i + 1, text: ch },
+    { at: 6 * i + 4, text: ch },
+  ]);
+}
+
 function constraintFamily(spec: ConstraintSpec): Family {
   const names = CONSTRAINT_CRITERIA(spec.end);
   const anchorAt = (text: string) => (spec.end === "start" ? text[0] : text[text.length - 1]);

@@ -2,7 +2,7 @@
 // format leaks past it. srlm's synthetic families (tasks/synthetic.ts) are one task; instruction
 // data from JSONL files (tasks/instructions.ts) is another. The loop, the judges and the report
 // work without a verifier, and use one where the task has it.
-import type { PromptFormat } from "../bus/messages.ts";
+import type { PromptFormat, QuotedToken } from "../bus/messages.ts";
 import type { Rubric } from "./criteria.ts";
 import type { JudgeEvalItem, PromptResponse } from "./data.ts";
 import type { ScoreParserName } from "./judgement.ts";
@@ -61,6 +61,10 @@ export interface Task {
    * (srlm's worked check restates every character): a verdict on a misquoted response judged
    * another string. Needs no verifier: it compares two texts. */
   readonly judgementQuotes?: (prompt: string, response: string, judgeText: string) => boolean;
+  /** Where a judge's text quotes the response, as new-token indices of the judge's text with the
+   * one-token text each holds (srlm's worked check: each character of the response, twice a
+   * step); empty where the judge writes no quote. What `selfReward.forcedQuote` writes as given. */
+  readonly judgeQuote?: (prompt: string, response: string) => QuotedToken[];
   /** An EFT example from the exact rubric (the judge prompt and the judgement to write), where
    * the task can know it: what `train.ownEft` trains the judge on. */
   readonly gradedJudgement?: (prompt: string, response: string) => PromptResponse;

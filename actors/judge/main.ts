@@ -9,9 +9,10 @@
 //   ab        scores with two of them (judge.ab, default self,verifier), reporting both so the
 //             trainer's evaluation measures their agreement.
 import type { ActorContext } from "../../bus/actor.ts";
-import type { JudgeJobBody } from "../../bus/messages.ts";
+import type { JudgeJobBody, QuotedToken } from "../../bus/messages.ts";
 import type { JobOf, ResultOf } from "../../bus/protocol.ts";
 import type { Config } from "../../config/schema.ts";
+import type { Tokenizer } from "../../model/tokenizer.ts";
 import { MAX_SCORE, parseScore } from "../../tasks/judgement.ts";
 import { parseNumber, reftReward } from "../../tasks/reward.ts";
 import { verifierOf } from "../../tasks/verifiers.ts";
@@ -56,9 +57,28 @@ export interface Judgements {
   texts?: string[][];
 }
 
-/** The policy judges each candidate by answering the judge prompt the trainer rendered for it. */
+/** Each candidate's quotes (a judge job's `quotes`) as the token ids its verdicts write as given,
+ * by new-token index. */
+export function quotedIds(tokenizer: Tokenizer, quotes: QuotedToken[][]): Map<number, number>[] {
+  return quotes.map((forCandidate, c) => {
+    const forced = new Map<number, number>();
+    for (const q of forCandidate) {
+      const ids = tokenizer.encode(q.text);
+      if (ids.length !== 1)
+        throw new Error(
+          `job.judge quotes[${c}]: ${JSON.stringify(q.text)} at ${q.at} is ${ids.length} tokens for this judge's tokenizer; each quoted piece must be one token`,
+        );
+      forced.set(q.at, ids[0]);
+    }
+    return forced;
+  });
+}
+
+/** The policy judges each candidate by answering the judge prompt the trainer rendered for it,
+ * writing the job's quotes of the candidate as given. */
 export function judgeWithPolicy(policy: Policy, job: JudgeJobBody): Judgements {
-  const samples = samplePolicy(policy, job.judgePrompts, job.samples, job.sampling, job.format);
+  const forced = job.quotes && quotedIds(policy.tokenizer, job.quotes);
+  const samples = samplePolicy(policy, job.judgePrompts, job.samples, job.sampling, job.format, forced);
   let parseFailures = 0;
   const scores = samples.map((perCandidate) =>
     perCandidate.samples.map((s) => {
@@ -173,9 +193,17 @@ export async function startJudge(ctx: ActorContext, cfg: Config, impl: string): 
   const openai = usesOpenAI ? new OpenAIJudge(cfg.judge.openai, { log: ctx.log }) : undefined;
   if (openai) ctx.log.info({ endpoint: openai.endpoint, model: openai.model }, "openai judge");
   const weights = new WeightCache(ctx.nc, ctx.log);
+  let warnedQuotes = false;
   await ctx.consume(
     "judge",
     async (msg, ctl) => {
+      if (usesOpenAI && !warnedQuotes && msg.body.quotes?.some((q) => q.length > 0)) {
+        warnedQuotes = true;
+        ctx.log.warn(
+          { type: msg.type, id: msg.id },
+          "judge jobs carry quotes (selfReward.forcedQuote), which an HTTP judge cannot write as given: it judges without them",
+        );
+      }
       const { body, weightsVersion } = await answerJudge(
         impl,
         msg.body,

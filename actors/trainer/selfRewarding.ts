@@ -115,6 +115,10 @@ export class SelfRewardingLoop {
       throw new Error(
         `selfReward.quoteCheck: task ${task.name}'s judge writes no quote of the response to check; leave it unset`,
       );
+    if (cfg.selfReward.forcedQuote && !task.judgeQuote)
+      throw new Error(
+        `selfReward.forcedQuote: task ${task.name}'s judge writes no quote of the response; leave it unset`,
+      );
     if (cfg.selfReward.evalSplit === "dev" && d.dev.length === 0)
       throw new Error(
         `selfReward.evalSplit dev: task ${task.name} has no dev prompts (set data.devSize to set some aside)`,
@@ -995,6 +999,9 @@ export class SelfRewardingLoop {
       prompt,
       candidates,
       judgePrompts: candidates.map((c) => task.judgePrompt(prompt, c)),
+      ...(s.forcedQuote && task.judgeQuote
+        ? { quotes: candidates.map((c) => task.judgeQuote?.(prompt, c) ?? []) }
+        : {}),
       format: task.format,
       parser: task.scoreParser,
       samples: verdicts.samples,

@@ -30,6 +30,7 @@ import {
   makeRng,
   trueScore,
 } from "../../tasks/index.ts";
+import { syntheticFormat } from "../../tasks/synthetic.ts";
 import { quietLoopIO } from "../helpers/loopIO.ts";
 
 const out = mkdtempSync(join(tmpdir(), "srlm-local-"));
@@ -107,6 +108,8 @@ async function oneIteration(
   const judged: ScoresResultBody[] = [];
   const sampling: { n: number; temperature: number }[] = [];
   const judging: { candidates: number; samples: number; temperature: number }[] = [];
+  // Each training judge job's candidates, with the quotes the judge was given.
+  const verdicts: Pick<JobOf<"judge">, "prompt" | "candidates" | "quotes">[] = [];
   const submitAll = workers.submitAll.bind(workers);
   workers.submitAll = (async (queue, jobs, onDone) => {
     if (queue === "samples")
@@ -121,7 +124,15 @@ async function oneIteration(
             temperature: j.sampling.temperature,
           });
     const outcomes = await submitAll(queue, jobs, onDone);
-    if (queue === "judge") for (const o of outcomes) if (o.ok) judged.push(o.result as ScoresResultBody);
+    if (queue === "judge")
+      outcomes.forEach((o, i) => {
+        if (!o.ok) return;
+        const result = o.result as ScoresResultBody;
+        judged.push(result);
+        const job = jobs[i] as JobOf<"judge">;
+        if (job.purpose === "train")
+          verdicts.push({ prompt: job.prompt, candidates: job.candidates, quotes: job.quotes });
+      });
     return outcomes;
   }) as typeof workers.submitAll;
   // A random model writes no parsable prompt; this task hands the loop a fresh family prompt for
@@ -139,7 +150,7 @@ async function oneIteration(
   await loop.iterations(1, (r) => iterations.push(r));
   const report = await loop.report(iterations, 0);
   policy.model.dispose();
-  return { ...report, judged, sampling, judging };
+  return { ...report, judged, sampling, judging, verdicts };
 }
 
 test("in-process loop: pairs, DPO, and sampler log-probs as the strict reference", {
@@ -351,6 +362,29 @@ test("verdicts that misquote the answer are set aside and the answer judged agai
   });
   assert.ok(d.pairs <= p.pairs);
   assert.ok(dropped.judging.every((j) => j.samples === 1));
+});
+
+test("with forcedQuote, each judge job carries where the judge's text quotes each candidate", {
+  timeout: 300_000,
+}, async () => {
+  const flags = { "data.families": ["word", "reverse"], "selfReward.promptsPerIteration": "6" };
+  const guided = await oneIteration(false, false, { ...flags, "selfReward.forcedQuote": "true" });
+  const free = await oneIteration(false, false, flags);
+  assert.ok(guided.verdicts.length > 0);
+  for (const v of guided.verdicts)
+    assert.deepEqual(
+      v.quotes,
+      v.candidates.map((c) => syntheticFormat.judgeQuote(v.prompt, c)),
+    );
+  assert.ok(
+    guided.verdicts.some((v) => v.quotes?.some((q) => q.length > 0)),
+    "a word prompt's check quotes",
+  );
+  assert.ok(
+    guided.verdicts.some((v) => v.quotes?.every((q) => q.length === 0)),
+    "a reverse prompt's does not",
+  );
+  assert.ok(free.verdicts.every((v) => v.quotes === undefined));
 });
 
 test("a task whose judge writes no quote refuses the quote check", () => {

@@ -109,6 +109,47 @@ for (const backend of BACKENDS) {
   });
 }
 
+test("forced tokens: a row writes them where told, the others sample as they would without", async () => {
+  await useBackend("cpu");
+  const model = tinyModel(14);
+  try {
+    const opts = { maxNewTokens: 9, temperature: 1.1, seed: 5, eosIds: [] as number[] };
+    const free = generate(model, tokenizer, prompts, opts);
+    const [a, b] = tokenizer.encode("ab");
+    const forced = [
+      new Map([
+        [1, a],
+        [4, b],
+        [8, a],
+      ]),
+      undefined,
+      new Map<number, number>(),
+    ];
+    const guided = generate(model, tokenizer, prompts, { ...opts, forced });
+    assert.equal(guided[0].ids[1], a);
+    assert.equal(guided[0].ids[4], b);
+    assert.equal(guided[0].ids[8], a);
+    // The draws at forced steps still happen, so rows without forced tokens keep their samples.
+    assert.deepEqual(guided[1].ids, free[1].ids);
+    assert.deepEqual(guided[2].ids, free[2].ids);
+    assert.deepEqual(guided[0].ids[0], free[0].ids[0], "the steps before the first forced token");
+    // A forced token's log-prob is the model's, as for any written token.
+    const scored = responseLogProbs(model, [{ prompt: prompts[0], response: guided[0].ids }]);
+    assert.ok(maxAbsDiff(guided[0].logProbs, scored.perToken[0]) < 1e-4);
+    assert.throws(
+      () => generate(model, tokenizer, prompts, { ...opts, forced: [undefined] }),
+      /forced tokens for 1 rows, but 3 prompts/,
+    );
+    assert.throws(
+      () =>
+        generate(model, tokenizer, prompts, { ...opts, forced: [new Map([[0, 999]]), undefined, undefined] }),
+      /row 0 forces token 999, outside the vocabulary/,
+    );
+  } finally {
+    model.dispose();
+  }
+});
+
 test("top-p at a large vocabulary samples exactly as a full sort does", () => {
   const V = 50_000;
   const rng = new Rng(5);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { families, quotedByCheck } from "../../tasks/families.ts";
+import { checkQuotes, families, quotedByCheck } from "../../tasks/families.ts";
 import { summariseJudgements } from "../../tasks/judgement.ts";
 import { makeRng } from "../../tasks/random.ts";
 import { displayResponse, judgePrompt, judgeTarget, parseJudgement, trueScore } from "../../tasks/rubric.ts";
@@ -52,6 +52,24 @@ test("a worked check's quote reads back the response it restates, or null when i
   assert.equal(judgementQuotes("Word of 5: starts b with o not e", "bonke", target), true);
   assert.equal(judgementQuotes("Word of 5: starts b with o not e", "bonka", target), false);
   assert.equal(judgementQuotes("Reverse: garden", "nedrag", "+form +len +chars +most +exact Score: 5"), true);
+});
+
+test("a worked check's quotes sit where the check restates the response", () => {
+  const prompt = "Number of 4: ends 7 with 2 not 5";
+  for (const response of ["2257", "22", "", `7${"9".repeat(30)}`]) {
+    const shown = displayResponse(response);
+    const target = judgeTarget(trueScore(prompt, response));
+    const quotes = checkQuotes(shown);
+    assert.equal(quotes.length, 2 * shown.length);
+    for (const q of quotes) assert.equal(target[q.at], q.text, `${response} at ${q.at}`);
+    // Writing the quotes into any text of the check's shape reads back the response.
+    const blank = [...target];
+    for (const q of quotes) blank[q.at] = q.text;
+    assert.equal(quotedByCheck(blank.join(""), shown.length), shown);
+  }
+  const { judgeQuote } = syntheticFormat;
+  assert.deepEqual(judgeQuote(prompt, "27"), checkQuotes("27"));
+  assert.deepEqual(judgeQuote("Reverse: garden", "nedrag"), [], "answer families write no check");
 });
 
 test("every judge target parses back to its score", () => {
