@@ -84,6 +84,10 @@ export const presets: Record<string, Preset> = {
       pairing: "all",
       judgeSamples: 1,
       judgeTemperature: 0,
+      // The judge writes the answer's characters into its check as given: the two-layer judge
+      // copies them exactly in few verdicts, and marks right answers down where it misreads them.
+      // Chosen on dev for its judge accuracy and pairs (docs/experiments.md, thirteenth round).
+      forcedQuote: true,
     },
   },
   // `srlm run --preset reft-demo`: ReFT on srlm's synthetic word problems of 2-3 steps, with a
