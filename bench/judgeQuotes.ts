@@ -12,8 +12,9 @@
 //            exactly, else none (the candidate forms no pair);
 //   mean     the mean of all the verdicts (greedy and sampled) that quote exactly.
 //
-// With --forced, every verdict writes the quotes as given (`selfReward.forcedQuote`), so the
-// figures say how well the judge judges what it was shown.
+// With `selfReward.forcedQuote` (the demo sets it, `--set selfReward.forcedQuote=false` unsets it,
+// --forced sets it for any preset) every verdict writes the quotes as given, so the figures say
+// how well the judge judges what it was shown.
 //
 //   node --import tsx bench/judgeQuotes.ts --m1 runs/demo/checkpoints/M1 [--prompts 300]
 //     [--samples 4] [--temperature 0.7] [--forced] [--set data.seed=8 ...]
@@ -37,7 +38,7 @@ const { values: opt } = parseArgs({
     temperature: { type: "string", default: "0.7" },
     seed: { type: "string", default: "303" },
     preset: { type: "string", default: "demo" },
-    forced: { type: "boolean", default: false },
+    forced: { type: "boolean" },
     set: { type: "string", multiple: true, default: [] },
   },
 });
@@ -73,7 +74,9 @@ const candidates = prompts.map((_, i) => {
 });
 const flat = candidates.flatMap((texts, i) => texts.map((response) => ({ prompt: prompts[i], response })));
 const judgePrompts = flat.map((x) => judgePrompt(x.prompt, x.response));
-const forced = opt.forced
+// The config's setting (the demo's is on) unless --forced says otherwise.
+const forcedQuote = opt.forced ?? s.forcedQuote === true;
+const forced = forcedQuote
   ? quotedIds(
       tokenizer,
       flat.map((x) => syntheticFormat.judgeQuote(x.prompt, x.response)),
@@ -199,7 +202,7 @@ console.log(`\n${seconds.toFixed(0)} s`);
 console.log(
   JSON.stringify({
     bench: "judgeQuotes",
-    forced: opt.forced,
+    forced: forcedQuote,
     prompts: prompts.length,
     candidates: judged.length,
     samples,

@@ -243,8 +243,9 @@ export const selfRewardSchema = z
     // The self-judge writes the tokens where its text quotes the response as given, from the
     // response, and judges the rest itself (the task says where: srlm's worked check quotes each
     // character once per step). Its marks then compare what it was shown, not a misread copy. An
-    // HTTP judge cannot be guided and judges as without it.
-    forcedQuote: z.boolean().default(false),
+    // HTTP judge cannot be guided and judges as without it. Optional, so that resume points
+    // written before it existed still resume.
+    forcedQuote: z.boolean().optional(),
     // Weight of an NLL term on chosen answers added to DPO (0 = the paper's plain DPO).
     nllWeight: z.number().nonnegative().default(0),
     // strict = the paper's iterations; streaming = train on pairs as they arrive.

@@ -119,6 +119,9 @@ export class SelfRewardingLoop {
       throw new Error(
         `selfReward.forcedQuote: task ${task.name}'s judge writes no quote of the response; leave it unset`,
       );
+    // Written as given, every quote passes the quote check: the two together would check nothing.
+    if (cfg.selfReward.forcedQuote && cfg.selfReward.quoteCheck)
+      throw new Error("selfReward.forcedQuote and selfReward.quoteCheck: set one of them, not both");
     if (cfg.selfReward.evalSplit === "dev" && d.dev.length === 0)
       throw new Error(
         `selfReward.evalSplit dev: task ${task.name} has no dev prompts (set data.devSize to set some aside)`,
@@ -413,6 +416,12 @@ export class SelfRewardingLoop {
 
   /** Starts the loop from an M_t already in hand (probes): publishes it as version `version`. */
   async start(policy: Policy, version = 1): Promise<ModelEval> {
+    // The task gives its quotes' places in characters of the judge's text, which are its tokens
+    // only for srlm's character tokenizer; a brought tokenizer would get them at the wrong places.
+    if (this.cfg.selfReward.forcedQuote && !(policy.tokenizer instanceof CharTokenizer))
+      throw new Error(
+        "selfReward.forcedQuote needs srlm's character tokenizer (its quotes are placed by character); this model brings its own tokenizer, so leave it unset",
+      );
     this.policy = policy;
     await this.publish(version);
     return this.evaluate(version);

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, test } from "node:test";
 import pino from "pino";
 import { abPair } from "../../actors/judge/main.ts";
@@ -20,7 +20,7 @@ import type { JobOf } from "../../bus/protocol.ts";
 import { loadConfig } from "../../config/load.ts";
 import { presetConfig } from "../../model/config.ts";
 import { Llama } from "../../model/llama.ts";
-import { CharTokenizer } from "../../model/tokenizer.ts";
+import { CharTokenizer, loadTokenizer } from "../../model/tokenizer.ts";
 import { taskFromConfig } from "../../tasks/fromConfig.ts";
 import {
   DOMAIN_CHARSET,
@@ -31,6 +31,7 @@ import {
   trueScore,
 } from "../../tasks/index.ts";
 import { syntheticFormat } from "../../tasks/synthetic.ts";
+import { tokenizerFiles } from "../helpers/checkpoints.ts";
 import { quietLoopIO } from "../helpers/loopIO.ts";
 
 const out = mkdtempSync(join(tmpdir(), "srlm-local-"));
@@ -385,6 +386,36 @@ test("with forcedQuote, each judge job carries where the judge's text quotes eac
     "a reverse prompt's does not",
   );
   assert.ok(free.verdicts.every((v) => v.quotes === undefined));
+});
+
+test("forcedQuote is refused beside the quote check, and for a tokenizer not srlm's own", async () => {
+  const both = loadConfig({
+    preset: "tiny",
+    env: {},
+    flags: {
+      "selfReward.forcedQuote": "true",
+      "selfReward.quoteCheck.retries": "1",
+      "selfReward.quoteCheck.temperature": "0.7",
+    },
+  });
+  const io = quietLoopIO(new LocalWorkers("verifier"));
+  assert.throws(
+    () => new SelfRewardingLoop(both, taskFromConfig(both), io),
+    /selfReward\.forcedQuote and selfReward\.quoteCheck: set one of them/,
+  );
+  const cfg = loadConfig({ preset: "tiny", env: {}, flags: { out, "selfReward.forcedQuote": "true" } });
+  const chars = new CharTokenizer(DOMAIN_CHARSET);
+  const model = Llama.init(presetConfig("tiny", chars), { seed: 3 });
+  try {
+    const llama3 = loadTokenizer(dirname(tokenizerFiles("llama3").tokenizer));
+    const loop = new SelfRewardingLoop(cfg, taskFromConfig(cfg), io);
+    await assert.rejects(
+      loop.start({ version: 1, model, tokenizer: llama3 }),
+      /selfReward\.forcedQuote needs srlm's character tokenizer/,
+    );
+  } finally {
+    model.dispose();
+  }
 });
 
 test("a task whose judge writes no quote refuses the quote check", () => {
