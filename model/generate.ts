@@ -55,17 +55,7 @@ export function sampleToken(
   rng: Rng,
 ): Sampled {
   const V = logits.length;
-  let max = Number.NEGATIVE_INFINITY;
-  let argmax = 0;
-  for (let i = 0; i < V; i++) {
-    if (logits[i] > max) {
-      max = logits[i];
-      argmax = i;
-    }
-  }
-  let z = 0;
-  for (let i = 0; i < V; i++) z += Math.exp(logits[i] - max);
-  const logZ = max + Math.log(z);
+  const { max, argmax, logZ } = normaliser(logits);
   const temperature = opts.temperature ?? 1;
   if (temperature <= 0) return { id: argmax, logProb: logits[argmax] - logZ };
 
@@ -287,13 +277,25 @@ export function generate(
   return out;
 }
 
-/** log p(id) under a row's full softmax at temperature 1. */
-function logProbOf(logits: ArrayLike<number>, id: number): number {
+/** A row's largest logit, its id (ties to the lowest) and log Σ exp(logits): its full softmax at
+ * temperature 1. */
+function normaliser(logits: ArrayLike<number>): { max: number; argmax: number; logZ: number } {
   let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let argmax = 0;
+  for (let i = 0; i < logits.length; i++) {
+    if (logits[i] > max) {
+      max = logits[i];
+      argmax = i;
+    }
+  }
   let z = 0;
   for (let i = 0; i < logits.length; i++) z += Math.exp(logits[i] - max);
-  return logits[id] - max - Math.log(z);
+  return { max, argmax, logZ: max + Math.log(z) };
+}
+
+/** log p(id) under a row's full softmax at temperature 1. */
+function logProbOf(logits: ArrayLike<number>, id: number): number {
+  return logits[id] - normaliser(logits).logZ;
 }
 
 /** Where the earliest of `stops` begins in `text`, or -1. */

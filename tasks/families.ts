@@ -225,6 +225,10 @@ export function constraintEvidence(response: string, withChar: string, notChar: 
     .join("");
 }
 
+// A step of the worked check (`constraintEvidence`) and where in it the response's character is.
+const CHECK_STEP = 6;
+const QUOTE_AT = [1, 4] as const;
+
 /**
  * The response a judge's worked check says it read, for a check of `steps` steps (one per character
  * of the response as the judge saw it): the second and fifth character of each six-character step,
@@ -233,11 +237,12 @@ export function constraintEvidence(response: string, withChar: string, notChar: 
  * can tell that from the texts alone, without the verifier.
  */
 export function quotedByCheck(judgeText: string, steps: number): string | null {
-  if (judgeText.length <= 6 * steps || judgeText[6 * steps] !== " ") return null;
+  const end = CHECK_STEP * steps;
+  if (judgeText.length <= end || judgeText[end] !== " ") return null;
   let quote = "";
-  for (let i = 0; i < 6 * steps; i += 6) {
-    if (judgeText[i + 1] !== judgeText[i + 4]) return null;
-    quote += judgeText[i + 1];
+  for (let i = 0; i < end; i += CHECK_STEP) {
+    if (judgeText[i + QUOTE_AT[0]] !== judgeText[i + QUOTE_AT[1]]) return null;
+    quote += judgeText[i + QUOTE_AT[0]];
   }
   return quote;
 }
@@ -248,10 +253,7 @@ export function quotedByCheck(judgeText: string, steps: number): string | null {
  * these writes the quote as given and judges only the rest (`selfReward.forcedQuote`).
  */
 export function checkQuotes(shown: string): { at: number; text: string }[] {
-  return [...shown].flatMap((ch, i) => [
-    { at: 6 * i + 1, text: ch },
-    { at: 6 * i + 4, text: ch },
-  ]);
+  return [...shown].flatMap((ch, i) => QUOTE_AT.map((k) => ({ at: CHECK_STEP * i + k, text: ch })));
 }
 
 function constraintFamily(spec: ConstraintSpec): Family {

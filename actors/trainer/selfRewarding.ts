@@ -1001,6 +1001,7 @@ export class SelfRewardingLoop {
   ) {
     const s = this.cfg.selfReward;
     const { task } = this;
+    const quote = s.forcedQuote ? task.judgeQuote : undefined;
     return {
       iteration: t,
       purpose,
@@ -1008,9 +1009,7 @@ export class SelfRewardingLoop {
       prompt,
       candidates,
       judgePrompts: candidates.map((c) => task.judgePrompt(prompt, c)),
-      ...(s.forcedQuote && task.judgeQuote
-        ? { quotes: candidates.map((c) => task.judgeQuote?.(prompt, c) ?? []) }
-        : {}),
+      ...(quote ? { quotes: candidates.map((c) => quote(prompt, c)) } : {}),
       format: task.format,
       parser: task.scoreParser,
       samples: verdicts.samples,
