@@ -248,6 +248,11 @@ export const selfRewardSchema = z
     forcedQuote: z.boolean().optional(),
     // Weight of an NLL term on chosen answers added to DPO (0 = the paper's plain DPO).
     nllWeight: z.number().nonnegative().default(0),
+    // With greedyCandidate and nllWeight > 0: a prompt whose candidates all tie at the top mark
+    // keeps its greedy answer through the NLL term alone (as both sides of a pair, so the DPO term
+    // cancels). Such prompts form no pair, and without an anchor DPO's steps on other prompts
+    // move their answers freely. Optional, so that resume points written before it still resume.
+    anchorTies: z.boolean().optional(),
     // strict = the paper's iterations; streaming = train on pairs as they arrive.
     mode: z.enum(["strict", "streaming"]).default("strict"),
     // Streaming: how many policy versions older than the trainer's a pair may be when trained on.
@@ -273,6 +278,11 @@ export const selfRewardSchema = z
   .refine((s) => s.greedyRejectConfirm === undefined || s.greedyCandidate, {
     message: "greedyRejectConfirm needs greedyCandidate: true (there is no greedy answer to confirm)",
     path: ["greedyRejectConfirm"],
+  })
+  .refine((s) => !s.anchorTies || (s.greedyCandidate && s.nllWeight > 0 && s.mode === "strict"), {
+    message:
+      "anchorTies needs greedyCandidate: true (the answer it keeps), nllWeight > 0 (the term that keeps it) and mode: strict",
+    path: ["anchorTies"],
   });
 
 // ReFT (arXiv 2401.08967): a warm-up SFT on chains of thought, then online PPO with the answer's

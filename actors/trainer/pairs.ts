@@ -136,6 +136,27 @@ export function mayRejectGreedy(candidates: JudgedCandidate[], greedy: string, m
   });
 }
 
+/**
+ * The anchor of a prompt whose candidates all tie at `top` (the rubric's full mark): its greedy
+ * answer as both sides of a pair, so that DPO's term cancels and only the NLL term on the chosen
+ * side acts, keeping an answer the judge found nothing to improve on. Null for any other prompt,
+ * or where the greedy answer is not among the candidates at that mark.
+ */
+export function tieAnchor(
+  prompt: string,
+  candidates: JudgedCandidate[],
+  greedy: string | undefined,
+  top: number,
+): PreferencePair | null {
+  if (greedy === undefined) return null;
+  const outcome = pairFromJudged(prompt, candidates);
+  if (outcome.kind !== "tie" || outcome.score !== top) return null;
+  const g = candidates.find((c) => c.response === greedy && meanScore(c.scores) === top);
+  if (!g) return null;
+  const side = { candidate: g, mean: top };
+  return pairOf(prompt, side, side);
+}
+
 function pairOf(
   prompt: string,
   best: { candidate: JudgedCandidate; mean: number },

@@ -71,6 +71,9 @@ export interface IterationReport extends ModelEval {
   /** With `selfReward.quoteCheck`: verdicts read, those set aside for misquoting the response,
    * candidates judged again for having none left, and candidates still without one (no pair). */
   quoteCheck?: { verdicts: number; misquoted: number; judgedAgain: number; unquoted: number };
+  /** With `selfReward.anchorTies`: greedy answers of prompts tied at the full mark that DPO's NLL
+   * term kept, beside the pairs (not counted in `pairs`). */
+  anchors?: number;
   /** Mean true (verifier) score gap between chosen and rejected: how right the self-judge's pairs are. */
   pairsTrueScoreGap?: number;
   /** Shares of the pairs whose chosen answer is truly better, truly as good, truly worse than the
@@ -246,6 +249,11 @@ export function summaryTable(report: RunReport): string {
           ]
         : [];
     }),
+    ...report.iterations.flatMap((it) =>
+      it.anchors !== undefined
+        ? [`${it.model}'s anchors: ${it.anchors} greedy answers tied at the full mark, kept by the NLL term`]
+        : [],
+    ),
     ...report.iterations.flatMap((it) => {
       const o = it.pairsTrueOrder;
       const g = it.pairsRejectingGreedy;

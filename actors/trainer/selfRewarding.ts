@@ -18,6 +18,7 @@ import {
   deriveSeed,
   type JudgeEvalItem,
   judgeAgreement,
+  MAX_SCORE,
   makeRng,
   pairedGain,
   pairwiseAccuracy,
@@ -52,6 +53,7 @@ import {
   pairFromJudged,
   stepsAllowed,
   strictDpoSteps,
+  tieAnchor,
   withConfirmedGreedyRejections,
   withSureGreedyRejections,
 } from "./pairs.ts";
@@ -498,6 +500,14 @@ export class SelfRewardingLoop {
     return { outcome, pairs, unsureGreedy, unconfirmedGreedy };
   }
 
+  /** selfReward.anchorTies: the greedy answers of prompts tied at the full mark, kept by NLL. */
+  private anchorsOf<T extends Sampled>(judged: T[]): (T & { pair: PreferencePair })[] {
+    return judged.flatMap((j) => {
+      const anchor = tieAnchor(j.prompt, j.candidates, this.greedyAnswers.get(j.prompt), MAX_SCORE);
+      return anchor ? [{ ...j, pair: anchor }] : [];
+    });
+  }
+
   /** Mean true score gap of the pairs (chosen minus rejected), where the task has a verifier. */
   private trueGap(pairs: PreferencePair[]): number | undefined {
     const verify = this.task.verify;
@@ -567,7 +577,10 @@ export class SelfRewardingLoop {
       "preference pairs",
     );
     if (pairs.length === 0) throw noPairs(t, prompts.length, ties, tooFew);
-    const training = await this.book.timed("reference", () => this.referenceLogProbs(t, pairs));
+    const anchors = s.anchorTies ? this.anchorsOf(outcomes) : [];
+    const training = await this.book.timed("reference", () =>
+      this.referenceLogProbs(t, [...pairs, ...anchors]),
+    );
     let dpo: DpoSummary | null = null;
     if (training.length > 0) {
       dpo = await this.book.timed("dpo", () =>
@@ -602,6 +615,7 @@ export class SelfRewardingLoop {
         ? { droppedUnconfirmedGreedyRejections: unconfirmedGreedy, confirmedPrompts: confirmations.size }
         : {}),
       ...(s.quoteCheck ? { quoteCheck: { ...this.quoteTally } } : {}),
+      ...(s.anchorTies ? { anchors: anchors.length } : {}),
       pairsTrueScoreGap: this.trueGap(pairList),
       pairsTrueOrder: this.trueOrder(pairList),
       pairsTrueOrderByScores: this.trueOrderByScores(pairList),

@@ -80,6 +80,14 @@ test("bad values name the field, the value and what is allowed", () => {
       loadConfig({ preset: "demo", flags: { ...confirm, "selfReward.greedyRejectConfirm.verdicts": "0" } }),
     /selfReward\.greedyRejectConfirm\.verdicts/,
   );
+  assert.throws(
+    () => loadConfig({ flags: { "selfReward.anchorTies": "true" } }),
+    /selfReward\.anchorTies.*needs greedyCandidate: true/,
+  );
+  assert.equal(
+    loadConfig({ preset: "demo", flags: { "selfReward.anchorTies": "true" } }).selfReward.anchorTies,
+    true,
+  );
   assert.throws(() => loadConfig({ flags: { "model.backnd": "wasm" } }), /unknown field model\.backnd/);
   assert.throws(() => loadConfig({ preset: "huge" }), /preset = "huge": one of/);
   assert.throws(

@@ -475,3 +475,46 @@ test("an operator's stop ends the run as stopped, with the report of what finish
   assert.equal(written.stopped, true);
   assert.match(readFileSync(join(out, "summary.txt"), "utf8"), /stopped by the operator/);
 });
+
+// An HTTP judge that gives every answer of even length the full mark and every odd one 4: a
+// prompt whose candidates all have even length ties at the top and forms no pair.
+const evenIsFull = (async (_url: string, init: RequestInit) => {
+  const body = JSON.parse(String(init.body)) as { n: number; messages: { content: string }[] };
+  const [, , shown] = body.messages[0].content.split("|");
+  const content = `Score: ${shown.length % 2 === 0 ? 5 : 4}`;
+  const choices = Array.from({ length: body.n }, (_, index) => ({ index, message: { content } }));
+  return new Response(JSON.stringify({ choices }), { status: 200 });
+}) as typeof fetch;
+
+test("with anchorTies, prompts tied at the full mark train their greedy answer beside the pairs", {
+  timeout: 300_000,
+}, async () => {
+  const flags = {
+    "selfReward.promptsPerIteration": "16",
+    "selfReward.greedyCandidate": "true",
+    "selfReward.pairing": "all",
+    "selfReward.nllWeight": "1",
+    "train.dpo.steps": "1000",
+    "train.dpo.epochs": "1",
+    "train.dpo.batchSize": "2",
+  };
+  const plain = await oneIteration(false, false, flags, evenIsFull);
+  const anchored = await oneIteration(
+    false,
+    false,
+    { ...flags, "selfReward.anchorTies": "true" },
+    evenIsFull,
+  );
+  const [p] = plain.iterations;
+  const [a] = anchored.iterations;
+  const tiedAtFull = anchored.verdicts.filter((v) => v.candidates.every((c) => c.length % 2 === 0)).length;
+  assert.ok(tiedAtFull > 0, "some prompt's candidates all have even length");
+  assert.ok(p.pairs > 0, "and some prompt forms a pair");
+  assert.equal(a.anchors, tiedAtFull);
+  assert.equal(p.anchors, undefined);
+  // The same prompts and verdicts: the pairs are the plain run's, and DPO takes a step for
+  // every two of pairs and anchors together.
+  assert.equal(a.pairs, p.pairs);
+  assert.equal(p.dpo?.steps, Math.ceil(p.pairs / 2));
+  assert.equal(a.dpo?.steps, Math.ceil((a.pairs + tiedAtFull) / 2));
+});

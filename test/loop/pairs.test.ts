@@ -9,6 +9,7 @@ import {
   pairFromJudged,
   stepsAllowed,
   strictDpoSteps,
+  tieAnchor,
   withConfirmedGreedyRejections,
   withSureGreedyRejections,
 } from "../../actors/trainer/pairs.ts";
@@ -149,4 +150,19 @@ test("only a greedy answer that some candidate beats by the gap is sent to be ju
   assert.equal(mayRejectGreedy([c("g", [5]), c("a", [3])], "g", 1), false);
   assert.equal(mayRejectGreedy([c("g", [null]), c("a", [5])], "g", 1), false);
   assert.equal(mayRejectGreedy([c("a", [5]), c("b", [1])], "g", 1), false);
+});
+
+test("a prompt tied at the full mark anchors its greedy answer as both sides of a pair", () => {
+  const tied = [c("ab", [5]), c("ba", [5, null]), c("aa", [null])];
+  const anchor = tieAnchor("p", tied, "ba", 5);
+  assert.ok(anchor);
+  assert.equal(anchor.chosen, "ba");
+  assert.equal(anchor.rejected, "ba");
+  assert.equal(anchor.chosenScore, 5);
+  // Not at the full mark, not tied, no greedy answer, or the greedy answer unjudged: no anchor.
+  assert.equal(tieAnchor("p", [c("ab", [4]), c("ba", [4])], "ba", 5), null);
+  assert.equal(tieAnchor("p", [c("ab", [5]), c("ba", [4])], "ab", 5), null);
+  assert.equal(tieAnchor("p", tied, undefined, 5), null);
+  assert.equal(tieAnchor("p", tied, "aa", 5), null);
+  assert.equal(tieAnchor("p", tied, "zz", 5), null);
 });
