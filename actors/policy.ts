@@ -110,6 +110,7 @@ export function samplePolicy(
   sampling: Sampling,
   format: PromptFormat = "plain",
   forced?: readonly (ReadonlyMap<number, number> | undefined)[],
+  forcedUntil?: number,
 ): PromptSamples[] {
   const { model, tokenizer } = policy;
   const rendered = prompts.map((p) => promptIds(tokenizer, p, format));
@@ -127,6 +128,7 @@ export function samplePolicy(
     seed: sampling.seed,
     ...(format === "plain" ? { stop: [END] } : { eosIds: stopIds(model, tokenizer) }),
     ...(forced ? { forced: forced.flatMap((m) => Array.from({ length: n }, () => m)) } : {}),
+    ...(forcedUntil !== undefined ? { forcedUntil } : {}),
   });
   const out: PromptSamples[] = rendered.map((ids) => ({ promptTokens: Int32Array.from(ids), samples: [] }));
   outputs.forEach((o, i) => {

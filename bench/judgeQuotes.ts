@@ -19,7 +19,7 @@
 //   node --import tsx bench/judgeQuotes.ts --m1 runs/demo/checkpoints/M1 [--prompts 300]
 //     [--samples 4] [--temperature 0.7] [--forced] [--set data.seed=8 ...]
 import { parseArgs } from "node:util";
-import { quotedIds } from "../actors/judge/main.ts";
+import { quotedIds, quoteEndId } from "../actors/judge/main.ts";
 import { type Policy, samplePolicy } from "../actors/policy.ts";
 import { allPairsFromJudged, type JudgedCandidate } from "../actors/trainer/pairs.ts";
 import { parseAssignments } from "../cli/options.ts";
@@ -82,6 +82,7 @@ const forced = forcedQuote
       flat.map((x) => syntheticFormat.judgeQuote(x.prompt, x.response)),
     )
   : undefined;
+const until = forcedQuote ? quoteEndId(tokenizer, syntheticFormat.judgeQuoteEnd) : undefined;
 const greedyTexts = samplePolicy(
   policy,
   judgePrompts,
@@ -89,6 +90,7 @@ const greedyTexts = samplePolicy(
   decode(0, 3, s.judgeMaxNewTokens),
   "plain",
   forced,
+  until,
 ).map((p) => p.samples[0].text);
 const sampledTexts =
   samples === 0
@@ -100,6 +102,7 @@ const sampledTexts =
         decode(temperature, 4, s.judgeMaxNewTokens),
         "plain",
         forced,
+        until,
       ).map((p) => p.samples.map((x) => x.text));
 
 interface Verdict {

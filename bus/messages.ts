@@ -213,6 +213,9 @@ export const JudgeJob = defineMessage(
       // Per candidate, where the judge's text quotes it: a judge running the policy writes these
       // tokens as given; one that cannot (an HTTP judge) judges as if they were absent.
       quotes: z.array(z.array(quotedToken)).optional(),
+      // With quotes: once the judge writes this text itself, its text quotes no more (srlm's worked
+      // check: the space before the verdict), so a check that ends early keeps its verdict.
+      quoteEnd: z.string().min(1).optional(),
       format,
       parser: z.enum(SCORE_PARSERS),
       // The gold answer, for judges that check answers rather than read them (ReFT's `answer`).
@@ -230,6 +233,10 @@ export const JudgeJob = defineMessage(
     .refine((j) => j.quotes === undefined || j.quotes.length === j.candidates.length, {
       message: "quotes must have one entry per candidate",
       path: ["quotes"],
+    })
+    .refine((j) => j.quoteEnd === undefined || j.quotes !== undefined, {
+      message: "quoteEnd needs quotes (it ends them)",
+      path: ["quoteEnd"],
     })
     .refine((j) => withinSequences(j.candidates.length * j.samples), {
       message: sequencesMessage,

@@ -28,6 +28,10 @@ export interface GenerateOptions {
    * quotes the response it judges writes the quote as given (tasks/task.ts judgeQuote). The
    * sampler still draws at those steps, so no other row's draws move. */
   forced?: readonly (ReadonlyMap<number, number> | undefined)[];
+  /** Once a row samples this token itself, it writes no more forced tokens: a judge that ends its
+   * quote early (its check shorter than the response) is not made to write the rest of the quote
+   * into the verdict that follows. */
+  forcedUntil?: number;
 }
 
 export type FinishReason = "eos" | "stop" | "length";
@@ -208,6 +212,7 @@ export function generate(
   ]);
   const out: Generation[] = prompts.map(() => ({ ids: [], text: "", logProbs: [], finishReason: "length" }));
   const done = new Array<boolean>(B).fill(false);
+  const forcing = new Array<boolean>(B).fill(opts.forced !== undefined);
 
   const cache = useCache ? new KVCache(c, B, P + maxNew) : undefined;
   const lastLogits = (ids: number[][], mask: number[][]): Float32Array =>
@@ -232,9 +237,10 @@ export function generate(
         const row = logits.subarray(b * V, (b + 1) * V);
         const g = out[b];
         const sampled = sampleToken(row, opts, rng);
-        const forcedId = opts.forced?.[b]?.get(g.ids.length);
+        const forcedId = forcing[b] ? opts.forced?.[b]?.get(g.ids.length) : undefined;
         const { id, logProb } =
           forcedId === undefined ? sampled : { id: forcedId, logProb: logProbOf(row, forcedId) };
+        if (forcedId === undefined && id === opts.forcedUntil) forcing[b] = false;
         g.ids.push(id);
         g.logProbs.push(logProb);
         fed.push(id);

@@ -228,6 +228,8 @@ export function constraintEvidence(response: string, withChar: string, notChar: 
 // A step of the worked check (`constraintEvidence`) and where in it the response's character is.
 const CHECK_STEP = 6;
 const QUOTE_AT = [1, 4] as const;
+/** What follows the worked check: the space before the verdict (tasks/rubric.ts). */
+export const CHECK_END = " ";
 
 /**
  * The response a judge's worked check says it read, for a check of `steps` steps (one per character
@@ -238,7 +240,7 @@ const QUOTE_AT = [1, 4] as const;
  */
 export function quotedByCheck(judgeText: string, steps: number): string | null {
   const end = CHECK_STEP * steps;
-  if (judgeText.length <= end || judgeText[end] !== " ") return null;
+  if (judgeText.length <= end || judgeText[end] !== CHECK_END) return null;
   let quote = "";
   for (let i = 0; i < end; i += CHECK_STEP) {
     if (judgeText[i + QUOTE_AT[0]] !== judgeText[i + QUOTE_AT[1]]) return null;

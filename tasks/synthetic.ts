@@ -3,7 +3,7 @@
 // (`Reverse: garden` → `nedrag`), the compact judge prompt `Judge|prompt|response|`, and the
 // `Write|a|b|c|` prompt-writing prompt a small character model learns in SFT.
 import { buildSeedData, type SeedDataOptions } from "./data.ts";
-import { checkQuotes, parsePrompt, quotedByCheck } from "./families.ts";
+import { CHECK_END, checkQuotes, parsePrompt, quotedByCheck } from "./families.ts";
 import { displayResponse, judgePrompt, judgeTarget, trueScore } from "./rubric.ts";
 import { parseWrittenPrompt, promptWritingPrompt } from "./selfinstruct.ts";
 import type { Task } from "./task.ts";
@@ -31,6 +31,7 @@ export const syntheticFormat = {
   // judge's text right after the prompt, so characters of the check are its new-token indices.
   judgeQuote: (prompt: string, response: string) =>
     parsePrompt(prompt)?.family.workedCheck === true ? checkQuotes(displayResponse(response)) : [],
+  judgeQuoteEnd: CHECK_END,
   gradedJudgement: (prompt: string, response: string) => ({
     prompt: judgePrompt(prompt, response),
     response: judgeTarget(trueScore(prompt, response)),

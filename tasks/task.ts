@@ -65,6 +65,9 @@ export interface Task {
    * one-token text each holds (srlm's worked check: each character of the response, twice a
    * step); empty where the judge writes no quote. What `selfReward.forcedQuote` writes as given. */
   readonly judgeQuote?: (prompt: string, response: string) => QuotedToken[];
+  /** The one-token text whose writing ends the judge's quote (srlm's worked check: the space before
+   * the verdict): a judge whose quote ends early writes no quoted piece after it. */
+  readonly judgeQuoteEnd?: string;
   /** An EFT example from the exact rubric (the judge prompt and the judgement to write), where
    * the task can know it: what `train.ownEft` trains the judge on. */
   readonly gradedJudgement?: (prompt: string, response: string) => PromptResponse;

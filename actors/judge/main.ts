@@ -62,23 +62,40 @@ export interface Judgements {
 export function quotedIds(tokenizer: Tokenizer, quotes: QuotedToken[][]): Map<number, number>[] {
   return quotes.map((forCandidate, c) => {
     const forced = new Map<number, number>();
-    for (const q of forCandidate) {
-      const ids = tokenizer.encode(q.text);
-      if (ids.length !== 1)
-        throw new Error(
-          `job.judge quotes[${c}]: ${JSON.stringify(q.text)} at ${q.at} is ${ids.length} tokens for this judge's tokenizer; each quoted piece must be one token`,
-        );
-      forced.set(q.at, ids[0]);
-    }
+    for (const q of forCandidate)
+      forced.set(q.at, oneToken(tokenizer, q.text, `quotes[${c}]: ${JSON.stringify(q.text)} at ${q.at}`));
     return forced;
   });
+}
+
+/** A judge job's `quoteEnd` as the token id that ends its quotes. */
+export function quoteEndId(tokenizer: Tokenizer, quoteEnd: string): number {
+  return oneToken(tokenizer, quoteEnd, `quoteEnd ${JSON.stringify(quoteEnd)}`);
+}
+
+function oneToken(tokenizer: Tokenizer, text: string, what: string): number {
+  const ids = tokenizer.encode(text);
+  if (ids.length !== 1)
+    throw new Error(
+      `job.judge ${what} is ${ids.length} tokens for this judge's tokenizer; each quoted piece must be one token`,
+    );
+  return ids[0];
 }
 
 /** The policy judges each candidate by answering the judge prompt the trainer rendered for it,
  * writing the job's quotes of the candidate as given. */
 export function judgeWithPolicy(policy: Policy, job: JudgeJobBody): Judgements {
   const forced = job.quotes && quotedIds(policy.tokenizer, job.quotes);
-  const samples = samplePolicy(policy, job.judgePrompts, job.samples, job.sampling, job.format, forced);
+  const until = job.quoteEnd === undefined ? undefined : quoteEndId(policy.tokenizer, job.quoteEnd);
+  const samples = samplePolicy(
+    policy,
+    job.judgePrompts,
+    job.samples,
+    job.sampling,
+    job.format,
+    forced,
+    until,
+  );
   let parseFailures = 0;
   const scores = samples.map((perCandidate) =>
     perCandidate.samples.map((s) => {

@@ -1024,6 +1024,7 @@ export class SelfRewardingLoop {
       candidates,
       judgePrompts: candidates.map((c) => task.judgePrompt(prompt, c)),
       ...(quote ? { quotes: candidates.map((c) => quote(prompt, c)) } : {}),
+      ...(quote && task.judgeQuoteEnd !== undefined ? { quoteEnd: task.judgeQuoteEnd } : {}),
       format: task.format,
       parser: task.scoreParser,
       samples: verdicts.samples,

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { messageDef } from "../../bus/envelope.ts";
-import { JOB_LIMITS, SamplesJob } from "../../bus/messages.ts";
+import { JOB_LIMITS, JudgeJob, SamplesJob } from "../../bus/messages.ts";
 import { type JobOf, PROTOCOL, queueOfResult, type ResultOf, resultProblem } from "../../bus/protocol.ts";
 import { QUEUES, RESULT_KINDS } from "../../bus/subjects.ts";
 
@@ -147,4 +147,32 @@ test("a job asking for more work than a worker takes is refused, naming the fiel
   assert.match(problem(job(JOB_LIMITS.items + 1, 1)) ?? "", /^prompts: /);
   assert.match(problem(job(1, JOB_LIMITS.samples + 1)) ?? "", /^n: /);
   assert.match(problem(job(1, 1, JOB_LIMITS.maxNewTokens + 1)) ?? "", /^sampling\.maxNewTokens: /);
+});
+
+test("a judge job's quotes have one entry per candidate, and an end only beside them", () => {
+  const job = {
+    iteration: 1,
+    purpose: "train",
+    task: "synthetic",
+    prompt: "Word of 2: starts b with o not e",
+    candidates: ["bo", "ba"],
+    judgePrompts: ["j1", "j2"],
+    format: "plain",
+    parser: "first-line",
+    samples: 1,
+    weights: { version: 1, bucket: "b", name: "v1", digest: "d" },
+    sampling: { temperature: 0, topP: 1, topK: 0, maxNewTokens: 16, seed: 1 },
+  };
+  const quotes = [[{ at: 1, text: "b" }], [{ at: 1, text: "b" }]];
+  const problem = (body: unknown) => {
+    const r = JudgeJob.schema.safeParse(body);
+    return r.success ? null : r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+  };
+  assert.equal(problem(job), null);
+  assert.equal(problem({ ...job, quotes, quoteEnd: " " }), null);
+  assert.match(
+    problem({ ...job, quotes: quotes.slice(1) }) ?? "",
+    /^quotes: quotes must have one entry per candidate/,
+  );
+  assert.match(problem({ ...job, quoteEnd: " " }) ?? "", /^quoteEnd: quoteEnd needs quotes/);
 });

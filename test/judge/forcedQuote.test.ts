@@ -3,7 +3,7 @@
 // holds the answer at every quoted place its text reaches, and still writes its own marks.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { answerJudge, quotedIds } from "../../actors/judge/main.ts";
+import { answerJudge, quotedIds, quoteEndId } from "../../actors/judge/main.ts";
 import { type Policy, samplePolicy } from "../../actors/policy.ts";
 import type { JobOf } from "../../bus/protocol.ts";
 import { presetConfig } from "../../model/config.ts";
@@ -87,4 +87,37 @@ test("a quoted piece the judge's tokenizer writes as more than one token is refu
     new Map([[4, tokenizer.encode("b")[0]]]),
     new Map(),
   ]);
+});
+
+test("a judge that writes the quote's end itself writes no quoted piece after it", async () => {
+  const tokenizer = new CharTokenizer(DOMAIN_CHARSET);
+  const model = Llama.init(presetConfig("tiny", tokenizer), { seed: 5 });
+  const policy: Policy = { version: 1, model, tokenizer };
+  try {
+    const space = tokenizer.encode(" ")[0];
+    const j = { ...job(true), samples: 4, quoteEnd: " " };
+    const quotes = j.quotes && quotedIds(tokenizer, j.quotes);
+    const until = quoteEndId(tokenizer, j.quoteEnd);
+    const guided = samplePolicy(policy, j.judgePrompts, j.samples, j.sampling, j.format, quotes, until);
+    let endedEarly = 0;
+    candidates.forEach((answer, c) => {
+      for (const s of guided[c].samples) {
+        // No candidate holds a space, so each space in a verdict is the judge's own.
+        const end = s.tokens.indexOf(space);
+        const before = end < 0 ? s.tokens : s.tokens.slice(0, end);
+        assert.ok(holdsQuotes(tokenizer, answer, before), `${JSON.stringify(s.text)} quotes ${answer}`);
+        if (end >= 0 && !holdsQuotes(tokenizer, answer, s.tokens)) endedEarly++;
+      }
+    });
+    assert.ok(endedEarly > 0, "some verdict wrote a space early and then sampled at a quoted place");
+    // The judge actor passes the job's end on.
+    const { body } = await answerJudge("self", j, "j0", async () => policy);
+    assert.deepEqual(
+      body.texts,
+      guided.map((p) => p.samples.map((s) => s.text)),
+    );
+    assert.throws(() => quoteEndId(tokenizer, "ab"), /quoteEnd "ab" is 2 tokens for this judge's tokenizer/);
+  } finally {
+    model.dispose();
+  }
 });

@@ -110,7 +110,7 @@ async function oneIteration(
   const sampling: { n: number; temperature: number }[] = [];
   const judging: { candidates: number; samples: number; temperature: number }[] = [];
   // Each training judge job's candidates, with the quotes the judge was given.
-  const verdicts: Pick<JobOf<"judge">, "prompt" | "candidates" | "quotes">[] = [];
+  const verdicts: Pick<JobOf<"judge">, "prompt" | "candidates" | "quotes" | "quoteEnd">[] = [];
   const submitAll = workers.submitAll.bind(workers);
   workers.submitAll = (async (queue, jobs, onDone) => {
     if (queue === "samples")
@@ -132,7 +132,12 @@ async function oneIteration(
         judged.push(result);
         const job = jobs[i] as JobOf<"judge">;
         if (job.purpose === "train")
-          verdicts.push({ prompt: job.prompt, candidates: job.candidates, quotes: job.quotes });
+          verdicts.push({
+            prompt: job.prompt,
+            candidates: job.candidates,
+            quotes: job.quotes,
+            quoteEnd: job.quoteEnd,
+          });
       });
     return outcomes;
   }) as typeof workers.submitAll;
@@ -385,7 +390,11 @@ test("with forcedQuote, each judge job carries where the judge's text quotes eac
     guided.verdicts.some((v) => v.quotes?.every((q) => q.length === 0)),
     "a reverse prompt's does not",
   );
-  assert.ok(free.verdicts.every((v) => v.quotes === undefined));
+  assert.ok(
+    guided.verdicts.every((v) => v.quoteEnd === " "),
+    "the check ends at the verdict's space",
+  );
+  assert.ok(free.verdicts.every((v) => v.quotes === undefined && v.quoteEnd === undefined));
 });
 
 test("forcedQuote is refused beside the quote check, and for a tokenizer not srlm's own", async () => {

@@ -150,6 +150,26 @@ test("forced tokens: a row writes them where told, the others sample as they wou
   }
 });
 
+test("forcedUntil: a row that samples the end token itself writes no more forced tokens", async () => {
+  await useBackend("cpu");
+  const model = tinyModel(14);
+  try {
+    const opts = { maxNewTokens: 8, temperature: 1.1, seed: 5, eosIds: [] as number[] };
+    const [free] = generate(model, tokenizer, [prompts[0]], opts);
+    const end = free.ids[2];
+    const other =
+      free.ids[5] === tokenizer.encode("a")[0] ? tokenizer.encode("b")[0] : tokenizer.encode("a")[0];
+    const forced = [new Map([[5, other]])];
+    const [kept] = generate(model, tokenizer, [prompts[0]], { ...opts, forced });
+    assert.equal(kept.ids[5], other, "without an end token the forced token is written");
+    // The row samples `end` by step 2, so the token forced at step 5 is sampled as without forcing.
+    const [ended] = generate(model, tokenizer, [prompts[0]], { ...opts, forced, forcedUntil: end });
+    assert.deepEqual(ended.ids, free.ids);
+  } finally {
+    model.dispose();
+  }
+});
+
 test("top-p at a large vocabulary samples exactly as a full sort does", () => {
   const V = 50_000;
   const rng = new Rng(5);
