@@ -9,12 +9,14 @@
 //   node --import tsx bench/judgeConsistency.ts --m1 runs/demo/checkpoints/M1 [--prompts 400]
 //     [--samples 3] [--temperature 0.7] [--set data.seed=8 ...]
 import { parseArgs } from "node:util";
+import { quoteGuide } from "../actors/judge/main.ts";
 import { type Policy, samplePolicy } from "../actors/policy.ts";
 import { parseAssignments } from "../cli/options.ts";
 import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { familyByName, judgePrompt, makeRng, parseJudgement, trueScore, wilson } from "../tasks/index.ts";
+import { syntheticFormat } from "../tasks/synthetic.ts";
 
 const { values: opt } = parseArgs({
   options: {
@@ -52,6 +54,14 @@ const answers = samplePolicy(policy, prompts, 1, decode(0, 1, cfg.selfReward.max
   (p) => p.samples[0].text,
 );
 const judgePrompts = prompts.map((p, i) => judgePrompt(p, answers[i]));
+// As the loop judges: with the quotes written as given where the config says so.
+const guide = cfg.selfReward.forcedQuote
+  ? quoteGuide(
+      tokenizer,
+      syntheticFormat,
+      prompts.map((prompt, i) => ({ prompt, response: answers[i] })),
+    )
+  : undefined;
 // A verdict that does not parse counts as no verdict (null), as the loop counts it.
 const score = (text: string): number | null => {
   const j = parseJudgement(text);
@@ -62,12 +72,18 @@ const greedyVerdicts = samplePolicy(
   judgePrompts,
   1,
   decode(0, 2, cfg.selfReward.judgeMaxNewTokens),
+  "plain",
+  guide?.forced,
+  guide?.until,
 ).map((p) => score(p.samples[0].text));
 const sampledVerdicts = samplePolicy(
   policy,
   judgePrompts,
   samples,
   decode(temperature, 3, cfg.selfReward.judgeMaxNewTokens),
+  "plain",
+  guide?.forced,
+  guide?.until,
 ).map((p) => p.samples.map((s) => score(s.text)));
 
 type Tally = { answers: number; markedDown: number; allAgree: number };

@@ -8,11 +8,13 @@
 // --judge DIR judges with another checkpoint (default: the --m1 model judges its own samples);
 // --families word,number picks the task families (default: the preset's).
 import { parseArgs } from "node:util";
+import { quoteGuide } from "../actors/judge/main.ts";
 import { type Policy, samplePolicy } from "../actors/policy.ts";
 import { loadConfig } from "../config/load.ts";
 import { selectBackend } from "../model/backend.ts";
 import { loadCheckpoint } from "../model/checkpoint.ts";
 import { buildSeedData, familyByName, judgePrompt, makeRng, parsePrompt, trueScore } from "../tasks/index.ts";
+import { syntheticFormat } from "../tasks/synthetic.ts";
 
 const { values: opt } = parseArgs({
   options: {
@@ -47,11 +49,16 @@ const sampling = (temperature: number, seed: number, maxNewTokens: number) => ({
 
 /** Agreement per criterion, with the share of responses that truly meet it. */
 function agreement(items: { prompt: string; response: string }[]) {
+  // As the loop judges: with the quotes written as given where the config says so.
+  const guide = cfg.selfReward.forcedQuote ? quoteGuide(judge.tokenizer, syntheticFormat, items) : undefined;
   const texts = samplePolicy(
     judge,
     items.map((x) => judgePrompt(x.prompt, x.response)),
     1,
     sampling(0, 7, cfg.selfReward.judgeMaxNewTokens),
+    "plain",
+    guide?.forced,
+    guide?.until,
   ).map((p) => p.samples[0].text);
   // `caught`: of the responses that truly fail a criterion, the share the judge marks `-`. A judge
   // blind to a check still agrees often when most responses pass it; `caught` shows the blindness.

@@ -19,7 +19,7 @@
 //   node --import tsx bench/judgeQuotes.ts --m1 runs/demo/checkpoints/M1 [--prompts 300]
 //     [--samples 4] [--temperature 0.7] [--forced] [--set data.seed=8 ...]
 import { parseArgs } from "node:util";
-import { quotedIds, quoteEndId } from "../actors/judge/main.ts";
+import { quoteGuide } from "../actors/judge/main.ts";
 import { type Policy, samplePolicy } from "../actors/policy.ts";
 import { allPairsFromJudged, type JudgedCandidate } from "../actors/trainer/pairs.ts";
 import { parseAssignments } from "../cli/options.ts";
@@ -76,21 +76,15 @@ const flat = candidates.flatMap((texts, i) => texts.map((response) => ({ prompt:
 const judgePrompts = flat.map((x) => judgePrompt(x.prompt, x.response));
 // The config's setting (the demo's is on) unless --forced says otherwise.
 const forcedQuote = opt.forced ?? s.forcedQuote === true;
-const forced = forcedQuote
-  ? quotedIds(
-      tokenizer,
-      flat.map((x) => syntheticFormat.judgeQuote(x.prompt, x.response)),
-    )
-  : undefined;
-const until = forcedQuote ? quoteEndId(tokenizer, syntheticFormat.judgeQuoteEnd) : undefined;
+const guide = forcedQuote ? quoteGuide(tokenizer, syntheticFormat, flat) : undefined;
 const greedyTexts = samplePolicy(
   policy,
   judgePrompts,
   1,
   decode(0, 3, s.judgeMaxNewTokens),
   "plain",
-  forced,
-  until,
+  guide?.forced,
+  guide?.until,
 ).map((p) => p.samples[0].text);
 const sampledTexts =
   samples === 0
@@ -101,8 +95,8 @@ const sampledTexts =
         samples,
         decode(temperature, 4, s.judgeMaxNewTokens),
         "plain",
-        forced,
-        until,
+        guide?.forced,
+        guide?.until,
       ).map((p) => p.samples.map((x) => x.text));
 
 interface Verdict {

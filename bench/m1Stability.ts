@@ -12,6 +12,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
+import { quoteGuide } from "../actors/judge/main.ts";
 import { completionLogProbs, type Policy, samplePolicy, trainingRow } from "../actors/policy.ts";
 import { pretrain, type StepReport, sftMix, supervisedFineTune } from "../actors/trainer/loops.ts";
 import { parseAssignments } from "../cli/options.ts";
@@ -33,6 +34,7 @@ import {
   pairwiseAccuracy,
   summariseJudgements,
 } from "../tasks/index.ts";
+import { syntheticFormat } from "../tasks/synthetic.ts";
 
 const { values: opt } = parseArgs({
   options: {
@@ -106,14 +108,20 @@ function evaluate(policy: Policy, items: HeldOutItem[]) {
 /** The self-judge's pairwise accuracy against the verifier, one greedy judgement per candidate
  * (the run's report samples three at T=0.7, so its figure differs). */
 function evaluateJudge(policy: Policy, items: JudgeEvalItem[]) {
-  const prompts = items.flatMap((item) => item.candidates.map((c) => judgePrompt(item.prompt, c.response)));
-  const outs = samplePolicy(policy, prompts, 1, {
-    temperature: 0,
-    topP: 1,
-    topK: 0,
-    maxNewTokens: cfg.selfReward.judgeMaxNewTokens,
-    seed: 1,
-  });
+  const shown = items.flatMap((item) =>
+    item.candidates.map((c) => ({ prompt: item.prompt, response: c.response })),
+  );
+  // As the loop judges: with the quotes written as given where the config says so.
+  const guide = cfg.selfReward.forcedQuote ? quoteGuide(policy.tokenizer, syntheticFormat, shown) : undefined;
+  const outs = samplePolicy(
+    policy,
+    shown.map((x) => judgePrompt(x.prompt, x.response)),
+    1,
+    { temperature: 0, topP: 1, topK: 0, maxNewTokens: cfg.selfReward.judgeMaxNewTokens, seed: 1 },
+    "plain",
+    guide?.forced,
+    guide?.until,
+  );
   let k = 0;
   let failures = 0;
   const judged = items.map((item) =>

@@ -15,6 +15,7 @@ import type { Config } from "../../config/schema.ts";
 import type { Tokenizer } from "../../model/tokenizer.ts";
 import { MAX_SCORE, parseScore } from "../../tasks/judgement.ts";
 import { parseNumber, reftReward } from "../../tasks/reward.ts";
+import type { Task } from "../../tasks/task.ts";
 import { verifierOf } from "../../tasks/verifiers.ts";
 import { type Policy, samplePolicy } from "../policy.ts";
 import { publishJobResult } from "../start.ts";
@@ -66,6 +67,28 @@ export function quotedIds(tokenizer: Tokenizer, quotes: QuotedToken[][]): Map<nu
       forced.set(q.at, oneToken(tokenizer, q.text, `quotes[${c}]: ${JSON.stringify(q.text)} at ${q.at}`));
     return forced;
   });
+}
+
+/**
+ * A self-judge's quotes of each (prompt, response), written as given (`selfReward.forcedQuote`),
+ * for judging outside a job: samplePolicy's forced tokens and the token that ends them. The loop
+ * sends the same in each judge job; benches that judge by themselves take them from here.
+ */
+export function quoteGuide(
+  tokenizer: Tokenizer,
+  task: Pick<Task, "name" | "judgeQuote" | "judgeQuoteEnd">,
+  items: readonly { prompt: string; response: string }[],
+): { forced: Map<number, number>[]; until?: number } {
+  const quote = task.judgeQuote;
+  if (!quote)
+    throw new Error(`selfReward.forcedQuote: task ${task.name}'s judge writes no quote of the response`);
+  return {
+    forced: quotedIds(
+      tokenizer,
+      items.map((x) => quote(x.prompt, x.response)),
+    ),
+    ...(task.judgeQuoteEnd !== undefined ? { until: quoteEndId(tokenizer, task.judgeQuoteEnd) } : {}),
+  };
 }
 
 /** A judge job's `quoteEnd` as the token id that ends its quotes. */
