@@ -88,6 +88,10 @@ export const presets: Record<string, Preset> = {
       // copies them exactly in few verdicts, and marks right answers down where it misreads them.
       // Chosen on dev for its judge accuracy and pairs (docs/experiments.md, thirteenth round).
       forcedQuote: true,
+      // Prompts whose candidates all get the full mark keep their greedy answer through the NLL
+      // term: with pairs this clean, what an iteration broke was mostly answers on such prompts.
+      // Chosen on dev and on fresh prompts over three seeds (docs/experiments.md, fourteenth round).
+      anchorTies: true,
     },
   },
   // `srlm run --preset reft-demo`: ReFT on srlm's synthetic word problems of 2-3 steps, with a
