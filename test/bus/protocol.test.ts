@@ -18,20 +18,22 @@ test("each queue names registered job and result types, and each result kind one
   assert.deepEqual(RESULT_KINDS.map(queueOfResult).sort(), [...QUEUES].sort());
 });
 
+const judgeJob: JobOf<"judge"> = {
+  iteration: 1,
+  purpose: "train",
+  task: "synthetic",
+  prompt: "p",
+  candidates: ["a", "b"],
+  judgePrompts: ["ja", "jb"],
+  format: "plain",
+  parser: "first-line",
+  samples: 2,
+  weights,
+  sampling,
+};
+
 test("judge results must have one score list per candidate, one score per sample, in 0..5", () => {
-  const job: JobOf<"judge"> = {
-    iteration: 1,
-    purpose: "train",
-    task: "synthetic",
-    prompt: "p",
-    candidates: ["a", "b"],
-    judgePrompts: ["ja", "jb"],
-    format: "plain",
-    parser: "first-line",
-    samples: 2,
-    weights,
-    sampling,
-  };
+  const job = judgeJob;
   const result = (scores: (number | null)[][]): ResultOf<"judge"> => ({
     jobId: "j",
     iteration: 1,
@@ -150,19 +152,7 @@ test("a job asking for more work than a worker takes is refused, naming the fiel
 });
 
 test("a judge job's quotes have one entry per candidate, and an end only beside them", () => {
-  const job = {
-    iteration: 1,
-    purpose: "train",
-    task: "synthetic",
-    prompt: "Word of 2: starts b with o not e",
-    candidates: ["bo", "ba"],
-    judgePrompts: ["j1", "j2"],
-    format: "plain",
-    parser: "first-line",
-    samples: 1,
-    weights: { version: 1, bucket: "b", name: "v1", digest: "d" },
-    sampling: { temperature: 0, topP: 1, topK: 0, maxNewTokens: 16, seed: 1 },
-  };
+  const job = judgeJob;
   const quotes = [[{ at: 1, text: "b" }], [{ at: 1, text: "b" }]];
   const problem = (body: unknown) => {
     const r = JudgeJob.schema.safeParse(body);
