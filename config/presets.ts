@@ -67,7 +67,7 @@ export const presets: Record<string, Preset> = {
       sft: { steps: 3000, learningRate: 2e-3 },
       // epochs 2.5 sets the steps of an iteration by its pairs (fewer pairs, fewer steps, not more
       // passes over each); `steps` is the most, and what streaming mode takes.
-      dpo: { steps: 500, learningRate: 1e-4, epochs: 2.5 },
+      dpo: { steps: 300, learningRate: 1e-4, epochs: 2.5 },
       // The judge learns its own answers, graded by the verifier, after SFT: the SFT judge has seen
       // only reference answers and their corruptions, and marks the model's right answers down.
       ownEft: { prompts: 1500, samples: 2, steps: 400, batchSize: 16, learningRate: 2e-4, warmupSteps: 20 },
@@ -79,10 +79,6 @@ export const presets: Record<string, Preset> = {
       beta: 0.3,
       nllWeight: 1,
       promptsPerIteration: 480,
-      // Six candidates (the greedy one and five samples) rather than four: more prompts have a right
-      // answer beside a wrong one, and every two a point apart pair. Chosen on dev and on fresh
-      // prompts over three seeds, with the DPO step cap above it (docs/experiments.md, fifteenth round).
-      candidates: 6,
       minScoreGap: 1,
       greedyCandidate: true,
       pairing: "all",
